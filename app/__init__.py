@@ -1,0 +1,4 @@
+"""The HTTP layer (FastAPI): datasets, jobs, models, predict. Never imports TensorFlow at import time.
+
+Built by the service issue; empty until then.
+"""

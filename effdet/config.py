@@ -1,0 +1,574 @@
+"""Hyperparameters: google/automl's names and defaults, typed, with variant presets and overrides.
+
+One config tree (`Config`) with the settings grouped by who reads them (model architecture, input
+pipeline, loss, training, evaluation), while the boundary speaks automl's flat names: an override string
+`'num_classes=1,image_size=640x384,aspect_ratios=1.0*2.0*0.5,nms_configs.method=hard'`, a YAML document in
+automl's format, or a dict. Every problem in an override is reported at once in one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+
+ImageSize = tuple[int, int]
+"""(height, width) in pixels."""
+
+Activation = Literal["swish", "silu", "swish_native", "relu", "relu6", "hswish", "mish", "gelu", "elu", "selu"]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+
+# Keys that automl writes into a saved config.yaml (run bookkeeping, removed features) and that carry no
+# meaning here. They are accepted and dropped so that such a file loads unchanged.
+IGNORED_KEYS = frozenset(
+    {
+        "use_augmix",
+        "augmix_params",
+        "resnet_depth",
+        "model_dir",
+        "batch_size",
+        "eval_batch_size",
+        "steps_per_epoch",
+        "eval_samples",
+        "num_shards",
+        "val_json_file",
+        "testdev_dir",
+        "profile",
+        "mode",
+        "iterations_per_loop",
+        "training_file_pattern",
+        "validation_file_pattern",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """Every problem found in a set of hyperparameters, each a line that says what to fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"{len(problems)} {noun} in hyperparameters:\n" + "\n".join(f"- {p}" for p in problems))
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def parse_image_size(value: Any) -> ImageSize:
+    """Read automl's image_size (an int, a 'WxH' string or an (H, W) pair) as (height, width)."""
+    if isinstance(value, bool):
+        raise ValueError(f"image_size must be an int or 'WxH', not {value!r}")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text.isdigit():
+            return (int(text), int(text))
+        parts = text.split("x")
+        if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+            return (int(parts[1]), int(parts[0]))
+        raise ValueError(f"image_size {value!r} is not an int or a 'WxH' string such as '640x384'")
+    if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return (int(value[0]), int(value[1]))
+    raise ValueError(f"image_size must be an int, a 'WxH' string or [height, width], not {value!r}")
+
+
+def format_image_size(size: ImageSize) -> int | str:
+    """automl's spelling of (height, width): an int when square, else 'WxH'."""
+    height, width = size
+    return height if height == width else f"{width}x{height}"
+
+
+Head = Literal["object_detection"]
+
+
+def _default_heads() -> list[Head]:
+    return ["object_detection"]
+
+
+class ModelConfig(_Group):
+    """Architecture: what `build_model` reads."""
+
+    name: str = "efficientdet-d1"
+    backbone_name: str = "efficientnet-b1"
+    backbone_config: None = None
+    act_type: Activation = "swish"
+    image_size: ImageSize = (640, 640)
+    num_classes: int = Field(90, ge=1)
+    seg_num_classes: int = Field(3, ge=1)
+    heads: list[Head] = Field(default_factory=_default_heads)
+    min_level: int = Field(3, ge=1, le=5)
+    max_level: int = Field(7, ge=3, le=10)
+    num_scales: int = Field(3, ge=1)
+    aspect_ratios: list[float] = Field(default_factory=lambda: [1.0, 2.0, 0.5], min_length=1)
+    anchor_scale: float = Field(4.0, gt=0)
+    is_training_bn: bool = True
+    box_class_repeats: int = Field(3, ge=1)
+    fpn_cell_repeats: int = Field(3, ge=1)
+    fpn_num_filters: int = Field(88, ge=1)
+    separable_conv: bool = True
+    apply_bn_for_resampling: bool = True
+    conv_after_downsample: bool = False
+    conv_bn_act_pattern: bool = False
+    fpn_name: Literal["bifpn"] | None = None
+    fpn_weight_method: Literal["attn", "fastattn", "channel_attn", "channel_fastattn", "sum"] | None = None
+    fpn_config: None = None
+    survival_prob: float | None = Field(None, gt=0, le=1)
+    data_format: Literal["channels_last"] = "channels_last"
+    mean_rgb: float | list[float] = Field(default_factory=lambda: [0.485 * 255, 0.456 * 255, 0.406 * 255])
+    stddev_rgb: float | list[float] = Field(default_factory=lambda: [0.229 * 255, 0.224 * 255, 0.225 * 255])
+    scale_range: bool = False
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _parse_image_size(cls, value: Any) -> ImageSize:
+        return parse_image_size(value)
+
+    @field_serializer("image_size")
+    def _dump_image_size(self, value: ImageSize) -> int | str:
+        return format_image_size(value)
+
+    @field_validator("aspect_ratios", mode="before")
+    @classmethod
+    def _parse_aspect_ratios(cls, value: Any) -> Any:
+        # automl's older format lists (w, h) pairs; a pair means the ratio w / h.
+        if isinstance(value, list | tuple):
+            return [v[0] / v[1] if isinstance(v, list | tuple) and len(v) == 2 else v for v in value]
+        return value
+
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _positive_ratios(cls, value: list[float]) -> list[float]:
+        if any(r <= 0 for r in value):
+            raise ValueError(f"aspect ratios (width / height) must be positive, got {value}")
+        return value
+
+    @field_validator("mean_rgb", "stddev_rgb")
+    @classmethod
+    def _rgb_triplet(cls, value: float | list[float]) -> float | list[float]:
+        if isinstance(value, list) and len(value) != 3:
+            raise ValueError(f"give one number or three (R, G, B), got {len(value)}")
+        return value
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors per feature-map location."""
+        return self.num_scales * len(self.aspect_ratios)
+
+    @property
+    def weight_method(self) -> str:
+        """The BiFPN fusion actually used: automl's default is fast normalised fusion."""
+        return self.fpn_weight_method or "fastattn"
+
+
+class InputConfig(_Group):
+    """Input pipeline and augmentation: what the data side reads."""
+
+    target_size: int | str | None = None
+    input_rand_hflip: bool = True
+    jitter_min: float = Field(0.1, gt=0)
+    jitter_max: float = Field(2.0, gt=0)
+    autoaugment_policy: Literal["v0", "v1", "v2", "v3", "randaug"] | None = None
+    grid_mask: bool = False
+    sample_image: str | None = None
+    label_map: dict[int, str] | Literal["coco", "voc", "waymo"] | None = None
+    max_instances_per_image: int = Field(100, ge=1)
+    skip_crowd_during_training: bool = True
+    regenerate_source_id: bool = False
+    dataset_type: str | None = None
+    drop_remainder: bool = True
+
+
+class LossConfig(_Group):
+    """Focal and box losses (paper section 3; automl's det_model_fn)."""
+
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    alpha: float = Field(0.25, ge=0, le=1)
+    gamma: float = Field(1.5, ge=0)
+    delta: float = Field(0.1, gt=0)
+    box_loss_weight: float = Field(50.0, ge=0)
+    iou_loss_type: None = None
+    iou_loss_weight: float = 1.0
+
+
+class TrainConfig(_Group):
+    """Optimisation, schedule, regularisation and checkpoint handling."""
+
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    learning_rate: float = Field(0.08, gt=0)
+    lr_warmup_init: float = Field(0.008, ge=0)
+    lr_warmup_epoch: float = Field(1.0, ge=0)
+    lr_decay_method: Literal["cosine", "stepwise", "polynomial", "constant"] = "cosine"
+    first_lr_drop_epoch: float = Field(200.0, ge=0)
+    second_lr_drop_epoch: float = Field(250.0, ge=0)
+    poly_lr_power: float = Field(0.9, gt=0)
+    clip_gradients_norm: float = Field(10.0, ge=0)
+    num_epochs: int = Field(300, ge=1)
+    weight_decay: float = Field(4e-5, ge=0)
+    moving_average_decay: float = Field(0.9998, ge=0, lt=1)
+    strategy: Literal["gpus"] | None = None
+    mixed_precision: bool = False
+    loss_scale: float | None = None
+    var_freeze_expr: str | None = None
+    ckpt_var_scope: str | None = None
+    skip_mismatch: bool = True
+    map_freq: int = Field(5, ge=1)
+    img_summary_steps: int | None = None
+    grad_checkpoint: bool = False
+    positives_momentum: float | None = None
+    verbose: int = 1
+    save_freq: Literal["epoch"] | int = "epoch"
+    use_keras_model: bool = True
+    each_epoch_in_separate_process: bool = False
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _supported_strategy(cls, value: Any) -> Any:
+        if value in ("tpu", "horovod"):
+            raise ValueError(
+                f"strategy {value!r} is not supported by this service; use null (one device) or 'gpus' "
+                "(all visible GPUs)"
+            )
+        return value
+
+    @field_validator("var_freeze_expr")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"var_freeze_expr {value!r} is not a valid regular expression: {err}") from err
+        return value
+
+
+class NmsConfig(_Group):
+    """Non-maximum suppression (automl's nms_configs)."""
+
+    method: Literal["hard", "gaussian"] = "gaussian"
+    iou_thresh: float | None = Field(None, gt=0, le=1)
+    score_thresh: float = 0.0
+    sigma: float | None = Field(None, gt=0)
+    pyfunc: bool = False
+    max_nms_inputs: int = Field(0, ge=0)
+    max_output_size: int = Field(100, ge=1)
+
+    @property
+    def resolved_iou_thresh(self) -> float:
+        """IoU above which a box is dropped; gaussian soft-NMS only decays scores (automl: 1.0)."""
+        if self.iou_thresh is not None:
+            return self.iou_thresh
+        return 0.5 if self.method == "hard" else 1.0
+
+    @property
+    def resolved_sigma(self) -> float:
+        """Gaussian soft-NMS sigma; 0 means hard NMS."""
+        if self.method == "hard":
+            return 0.0
+        return self.sigma if self.sigma is not None else 0.5
+
+
+class EvalConfig(_Group):
+    """Post-processing used by evaluation, export and prediction."""
+
+    nms_configs: NmsConfig = Field(default_factory=NmsConfig)
+    tflite_max_detections: int = Field(100, ge=1)
+
+
+_GROUPS: dict[str, type[_Group]] = {
+    "model": ModelConfig,
+    "input": InputConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+FLAT_KEYS: dict[str, str] = {key: group for group, cls in _GROUPS.items() for key in cls.model_fields}
+"""automl's flat hyperparameter name -> the group that holds it."""
+
+
+class Config(BaseModel):
+    """A complete, validated EfficientDet configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    def to_flat(self) -> dict[str, Any]:
+        """automl's flat dict (image_size as int or 'WxH'), the form stored with a job."""
+        flat: dict[str, Any] = {}
+        for group in _GROUPS:
+            flat.update(getattr(self, group).model_dump(mode="json"))
+        return flat
+
+    def to_yaml(self) -> str:
+        """The whole resolved config as a YAML document that `from_yaml` reads back identically."""
+        return yaml.safe_dump(self.to_flat(), sort_keys=True)
+
+    def override(self, overrides: Mapping[str, Any] | str | None) -> Config:
+        """A new config with automl-style overrides applied (dict, 'a=b,c.d=e' string or YAML text)."""
+        updates = parse_overrides(overrides)
+        return _validate(_merge(self.to_flat(), updates), _unknown_key_problems(updates))
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> Config:
+        """Read a YAML document (text or file path) holding at least `name`, as written by `to_yaml`."""
+        updates = load_yaml(source)
+        name = updates.get("name")
+        if not isinstance(name, str):
+            raise ConfigError(["the YAML has no 'name' (the model variant, e.g. efficientdet-d0)"])
+        return get_config(name, updates)
+
+
+def _preset(
+    backbone: str,
+    image_size: int,
+    fpn_num_filters: int,
+    fpn_cell_repeats: int,
+    box_class_repeats: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "backbone_name": backbone,
+        "image_size": image_size,
+        "fpn_num_filters": fpn_num_filters,
+        "fpn_cell_repeats": fpn_cell_repeats,
+        "box_class_repeats": box_class_repeats,
+        **extra,
+    }
+
+
+# Compound scaling (paper table 1): backbone, input size, BiFPN width/depth, head depth.
+PRESETS: dict[str, dict[str, Any]] = {
+    "efficientdet-d0": _preset("efficientnet-b0", 512, 64, 3, 3),
+    "efficientdet-d1": _preset("efficientnet-b1", 640, 88, 4, 3),
+    "efficientdet-d2": _preset("efficientnet-b2", 768, 112, 5, 3),
+    "efficientdet-d3": _preset("efficientnet-b3", 896, 160, 6, 4),
+    "efficientdet-d4": _preset("efficientnet-b4", 1024, 224, 7, 4),
+    "efficientdet-d5": _preset("efficientnet-b5", 1280, 288, 7, 4),
+    "efficientdet-d6": _preset("efficientnet-b6", 1280, 384, 8, 5, fpn_weight_method="sum"),
+    "efficientdet-d7": _preset("efficientnet-b6", 1536, 384, 8, 5, anchor_scale=5.0, fpn_weight_method="sum"),
+    "efficientdet-d7x": _preset("efficientnet-b7", 1536, 384, 8, 5, max_level=8, fpn_weight_method="sum"),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(PRESETS)
+BACKBONES: tuple[str, ...] = tuple(f"efficientnet-b{i}" for i in range(8))
+
+
+def get_config(model_name: str, overrides: Mapping[str, Any] | str | None = None) -> Config:
+    """The preset for `model_name` with `overrides` applied; unknown names list the valid ones."""
+    if model_name not in PRESETS:
+        hint = difflib.get_close_matches(model_name, MODEL_NAMES, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError([f"unknown model {model_name!r}{suggestion}; choose one of {', '.join(MODEL_NAMES)}"])
+    base = Config().to_flat()
+    base.update(PRESETS[model_name], name=model_name)
+    updates = parse_overrides(overrides)
+    if updates.get("name", model_name) != model_name:
+        raise ConfigError(
+            [f"name {updates['name']!r} differs from the model {model_name!r}; drop it or make them equal"]
+        )
+    return _validate(_merge(base, updates), _unknown_key_problems(updates))
+
+
+def parse_overrides(overrides: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """Turn a dict, an automl 'a=b,c.d=e' string, a YAML text or a .yaml path into a nested dict."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    text = overrides.strip()
+    if not text:
+        return {}
+    if text.endswith((".yaml", ".yml")) and "\n" not in text:
+        return load_yaml(Path(text))
+    if "=" in text and "\n" not in text and ": " not in text:
+        return parse_override_string(text)
+    return load_yaml(text)
+
+
+def parse_override_string(text: str) -> dict[str, Any]:
+    """Parse automl's 'x.y=1,z=a*b' syntax into {'x': {'y': 1}, 'z': ['a', 'b']}."""
+    result: dict[str, Any] = {}
+    for pair in text.split(","):
+        if not pair.strip():
+            continue
+        if pair.count("=") != 1:
+            raise ConfigError([f"override {pair!r} is not of the form name=value"])
+        key, raw = (part.strip() for part in pair.split("="))
+        value: Any = [_literal(v) for v in raw.split("*")] if "*" in raw else _literal(raw)
+        node = result
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return result
+
+
+def _literal(text: str) -> Any:
+    if text in ("true", "false"):
+        return text == "true"
+    if text in ("null", "none"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def load_yaml(source: str | Path) -> dict[str, Any]:
+    """Read automl-format YAML from a path or from text; the top level must be a mapping."""
+    text = Path(source).read_text() if isinstance(source, Path) else source
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError([f"hyperparameters are not valid YAML: {err}"]) from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"hyperparameter YAML must be a mapping of name: value, not {type(data).__name__}"])
+    return data
+
+
+def _unknown_key_problems(updates: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for key in updates:
+        if key in FLAT_KEYS or key in IGNORED_KEYS:
+            continue
+        hint = difflib.get_close_matches(str(key), list(FLAT_KEYS), n=1, cutoff=0.7)
+        problems.append(f"unknown hyperparameter {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    nms = updates.get("nms_configs")
+    if isinstance(nms, Mapping):
+        for key in nms:
+            if key not in NmsConfig.model_fields:
+                problems.append(
+                    f"unknown hyperparameter 'nms_configs.{key}'; valid: {', '.join(NmsConfig.model_fields)}"
+                )
+    return problems
+
+
+def _merge(base: dict[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
+    """automl's update: known keys replace, nested dicts (nms_configs) merge key by key."""
+    merged = dict(base)
+    for key, value in updates.items():
+        if key not in FLAT_KEYS:
+            continue
+        if isinstance(merged.get(key), dict) and isinstance(value, Mapping) and key != "label_map":
+            merged[key] = {**merged[key], **{k: v for k, v in value.items() if k in merged[key]}}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _validate(flat: dict[str, Any], problems: list[str]) -> Config:
+    grouped: dict[str, dict[str, Any]] = {group: {} for group in _GROUPS}
+    for key, value in flat.items():
+        grouped[FLAT_KEYS[key]][key] = value
+    problems = problems + _cross_check(flat)
+    try:
+        config = Config.model_validate(grouped)
+    except ValidationError as err:
+        raise ConfigError(problems + [_describe(e) for e in err.errors()]) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _describe(error: Any) -> str:
+    name = ".".join(str(p) for p in error["loc"][1:])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        return f"{name}: {message}, got {error['input']!r}"
+    return f"{name}: {message} (got {error['input']!r})"
+
+
+def valid_image_sizes(size: int, multiple: int) -> list[int]:
+    """The multiples of `multiple` nearest to `size` (at most one below and one above)."""
+    below = (size // multiple) * multiple
+    return [s for s in (below, below + multiple) if s > 0]
+
+
+def _cross_check(flat: dict[str, Any]) -> list[str]:
+    """Checks that span fields, on the raw values (a check whose inputs are themselves invalid is skipped,
+    their own error says why); each problem says what value would work."""
+    problems: list[str] = []
+    for check in (
+        _check_levels,
+        _check_image_size,
+        _check_jitter,
+        _check_label_map,
+        _check_backbone,
+        _check_lr_drops,
+    ):
+        try:
+            problem = check(flat)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            continue
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _check_levels(flat: dict[str, Any]) -> str | None:
+    if int(flat["min_level"]) >= int(flat["max_level"]):
+        return f"min_level {flat['min_level']} must be below max_level {flat['max_level']}"
+    return None
+
+
+def _check_image_size(flat: dict[str, Any]) -> str | None:
+    multiple = 2 ** int(flat["max_level"])
+    height, width = parse_image_size(flat["image_size"])
+    if not (height % multiple or width % multiple):
+        return None
+    fixed_h, fixed_w = (valid_image_sizes(s, multiple) for s in (height, width))
+    if height == width:
+        choices = " or ".join(str(s) for s in fixed_h)
+    else:
+        choices = " or ".join(f"'{w}x{h}'" for h in fixed_h for w in fixed_w)
+    return (
+        f"image_size {format_image_size((height, width))} is not divisible by 2**max_level={multiple}, so the "
+        f"feature levels do not line up; use {choices}"
+    )
+
+
+def _check_jitter(flat: dict[str, Any]) -> str | None:
+    if float(flat["jitter_min"]) > float(flat["jitter_max"]):
+        return f"jitter_min {flat['jitter_min']} is above jitter_max {flat['jitter_max']}"
+    return None
+
+
+def _check_label_map(flat: dict[str, Any]) -> str | None:
+    label_map, num_classes = flat["label_map"], int(flat["num_classes"])
+    if not isinstance(label_map, dict):
+        return None
+    bad = sorted(int(i) for i in label_map if not 1 <= int(i) <= num_classes)
+    if bad:
+        return (
+            f"label_map ids {bad} are outside 1..num_classes={num_classes}; ids are 1-based and num_classes "
+            "counts the classes (background not included)"
+        )
+    return None
+
+
+def _check_backbone(flat: dict[str, Any]) -> str | None:
+    name = str(flat["backbone_name"])
+    if name not in BACKBONES:
+        return f"backbone_name {name!r} is not one of {', '.join(BACKBONES)}"
+    return None
+
+
+def _check_lr_drops(flat: dict[str, Any]) -> str | None:
+    if float(flat["first_lr_drop_epoch"]) > float(flat["second_lr_drop_epoch"]):
+        return "first_lr_drop_epoch must not be after second_lr_drop_epoch"
+    return None

@@ -1,0 +1,147 @@
+"""EfficientDet (Tan, Pang, Le, CVPR 2020): EfficientNet backbone -> BiFPN -> shared class and box nets.
+
+`build_model(config)` is the one factory every entry point uses. Variable paths follow the official
+checkpoint scopes (`efficientnet-b0/...`, `resample_p6/...`, `fpn_cells/cell_0/...`, `class_net/...`,
+`box_net/...`), so automl's `var_freeze_expr` regexes mean the same here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from effdet.config import Config, ModelConfig
+from effdet.model.bifpn import FPNCells, FusionSettings, ResampleFeatureMap
+from effdet.model.efficientnet import EfficientNet, expand_blocks
+from effdet.model.heads import box_net, class_net
+
+BACKBONE_MAX_LEVEL = 5
+
+
+def backbone_level_filters(backbone_name: str) -> dict[int, int]:
+    """Channels of the backbone feature at each level 1..5 (stride 2**level)."""
+    blocks = expand_blocks(backbone_name)
+    ends = [i for i in range(len(blocks)) if i == len(blocks) - 1 or blocks[i + 1].strides > 1]
+    return {level: blocks[i].output_filters for level, i in enumerate(ends, start=1)}
+
+
+class EfficientDet(keras.Model):
+    """The detection network without pre/post-processing.
+
+    call(images: float32 [batch, H, W, 3], normalised by mean_rgb/stddev_rgb) ->
+    (class_outputs, box_outputs): lists over levels min..max of
+    float [batch, H / 2**l, W / 2**l, num_anchors * num_classes] (logits) and [..., num_anchors * 4].
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs: Any) -> None:
+        # An empty model name keeps variable paths identical to the official checkpoint scopes.
+        super().__init__(name="", **kwargs)
+        self.hparams = config
+        self.backbone = EfficientNet(config.backbone_name, config.act_type)
+        widths = backbone_level_filters(config.backbone_name)
+        filters = config.fpn_num_filters
+        top_backbone_level = min(config.max_level, BACKBONE_MAX_LEVEL)
+        self.resample_layers = [
+            ResampleFeatureMap(
+                filters,
+                widths[BACKBONE_MAX_LEVEL] if level == BACKBONE_MAX_LEVEL + 1 else filters,
+                config.apply_bn_for_resampling,
+                config.conv_after_downsample,
+                name=f"resample_p{level}",
+            )
+            for level in range(BACKBONE_MAX_LEVEL + 1, config.max_level + 1)
+        ]
+        input_filters = [widths[level] for level in range(config.min_level, top_backbone_level + 1)]
+        input_filters += [filters] * len(self.resample_layers)
+        settings = FusionSettings(
+            filters=filters,
+            weight_method=config.weight_method,
+            act_type=config.act_type,
+            separable_conv=config.separable_conv,
+            apply_bn_for_resampling=config.apply_bn_for_resampling,
+            conv_after_downsample=config.conv_after_downsample,
+            conv_bn_act_pattern=config.conv_bn_act_pattern,
+        )
+        self.fpn_cells = FPNCells(
+            config.min_level,
+            config.max_level,
+            input_filters,
+            config.fpn_cell_repeats,
+            settings,
+            name="fpn_cells",
+        )
+        head_args: dict[str, Any] = {
+            "filters": filters,
+            "min_level": config.min_level,
+            "max_level": config.max_level,
+            "repeats": config.box_class_repeats,
+            "act_type": config.act_type,
+            "separable_conv": config.separable_conv,
+            "survival_prob": config.survival_prob,
+        }
+        self.class_net = class_net(config.num_classes, config.num_anchors, **head_args)
+        self.box_net = box_net(config.num_anchors, **head_args)
+
+    def call(self, images: tf.Tensor, training: bool = False) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+        # is_training_bn=False freezes batch statistics (and stochastic depth) even while training.
+        training = bool(training) and self.hparams.is_training_bn
+        config = self.hparams
+        backbone_feats = self.backbone(images, training=training)
+        feats = backbone_feats[config.min_level - 1 : min(config.max_level, BACKBONE_MAX_LEVEL)]
+        for layer in self.resample_layers:
+            height, width = int(feats[-1].shape[1]), int(feats[-1].shape[2])
+            feats.append(
+                layer(
+                    feats[-1],
+                    target_height=(height + 1) // 2,
+                    target_width=(width + 1) // 2,
+                    training=training,
+                )
+            )
+        feats = self.fpn_cells(feats, training=training)
+        return self.class_net(feats, training=training), self.box_net(feats, training=training)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"config": self.hparams.model_dump(mode="json")}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> EfficientDet:
+        return cls(ModelConfig.model_validate(config["config"]))
+
+
+def build_model(config: Config | ModelConfig) -> EfficientDet:
+    """Create an EfficientDet for `config` with all its variables made (built on a tiny input)."""
+    model_config = config.model if isinstance(config, Config) else config
+    model = EfficientDet(model_config)
+    # The network is fully convolutional: the smallest size every level divides builds the same variables.
+    side = 2**model_config.max_level
+    model(tf.zeros([1, side, side, 3]), training=False)
+    return model
+
+
+def variable_shapes(model: keras.Model) -> list[tuple[str, tuple[int, ...]]]:
+    """(path, shape) of every variable, in creation order; paths are the official checkpoint names."""
+    return [(v.path, tuple(int(d) for d in v.shape)) for v in model.variables]
+
+
+def count_params(model: keras.Model, trainable_only: bool = True) -> int:
+    """Number of parameters (the paper counts trainable ones: BN moving statistics are excluded)."""
+    variables = model.trainable_variables if trainable_only else model.variables
+    return int(sum(np.prod(v.shape) for v in variables))
+
+
+def flatten_predictions(
+    class_outputs: list[tf.Tensor], box_outputs: list[tf.Tensor], num_classes: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Concatenate per-level head outputs in anchor order (level, y, x, anchor).
+
+    Returns class logits float [batch, num_anchors_total, num_classes] and
+    box regressions float [batch, num_anchors_total, 4] as [ty, tx, th, tw].
+    """
+    batch = tf.shape(class_outputs[0])[0]
+    classes = tf.concat([tf.reshape(c, [batch, -1, num_classes]) for c in class_outputs], axis=1)
+    boxes = tf.concat([tf.reshape(b, [batch, -1, 4]) for b in box_outputs], axis=1)
+    return classes, boxes
