@@ -1,0 +1,1 @@
+"""The data side: dataset readers, validation, statistics, anchor suggestion, TFRecords, input pipeline."""

@@ -1,0 +1,1 @@
+"""One reader per annotation format, each producing `effdet.data.records.ReadResult`."""

@@ -1,0 +1,106 @@
+"""The tf.data input pipeline: automl TFRecords -> normalised, augmented, anchor-labelled batches.
+
+Each element is a dict: `images` float32 [batch, H, W, 3] (normalised by mean_rgb/stddev_rgb),
+`cls_targets` int32 [batch, anchors] (1-based class, 0 background), `box_targets` float32 [batch, anchors, 4],
+`boxes` float32 [batch, max_instances, 4] yxyx input pixels and `classes` int32 [batch, max_instances]
+(0 pads), `image_scales` float32 [batch] (original pixels per input pixel), `image_sizes` float32
+[batch, 2] (original height, width), `source_ids` string [batch].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from effdet.anchors import anchors_for, assign_targets
+from effdet.config import Config
+from effdet.data.augment import random_horizontal_flip, resize_and_crop
+from effdet.data.tfrecord import parse_example
+
+
+def _normalise(image: tf.Tensor, config: Config) -> tf.Tensor:
+    mean = tf.constant(config.model.mean_rgb, tf.float32)
+    std = tf.constant(config.model.stddev_rgb, tf.float32)
+    return (tf.cast(image, tf.float32) - mean) / std
+
+
+def make_preprocess(config: Config, training: bool, seed: int | None = None):  # type: ignore[no-untyped-def]
+    """The per-example map function (parsed automl example -> model inputs and anchor targets)."""
+    anchors = tf.constant(anchors_for(config.model).boxes)
+    max_instances = config.input.max_instances_per_image
+    target_size = config.model.image_size
+
+    def preprocess(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
+        height = tf.cast(tf.shape(image)[0], tf.float32)
+        width = tf.cast(tf.shape(image)[1], tf.float32)
+        boxes = example["boxes"] * tf.stack([height, width, height, width])
+        classes = example["classes"]
+        if training and config.input.skip_crowd_during_training:
+            not_crowd = tf.logical_not(example["is_crowd"])
+            if_present = tf.shape(example["is_crowd"])[0] == tf.shape(classes)[0]
+            keep = tf.cond(if_present, lambda: not_crowd, lambda: tf.ones_like(classes, tf.bool))
+            boxes, classes = tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep)
+        image = _normalise(image, config)
+        if training and config.input.input_rand_hflip:
+            image, boxes = random_horizontal_flip(image, boxes, seed)
+        jitter = (config.input.jitter_min, config.input.jitter_max) if training else None
+        placed = resize_and_crop(image, boxes, target_size, jitter, seed)
+        boxes = tf.boolean_mask(placed.boxes, placed.keep)
+        classes = tf.boolean_mask(classes, placed.keep)
+        cls_targets, box_targets, _ = assign_targets(boxes, classes, anchors)
+        count = tf.shape(classes)[0]
+        checked = tf.debugging.assert_less_equal(
+            count,
+            max_instances,
+            message=f"an image has more boxes than max_instances_per_image={max_instances}; raise it in the "
+            "hyperparameters (the converter reports the largest count in dataset.json)",
+        )
+        with tf.control_dependencies([checked]):
+            pad = max_instances - count
+        return {
+            "images": tf.ensure_shape(placed.image, [*target_size, 3]),
+            "cls_targets": cls_targets,
+            "box_targets": box_targets,
+            "boxes": tf.ensure_shape(tf.pad(boxes, [[0, pad], [0, 0]]), [max_instances, 4]),
+            "classes": tf.ensure_shape(tf.pad(classes, [[0, pad]]), [max_instances]),
+            "image_scales": 1.0 / placed.scale,
+            "image_sizes": tf.stack([height, width]),
+            "source_ids": example["source_id"],
+        }
+
+    return preprocess
+
+
+def build_dataset(
+    files: str | Sequence[str],
+    config: Config,
+    batch_size: int,
+    training: bool,
+    seed: int | None = None,
+    repeat: bool | None = None,
+) -> tf.data.Dataset:
+    """Batches from TFRecord files (a glob pattern or a list). Training shuffles, augments and repeats;
+    evaluation keeps file order and every image (the last batch may be smaller)."""
+    patterns = [files] if isinstance(files, str) else list(files)
+    paths = sorted({p for pattern in patterns for p in tf.io.gfile.glob(pattern)})
+    if not paths:
+        raise FileNotFoundError(f"no TFRecord file matches {patterns}")
+    repeat = training if repeat is None else repeat
+    options = tf.data.Options()
+    options.deterministic = seed is not None or not training
+    dataset = tf.data.Dataset.from_tensor_slices(paths)
+    if training:
+        dataset = dataset.shuffle(len(paths), seed=seed)
+    dataset = dataset.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(4, len(paths)), num_parallel_calls=tf.data.AUTOTUNE
+    ).with_options(options)
+    if training:
+        dataset = dataset.shuffle(256, seed=seed)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(make_preprocess(config, training, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    return dataset.prefetch(tf.data.AUTOTUNE)

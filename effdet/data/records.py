@@ -1,0 +1,79 @@
+"""The common, typed form every dataset reader produces, and the problem report every step appends to.
+
+Boxes are [xmin, ymin, xmax, ymax] in pixels of the image as stored on disk (before any EXIF rotation is
+applied; validation maps them to the pixels the model sees).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Severity(StrEnum):
+    """An error drops the item it names; a warning keeps it (possibly repaired, e.g. a clipped box)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class Split(StrEnum):
+    """A split an annotation file may assign (TFLite Model Maker CSV, COCO train/val files)."""
+
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+
+
+class Problem(BaseModel):
+    """One thing wrong with the input, precise enough to fix: which file, which object, what to do."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    object_index: int | None = None
+    severity: Severity
+    code: str = Field(description="stable machine-readable kind, e.g. 'box_outside_image'")
+    message: str
+
+
+class Box(BaseModel):
+    """One labelled object, in pixels of the stored image."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    label: str
+    is_crowd: bool = False
+    difficult: bool = False
+    truncated: bool = False
+
+
+class Record(BaseModel):
+    """One image and its objects, as a reader found them (not yet validated)."""
+
+    image_path: Path = Field(description="absolute path of the image file")
+    filename: str = Field(description="the image's name relative to the dataset root, '/'-separated")
+    annotation_file: str = Field(description="where the boxes came from, relative to the dataset root")
+    width: int | None = Field(None, description="width the annotation declares, if it does")
+    height: int | None = Field(None, description="height the annotation declares, if it does")
+    boxes: list[Box] = Field(default_factory=list)
+    split: Split | None = None
+
+
+class ReadResult(BaseModel):
+    """What a reader returns: the records it could build and every problem it met on the way."""
+
+    format: str
+    records: list[Record] = Field(default_factory=list)
+    problems: list[Problem] = Field(default_factory=list)
+    label_names: list[str] = Field(
+        default_factory=list, description="class names in the order the format defines them, if it does"
+    )
+
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+"""Image files a reader looks for (decodable by TensorFlow and Pillow)."""

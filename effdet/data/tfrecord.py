@@ -1,0 +1,109 @@
+"""TFRecord shards with exactly google/automl's feature keys, so records move freely between the two.
+
+Boxes are stored normalised to [0, 1] of the stored image; class ids are 1-based; `image/source_id` is an
+integer written as a string (automl's COCO evaluation needs it to be one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import tensorflow as tf
+
+from effdet.data.validate import ValidItem, encoded_image
+
+FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature((), tf.string),
+    "image/format": tf.io.FixedLenFeature((), tf.string, default_value="jpeg"),
+    "image/height": tf.io.FixedLenFeature((), tf.int64, default_value=-1),
+    "image/width": tf.io.FixedLenFeature((), tf.int64, default_value=-1),
+    "image/filename": tf.io.FixedLenFeature((), tf.string, default_value=""),
+    "image/source_id": tf.io.FixedLenFeature((), tf.string, default_value=""),
+    "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
+    "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+    "image/object/class/text": tf.io.VarLenFeature(tf.string),
+    "image/object/is_crowd": tf.io.VarLenFeature(tf.int64),
+    "image/object/area": tf.io.VarLenFeature(tf.float32),
+}
+"""google/automl's keys and types (create_coco_tfrecord.py / tf_example_decoder.py)."""
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    """File name of one shard, e.g. 'train-00000-of-00004.tfrecord'."""
+    return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def _bytes(values: Iterable[bytes]) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def _floats(values: Iterable[float]) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+
+
+def _ints(values: Iterable[int]) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+
+def make_example(item: ValidItem, image: bytes, source_id: int, label_ids: Mapping[str, int]) -> tf.train.Example:
+    """The automl tf.train.Example of one validated image (boxes in pixels -> normalised)."""
+    w, h = float(item.width), float(item.height)
+    boxes = item.boxes
+    feature = {
+        "image/encoded": _bytes([image]),
+        "image/format": _bytes([item.image_format.encode()]),
+        "image/height": _ints([item.height]),
+        "image/width": _ints([item.width]),
+        "image/filename": _bytes([item.filename.encode()]),
+        "image/source_id": _bytes([str(source_id).encode()]),
+        "image/key/sha256": _bytes([item.sha1.encode()]),
+        "image/object/bbox/xmin": _floats(b.xmin / w for b in boxes),
+        "image/object/bbox/ymin": _floats(b.ymin / h for b in boxes),
+        "image/object/bbox/xmax": _floats(b.xmax / w for b in boxes),
+        "image/object/bbox/ymax": _floats(b.ymax / h for b in boxes),
+        "image/object/class/label": _ints(label_ids[b.label] for b in boxes),
+        "image/object/class/text": _bytes(b.label.encode() for b in boxes),
+        "image/object/is_crowd": _ints(int(b.is_crowd) for b in boxes),
+        "image/object/area": _floats((b.xmax - b.xmin) * (b.ymax - b.ymin) for b in boxes),
+        "image/object/difficult": _ints(int(b.difficult) for b in boxes),
+        "image/object/truncated": _ints(int(b.truncated) for b in boxes),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def write_shard(path: Path, items: Iterable[tuple[int, ValidItem]], label_ids: Mapping[str, int]) -> int:
+    """Write (source_id, item) pairs to one TFRecord file, reading each image only when written."""
+    count = 0
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for source_id, item in items:
+            writer.write(make_example(item, encoded_image(item), source_id, label_ids).SerializeToString())
+            count += 1
+    return count
+
+
+def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parse one serialized automl Example into dense tensors (boxes as [N, 4] yxyx normalised)."""
+    parsed = tf.io.parse_single_example(serialized, FEATURES)
+    dense = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v for k, v in parsed.items()}
+    boxes = tf.stack(
+        [
+            dense["image/object/bbox/ymin"],
+            dense["image/object/bbox/xmin"],
+            dense["image/object/bbox/ymax"],
+            dense["image/object/bbox/xmax"],
+        ],
+        axis=-1,
+    )
+    return {
+        "image": dense["image/encoded"],
+        "source_id": dense["image/source_id"],
+        "height": dense["image/height"],
+        "width": dense["image/width"],
+        "boxes": tf.reshape(boxes, [-1, 4]),
+        "classes": tf.cast(dense["image/object/class/label"], tf.int32),
+        "is_crowd": tf.cast(dense["image/object/is_crowd"], tf.bool),
+    }

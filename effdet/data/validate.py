@@ -1,0 +1,254 @@
+"""Validation of one image and its boxes: decodable, honest sizes, boxes on the pixels the model will see.
+
+Every check appends a `Problem` instead of raising. Errors drop what they name (a box, or the whole image);
+warnings keep it, repaired where possible (a box slightly outside the image is clipped). EXIF-rotated
+JPEGs are re-encoded upright, and their boxes mapped to the upright pixels, so that TensorFlow's decoder
+(which ignores EXIF) and the annotator see the same picture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import BaseModel, Field
+
+from effdet.data.records import Box, Problem, Record, Severity
+
+MAX_IMAGE_PIXELS = 64_000_000
+"""Larger images are refused (a decompression bomb must not take the worker down)."""
+
+CLIP_TOLERANCE = 0.02
+"""A box may stick out of the image by this fraction of the image side (or 3 px) and is then clipped."""
+
+MIN_BOX_SIDE = 1.0
+"""Boxes narrower or lower than this many pixels (after clipping) carry no signal and are dropped."""
+
+PASSTHROUGH_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
+"""Image formats stored in TFRecords as they are; anything else is re-encoded as JPEG."""
+
+# EXIF orientations that swap width and height, and how each maps a stored point to the upright image.
+_TRANSPOSED = {5, 6, 7, 8}
+
+
+class ValidItem(BaseModel):
+    """An image that passed validation, with boxes in the pixels of the image as it will be stored."""
+
+    image_path: Path
+    filename: str
+    width: int
+    height: int
+    boxes: list[Box]
+    sha1: str
+    image_format: str = Field(description="'jpeg' or 'png'; the bytes written to the TFRecord")
+    reencode: bool = Field(False, description="True when the stored bytes must be re-encoded (EXIF, format)")
+    split: str | None = None
+
+
+class ItemResult(BaseModel):
+    """Outcome of validating one record: the item (None when dropped) and what was found."""
+
+    item: ValidItem | None
+    problems: list[Problem]
+
+
+def _orient_box(box: Box, orientation: int, width: int, height: int) -> Box:
+    """Map a box from stored pixels (width x height) to the upright image of this EXIF orientation."""
+    corners = [(box.xmin, box.ymin), (box.xmax, box.ymax)]
+    mapped = []
+    for x, y in corners:
+        if orientation == 2:
+            x, y = width - x, y
+        elif orientation == 3:
+            x, y = width - x, height - y
+        elif orientation == 4:
+            x, y = x, height - y
+        elif orientation == 5:
+            x, y = y, x
+        elif orientation == 6:
+            x, y = height - y, x
+        elif orientation == 7:
+            x, y = height - y, width - x
+        elif orientation == 8:
+            x, y = y, width - x
+        mapped.append((x, y))
+    (x1, y1), (x2, y2) = mapped
+    return box.model_copy(update={"xmin": min(x1, x2), "xmax": max(x1, x2), "ymin": min(y1, y2), "ymax": max(y1, y2)})
+
+
+def _check_box(box: Box, index: int, width: int, height: int, file: str, problems: list[Problem]) -> Box | None:
+    """Return the box (clipped if it sticks out a little) or None when it must be dropped."""
+
+    def error(code: str, message: str) -> None:
+        problems.append(Problem(file=file, object_index=index, severity=Severity.ERROR, code=code, message=message))
+
+    coords = (box.xmin, box.ymin, box.xmax, box.ymax)
+    if not all(math.isfinite(c) for c in coords):
+        error("invalid_box", f"box {coords} has a coordinate that is not a number; fix or remove it")
+        return None
+    if box.xmax <= box.xmin or box.ymax <= box.ymin:
+        error("degenerate_box", f"box {coords} has zero or negative area (need xmin < xmax and ymin < ymax)")
+        return None
+    slack_x, slack_y = max(3.0, CLIP_TOLERANCE * width), max(3.0, CLIP_TOLERANCE * height)
+    if box.xmin < -slack_x or box.ymin < -slack_y or box.xmax > width + slack_x or box.ymax > height + slack_y:
+        error(
+            "box_outside_image",
+            f"box {coords} lies far outside the {width}x{height} image; check the coordinates (pixels, xmin ymin "
+            "xmax ymax) and the image it belongs to",
+        )
+        return None
+    clipped = box.model_copy(
+        update={
+            "xmin": max(0.0, box.xmin),
+            "ymin": max(0.0, box.ymin),
+            "xmax": min(float(width), box.xmax),
+            "ymax": min(float(height), box.ymax),
+        }
+    )
+    if clipped.xmax - clipped.xmin < MIN_BOX_SIDE or clipped.ymax - clipped.ymin < MIN_BOX_SIDE:
+        error("tiny_box", f"box {coords} is less than {MIN_BOX_SIDE:g} px wide or high inside the image")
+        return None
+    if clipped != box:
+        problems.append(
+            Problem(
+                file=file,
+                object_index=index,
+                severity=Severity.WARNING,
+                code="box_clipped",
+                message=f"box {coords} sticks out of the {width}x{height} image a little and was clipped to it",
+            )
+        )
+    return clipped
+
+
+def validate_record(record: Record, known_labels: frozenset[str] | None = None) -> ItemResult:
+    """Open the image, check it and every box; never raises on bad data."""
+    file = record.filename
+    problems: list[Problem] = []
+
+    def drop(code: str, message: str) -> ItemResult:
+        problems.append(Problem(file=file, severity=Severity.ERROR, code=code, message=message))
+        return ItemResult(item=None, problems=problems)
+
+    try:
+        data = record.image_path.read_bytes()
+    except OSError as err:
+        return drop("unreadable_image", f"cannot read the image file: {err.strerror or err}")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            stored_w, stored_h = image.size
+            if stored_w * stored_h > MAX_IMAGE_PIXELS:
+                return drop(
+                    "image_too_large",
+                    f"image is {stored_w}x{stored_h} pixels, above the limit of {MAX_IMAGE_PIXELS:,}; downscale it",
+                )
+            image_format = image.format or ""
+            image.load()
+            orientation = int(image.getexif().get(0x0112, 1) or 1)
+    except Image.DecompressionBombError:
+        return drop("image_too_large", "image declares a pixel count far above the limit (decompression bomb?)")
+    except UnidentifiedImageError:
+        return drop("unsupported_image", "not an image Pillow can read (JPEG, PNG, BMP, GIF, WebP are accepted)")
+    except (OSError, SyntaxError, ValueError) as err:
+        return drop("truncated_image", f"image data is corrupt or truncated ({err}); re-export the file")
+
+    if orientation not in range(1, 9):
+        orientation = 1
+    upright_w, upright_h = (stored_h, stored_w) if orientation in _TRANSPOSED else (stored_w, stored_h)
+    boxes = list(record.boxes)
+    declared = (record.width, record.height) if record.width and record.height else None
+    if orientation != 1:
+        # Annotators differ: a file declaring the stored size was drawn on the stored pixels (labelImg and
+        # others ignore EXIF); one declaring the upright size, or nothing, on the upright image.
+        if declared == (stored_w, stored_h):
+            boxes = [_orient_box(b, orientation, stored_w, stored_h) for b in boxes]
+        problems.append(
+            Problem(
+                file=file,
+                severity=Severity.WARNING,
+                code="exif_rotated",
+                message=f"EXIF orientation {orientation}: the image is stored rotated; it is re-encoded upright "
+                "and its boxes are kept on the upright pixels",
+            )
+        )
+    elif declared and declared != (stored_w, stored_h):
+        problems.append(
+            Problem(
+                file=file,
+                severity=Severity.WARNING,
+                code="size_mismatch",
+                message=f"annotation declares {declared[0]}x{declared[1]} but the image is {stored_w}x{stored_h}; "
+                "boxes are checked against the real size",
+            )
+        )
+
+    kept: list[Box] = []
+    for index, box in enumerate(boxes):
+        if known_labels is not None and box.label not in known_labels:
+            problems.append(
+                Problem(
+                    file=file,
+                    object_index=index,
+                    severity=Severity.ERROR,
+                    code="unknown_class",
+                    message=f"class {box.label!r} is not in the label map; add it or fix the spelling",
+                )
+            )
+            continue
+        checked = _check_box(box, index, upright_w, upright_h, file, problems)
+        if checked is None:
+            continue
+        if any(_same_box(checked, other) for other in kept):
+            problems.append(
+                Problem(
+                    file=file,
+                    object_index=index,
+                    severity=Severity.WARNING,
+                    code="duplicate_box",
+                    message="box repeats an earlier box of the same class; the copy was dropped",
+                )
+            )
+            continue
+        kept.append(checked)
+    if boxes and not kept:
+        return drop(
+            "no_valid_boxes",
+            "every box of this image was dropped; the image is left out so its objects "
+            "do not teach the model 'background'",
+        )
+
+    passthrough = PASSTHROUGH_FORMATS.get(image_format)
+    item = ValidItem(
+        image_path=record.image_path,
+        filename=file,
+        width=upright_w,
+        height=upright_h,
+        boxes=kept,
+        sha1=hashlib.sha1(data).hexdigest(),
+        image_format=passthrough or "jpeg",
+        reencode=orientation != 1 or passthrough is None,
+        split=record.split.value if record.split else None,
+    )
+    return ItemResult(item=item, problems=problems)
+
+
+def _same_box(a: Box, b: Box) -> bool:
+    return (
+        a.label == b.label
+        and max(abs(a.xmin - b.xmin), abs(a.ymin - b.ymin), abs(a.xmax - b.xmax), abs(a.ymax - b.ymax)) < 0.5
+    )
+
+
+def encoded_image(item: ValidItem) -> bytes:
+    """The bytes to store for an item: the original file, or an upright JPEG when it must be re-encoded."""
+    data = item.image_path.read_bytes()
+    if not item.reencode:
+        return data
+    with Image.open(io.BytesIO(data)) as image:
+        upright = ImageOps.exif_transpose(image).convert("RGB")
+    buffer = io.BytesIO()
+    upright.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
