@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
+import yaml
+from rich.progress import Progress
 
 from effdet.config import Config, ConfigError, get_config
 
@@ -20,7 +25,7 @@ HparamsOpt = Annotated[
 ]
 
 
-def _config(model: str, hparams: str | None) -> Config:
+def _config(model: str, hparams: str | dict[str, str] | None) -> Config:
     try:
         return get_config(model, hparams)
     except ConfigError as err:
@@ -58,6 +63,130 @@ def variables(model: ModelArg, hparams: HparamsOpt = None) -> None:
 def config(model: ModelArg, hparams: HparamsOpt = None) -> None:
     """Print the fully resolved hyperparameters as YAML (the form stored with every job)."""
     typer.echo(_config(model, hparams).to_yaml(), nl=False)
+
+
+@contextmanager
+def _progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr, fed by progress(done, total) callbacks."""
+    with Progress(transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _data_errors() -> tuple[type[Exception], ...]:
+    from effdet.data.detect import DatasetFormatError, UnsafeArchiveError
+
+    return (DatasetFormatError, UnsafeArchiveError, FileExistsError, FileNotFoundError, ValueError)
+
+
+def _read_label_map(path: Path | None) -> dict[int, str] | None:
+    if path is None:
+        return None
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must map class ids to names, e.g. '1: plate'")
+    return {int(k): str(v) for k, v in data.items()}
+
+
+FormatOpt = Annotated[str, typer.Option("--format", help="auto, coco, voc, yolo, csv or ccpd.")]
+ImageSizeOpt = Annotated[str, typer.Option("--image-size", help="Network input for the anchor check: 512 or 'WxH'.")]
+LabelMapOpt = Annotated[Path | None, typer.Option("--label-map", help="YAML/JSON file of id: name (fixes ids).")]
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="Dataset folder or .zip.")],
+    output: Annotated[Path, typer.Option("--output", help="New (or empty) folder for the TFRecords.")],
+    format: FormatOpt = "auto",
+    val_fraction: Annotated[float, typer.Option("--val-fraction")] = 0.1,
+    label_map: LabelMapOpt = None,
+    num_shards: Annotated[
+        int | None, typer.Option("--num-shards", help="Shards per split (default: 1 per 1000).")
+    ] = None,
+    seed: int = 0,
+    image_size: ImageSizeOpt = "512",
+) -> None:
+    """Validate a dataset and write automl TFRecord shards, val ground truth and dataset.json."""
+    from effdet.data.convert import convert_dataset
+
+    model = _config("efficientdet-d0", {"image_size": image_size}).model
+    try:
+        with _progress_bar("converting") as progress:
+            report = convert_dataset(
+                source,
+                output,
+                format,
+                val_fraction,
+                seed,
+                num_shards,
+                _read_label_map(label_map),
+                None,
+                model,
+                progress=progress,
+            )
+    except _data_errors() as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    splits = ", ".join(f"{name}: {s.images} images / {s.boxes} boxes" for name, s in report.splits.items())
+    errors = sum(p.severity == "error" for p in report.problems)
+    typer.echo(
+        f"{output}: {splits}; {len(report.problems)} problems ({errors} errors), "
+        f"{len(report.dropped_images)} images dropped; details in {output / 'dataset.json'}"
+    )
+
+
+@app.command()
+def stats(
+    source: Annotated[Path, typer.Argument(help="Dataset folder or .zip.")],
+    format: FormatOpt = "auto",
+    image_size: ImageSizeOpt = "512",
+    label_map: LabelMapOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document for machines.")] = False,
+) -> None:
+    """Print statistics, problems and an anchor suggestion for a dataset (writes nothing)."""
+    from effdet.data.convert import inspect_dataset
+
+    model = _config("efficientdet-d0", {"image_size": image_size}).model
+    try:
+        with _progress_bar("validating") as progress:
+            report = inspect_dataset(source, format, model, _read_label_map(label_map), progress=progress)
+    except _data_errors() as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    s = report.stats
+    typer.echo(
+        f"format {report.format}: {report.images} usable images, {s.num_boxes} boxes, classes {report.label_map}"
+    )
+    typer.echo(f"boxes per class: {s.class_counts}; most boxes in one image: {s.max_boxes_per_image}")
+    typer.echo(f"COCO sizes: {s.coco_sizes.model_dump()}")
+    for problem in report.problems:
+        where = f"{problem.file}" + (f" [object {problem.object_index}]" if problem.object_index is not None else "")
+        typer.echo(f"{problem.severity}: {where}: {problem.message}")
+    if report.anchors:
+        a = report.anchors
+        typer.echo(
+            f"anchors: default aspect_ratios {a.default_aspect_ratios} match {a.default_matched_fraction:.0%} of boxes "
+            f"(mean IoU {a.default_mean_iou:.2f}); suggested aspect_ratios {a.aspect_ratios}, anchor_scale "
+            f"{a.anchor_scale} match {a.suggested_matched_fraction:.0%} (mean IoU {a.suggested_mean_iou:.2f})"
+        )
+
+
+@app.command()
+def synth(
+    output: Annotated[Path, typer.Option("--output", help="Folder to write the dataset into.")],
+    num_images: Annotated[int, typer.Option("--num-images", min=1)] = 100,
+    format: Annotated[Literal["voc", "coco", "ccpd"], typer.Option("--format")] = "voc",
+    seed: int = 0,
+) -> None:
+    """Render synthetic licence-plate scenes with exact boxes (for fast learning tests)."""
+    from effdet.data.synthetic import write_dataset
+
+    with _progress_bar("rendering") as progress:
+        write_dataset(output, num_images, format, seed=seed, progress=progress)
+    typer.echo(f"{output}: {num_images} images ({format})")
 
 
 if __name__ == "__main__":

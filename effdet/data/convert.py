@@ -1,0 +1,338 @@
+"""Dataset conversion: read any supported format, validate, split, write automl TFRecord shards, the val
+ground truth as COCO JSON, and `dataset.json` (label map, counts, statistics, problems, anchor suggestion).
+
+Validation (image decoding) runs in a process pool; records stream through it so memory does not grow with
+the dataset. Everything is written to a temporary folder beside the output and renamed at the end: a
+failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from effdet.config import ModelConfig
+from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
+from effdet.data.detect import extract_zip, read_dataset
+from effdet.data.labels import build_label_map, label_names_of
+from effdet.data.records import Problem, Record, Severity
+from effdet.data.split import split_items
+from effdet.data.stats import DatasetStats, box_shapes, compute_stats
+from effdet.data.validate import ItemResult, ValidItem, validate_record
+
+Progress = Callable[[int, int], None]
+"""progress(done, total): called as items are validated and then written."""
+
+IMAGES_PER_SHARD = 1000
+
+
+class SplitSummary(BaseModel):
+    """What one split holds."""
+
+    images: int
+    boxes: int
+    shards: list[str]
+
+
+class ConversionReport(BaseModel):
+    """Everything `dataset.json` says about a converted dataset."""
+
+    format: str
+    label_map: dict[int, str]
+    splits: dict[str, SplitSummary]
+    max_instances_per_image: int
+    problems: list[Problem]
+    dropped_images: list[str] = Field(description="images left out, each named by an error in `problems`")
+    stats: DatasetStats
+    anchors: AnchorSuggestion | None = Field(description="k-means anchor suggestion; None without boxes")
+
+
+class Inspection(BaseModel):
+    """What `effdet stats` prints: the dataset as validation sees it, without writing anything."""
+
+    format: str
+    label_map: dict[int, str]
+    images: int
+    problems: list[Problem]
+    dropped_images: list[str]
+    stats: DatasetStats
+    anchors: AnchorSuggestion | None
+
+
+class Validated(BaseModel):
+    """The images that passed validation (duplicates removed) and everything found on the way."""
+
+    items: list[ValidItem]
+    problems: list[Problem]
+    dropped: list[str]
+
+
+def _validate_all(
+    records: list[Record], known: frozenset[str] | None, workers: int, progress: Progress | None, total: int
+) -> Iterator[ItemResult]:
+    """Validate records in `workers` processes (spawned: the parent may hold TensorFlow), in order."""
+    if workers <= 1 or len(records) < 32:
+        results: Iterator[ItemResult] = (validate_record(r, known) for r in records)
+        for done, result in enumerate(results, start=1):
+            if progress:
+                progress(done, total)
+            yield result
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        results = pool.map(validate_record, records, [known] * len(records), chunksize=8)
+        for done, result in enumerate(results, start=1):
+            if progress:
+                progress(done, total)
+            yield result
+
+
+def _coco_ground_truth(items: list[tuple[int, ValidItem]], label_map: dict[int, str]) -> dict[str, object]:
+    """COCO-format ground truth of a split, ids matching the records' image/source_id and class labels."""
+    ids = {name: i for i, name in label_map.items()}
+    images: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
+    for source_id, item in items:
+        images.append({"id": source_id, "file_name": item.filename, "width": item.width, "height": item.height})
+        for box in item.boxes:
+            w, h = box.xmax - box.xmin, box.ymax - box.ymin
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": source_id,
+                    "category_id": ids[box.label],
+                    "bbox": [box.xmin, box.ymin, w, h],
+                    "area": w * h,
+                    "iscrowd": int(box.is_crowd),
+                }
+            )
+    categories = [{"id": i, "name": name} for i, name in sorted(label_map.items())]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def validate_records(
+    records: list[Record],
+    label_map: dict[int, str],
+    read_problems: list[Problem] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    total: int | None = None,
+) -> Validated:
+    """Validate every record in parallel and drop byte-identical copies of an image."""
+    problems = list(read_problems or [])
+    items: list[ValidItem] = []
+    seen: dict[str, str] = {}
+    dropped: list[str] = []
+    known = frozenset(label_map.values())
+    results = _validate_all(records, known, workers or os.cpu_count() or 1, progress, total or len(records))
+    for result in results:
+        problems.extend(result.problems)
+        item = result.item
+        if item is None:
+            dropped.append(result.problems[-1].file)
+        elif item.sha1 in seen:
+            problems.append(
+                Problem(
+                    file=item.filename,
+                    severity=Severity.WARNING,
+                    code="duplicate_image",
+                    message=f"same bytes as {seen[item.sha1]}; the copy was left out",
+                )
+            )
+        else:
+            seen[item.sha1] = item.filename
+            items.append(item)
+    return Validated(items=items, problems=problems, dropped=dropped)
+
+
+def describe(items: list[ValidItem], model: ModelConfig) -> tuple[DatasetStats, AnchorSuggestion | None]:
+    """Statistics of the validated images and the anchor suggestion at the model's input size."""
+    upright = [
+        Record(
+            image_path=i.image_path,
+            filename=i.filename,
+            annotation_file="",
+            width=i.width,
+            height=i.height,
+            boxes=i.boxes,
+        )
+        for i in items
+    ]
+    boxes_wh, images_wh = box_shapes(upright)
+    anchors = None
+    if len(boxes_wh):
+        anchors = suggest_anchors(
+            boxes_wh,
+            model.image_size,
+            images_wh,
+            min_level=model.min_level,
+            max_level=model.max_level,
+            num_scales=model.num_scales,
+            anchor_scale=model.anchor_scale,
+            default_ratios=model.aspect_ratios,
+        )
+    return compute_stats(upright), anchors
+
+
+def write_tfrecords(
+    validated: Validated,
+    output_dir: Path,
+    label_map: dict[int, str],
+    source_format: str,
+    model: ModelConfig,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    num_shards: int | None = None,
+    progress: Progress | None = None,
+    done: int = 0,
+    total: int = 0,
+) -> ConversionReport:
+    """Split validated items and write shards, val ground truth and dataset.json atomically to output_dir."""
+    from effdet.data.tfrecord import shard_name, write_shard
+
+    items = validated.items
+    if not items:
+        raise ValueError("no usable image in the dataset; see the problems reported for each file")
+    train, val = split_items(items, val_fraction, seed)
+    stats, anchors = describe(items, model)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    label_ids = {name: i for i, name in label_map.items()}
+    try:
+        splits: dict[str, SplitSummary] = {}
+        numbered: dict[str, list[tuple[int, ValidItem]]] = {}
+        next_id = 1
+        for split, members in (("train", train), ("val", val)):
+            numbered[split] = [(next_id + i, item) for i, item in enumerate(members)]
+            next_id += len(members)
+            count = max(1, min(num_shards or -(-len(members) // IMAGES_PER_SHARD), len(members) or 1))
+            names = [shard_name(split, i, count) for i in range(count)]
+            for index, name in enumerate(names):
+                shard = numbered[split][index::count]
+                write_shard(staging / name, shard, label_ids)
+                done += len(shard)
+                if progress:
+                    progress(done, total)
+            splits[split] = SplitSummary(images=len(members), boxes=sum(len(i.boxes) for i in members), shards=names)
+        (staging / "val_annotations.json").write_text(json.dumps(_coco_ground_truth(numbered["val"], label_map)))
+        report = ConversionReport(
+            format=source_format,
+            label_map=label_map,
+            splits=splits,
+            max_instances_per_image=max((len(i.boxes) for i in items), default=0),
+            problems=validated.problems,
+            dropped_images=validated.dropped,
+            stats=stats,
+            anchors=anchors,
+        )
+        (staging / "dataset.json").write_text(report.model_dump_json(indent=2))
+        if output_dir.exists():
+            output_dir.rmdir()
+        staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+class _Opened:
+    """A dataset folder, unpacked first when the input is a zip (the unpacked copy is removed on exit)."""
+
+    def __init__(self, source: Path, scratch_parent: Path) -> None:
+        self.source = source
+        self.scratch_parent = scratch_parent
+        self.scratch: Path | None = None
+
+    def __enter__(self) -> Path:
+        if self.source.is_file() and self.source.suffix.lower() == ".zip":
+            self.scratch_parent.mkdir(parents=True, exist_ok=True)
+            self.scratch = Path(tempfile.mkdtemp(prefix=".unpack.", dir=self.scratch_parent))
+            return extract_zip(self.source, self.scratch)
+        if not self.source.is_dir():
+            raise FileNotFoundError(f"{self.source} is neither a dataset folder nor a .zip of one")
+        return self.source
+
+    def __exit__(self, *exc: object) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _read(
+    root: Path, format: str, user_map: dict[int, str] | None, aliases: dict[str, str] | None
+) -> tuple[list[Record], dict[int, str], str, list[Problem]]:
+    """Read the dataset and number its classes; box labels are rewritten to the map's spelling."""
+    result = read_dataset(root, format)
+    label_map = build_label_map(label_names_of(result), user_map, aliases)
+    records = [
+        r.model_copy(update={"boxes": [b.model_copy(update={"label": label_map.canonical(b.label)}) for b in r.boxes]})
+        for r in result.records
+    ]
+    return records, label_map.names, result.format, result.problems
+
+
+def convert_dataset(
+    source: Path,
+    output_dir: Path,
+    format: str = "auto",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    num_shards: int | None = None,
+    label_map: dict[int, str] | None = None,
+    aliases: dict[str, str] | None = None,
+    model: ModelConfig | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> ConversionReport:
+    """Convert a dataset folder or zip to TFRecords in output_dir (new or empty); see the module docstring."""
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise FileExistsError(f"output folder {output_dir} is not empty; choose a new folder or empty it")
+    with _Opened(source, output_dir.parent) as root:
+        records, names, found_format, problems = _read(root, format, label_map, aliases)
+        total = 2 * len(records)
+        validated = validate_records(records, names, problems, workers, progress, total)
+        return write_tfrecords(
+            validated,
+            output_dir,
+            names,
+            found_format,
+            model or ModelConfig(),
+            val_fraction,
+            seed,
+            num_shards,
+            progress,
+            done=len(records),
+            total=len(records) + len(validated.items),
+        )
+
+
+def inspect_dataset(
+    source: Path,
+    format: str = "auto",
+    model: ModelConfig | None = None,
+    label_map: dict[int, str] | None = None,
+    aliases: dict[str, str] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> Inspection:
+    """Validate a dataset and describe it (statistics, problems, anchors) without writing anything."""
+    with _Opened(source, Path(tempfile.gettempdir())) as root:
+        records, names, found_format, problems = _read(root, format, label_map, aliases)
+        validated = validate_records(records, names, problems, workers, progress)
+    stats, anchors = describe(validated.items, model or ModelConfig())
+    return Inspection(
+        format=found_format,
+        label_map=names,
+        images=len(validated.items),
+        problems=validated.problems,
+        dropped_images=validated.dropped,
+        stats=stats,
+        anchors=anchors,
+    )

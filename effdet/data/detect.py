@@ -1,0 +1,210 @@
+"""From an uploaded dataset to records: unpack the zip safely, tell its annotation format, run that reader."""
+
+from __future__ import annotations
+
+import json
+import stat
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+
+import yaml
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import iterparse
+
+from effdet.data.formats.ccpd import parse_ccpd_name, read_ccpd
+from effdet.data.formats.coco import read_coco
+from effdet.data.formats.common import is_image, walk_files
+from effdet.data.formats.csv import read_csv
+from effdet.data.formats.voc import read_voc
+from effdet.data.formats.yolo import NAME_FILES, read_yolo
+from effdet.data.records import ReadResult
+
+
+class DatasetFormat(StrEnum):
+    """The annotation formats an upload may be in."""
+
+    COCO = "coco"
+    VOC = "voc"
+    YOLO = "yolo"
+    CSV = "csv"
+    CCPD = "ccpd"
+    TFRECORD = "tfrecord"
+
+
+FORMAT_SIGNS = {
+    DatasetFormat.COCO: "a .json file with 'images', 'annotations' and 'categories'",
+    DatasetFormat.VOC: "Pascal VOC .xml files with an <annotation> root",
+    DatasetFormat.YOLO: ".txt label files plus classes.txt or a data.yaml with 'names'",
+    DatasetFormat.CSV: "a .csv with filename,xmin,ymin,xmax,ymax,class or TFLite Model Maker rows",
+    DatasetFormat.CCPD: "images named like CCPD (025-95_113-154&383_386&473-....jpg)",
+    DatasetFormat.TFRECORD: ".tfrecord, .record or .tfrec files",
+}
+"""What detect_format looks for, per format (also the text of its error)."""
+
+TFRECORD_SUFFIXES = frozenset({".tfrecord", ".record", ".tfrec"})
+_READERS: dict[DatasetFormat, Callable[[Path], ReadResult]] = {
+    DatasetFormat.COCO: read_coco,
+    DatasetFormat.VOC: read_voc,
+    DatasetFormat.YOLO: read_yolo,
+    DatasetFormat.CSV: read_csv,
+    DatasetFormat.CCPD: read_ccpd,
+}
+_XML_FILES_PROBED = 20
+_COPY_CHUNK = 1 << 20
+
+
+class DatasetFormatError(ValueError):
+    """The dataset's format cannot be told, or the format asked for does not exist."""
+
+
+class UnsafeArchiveError(ValueError):
+    """The zip cannot be unpacked safely (paths leaving the folder, too many files or bytes, damage)."""
+
+
+def detect_format(root: Path) -> DatasetFormat:
+    """The annotation format of the dataset under root, by its files; DatasetFormatError listing what was found."""
+    files = walk_files(root)
+    suffixes = Counter(path.suffix.lower() for path in files)
+    if suffixes.keys() & TFRECORD_SUFFIXES:
+        return DatasetFormat.TFRECORD
+    if any(_is_coco_json(path) for path in files if path.suffix.lower() == ".json"):
+        return DatasetFormat.COCO
+    xml_files = [path for path in files if path.suffix.lower() == ".xml"]
+    if any(_is_voc_xml(path) for path in xml_files[:_XML_FILES_PROBED]):
+        return DatasetFormat.VOC
+    if _is_yolo(files):
+        return DatasetFormat.YOLO
+    if suffixes[".csv"]:
+        return DatasetFormat.CSV
+    images = [path for path in files if is_image(path)]
+    if images and sum(parse_ccpd_name(path.name) is not None for path in images) * 2 > len(images):
+        return DatasetFormat.CCPD
+    found = ", ".join(f"{count} {suffix or 'no-extension'}" for suffix, count in suffixes.most_common(8)) or "no files"
+    signs = "; ".join(f"{name.value}: {sign}" for name, sign in FORMAT_SIGNS.items())
+    raise DatasetFormatError(
+        f"cannot tell the annotation format of the dataset: found {found}. Supported formats and what marks "
+        f"them: {signs}. Add the annotations, or name the format if they are there."
+    )
+
+
+def read_dataset(root: Path, format: str = "auto") -> ReadResult:
+    """Records and problems of the dataset under root, in `format` or the detected one ('auto').
+
+    TFRecords are passed through elsewhere, so for them the result has no records.
+    """
+    if format == "auto":
+        chosen = detect_format(root)
+    else:
+        try:
+            chosen = DatasetFormat(format)
+        except ValueError:
+            choices = ", ".join(["auto", *(value.value for value in DatasetFormat)])
+            raise DatasetFormatError(f"unknown dataset format {format!r}; use one of {choices}") from None
+    if chosen is DatasetFormat.TFRECORD:
+        return ReadResult(format=chosen.value)
+    return _READERS[chosen](root)
+
+
+def _is_coco_json(path: Path) -> bool:
+    """Whether the file is a JSON object with 'images' and 'annotations'."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "images" in data and "annotations" in data
+
+
+def _is_voc_xml(path: Path) -> bool:
+    """Whether the XML's root element is <annotation> (read safely, stopping at the first element)."""
+    try:
+        for _, element in iterparse(path, events=("start",), forbid_dtd=True):
+            return bool(element.tag == "annotation")
+    except (DefusedXmlException, SyntaxError, OSError):
+        return False
+    return False
+
+
+def _is_yolo(files: list[Path]) -> bool:
+    """Whether there are .txt label files and a class-name list (classes.txt, *.names, or YAML with names)."""
+    if not any(path.suffix.lower() == ".txt" and path.name.lower() not in NAME_FILES for path in files):
+        return False
+    return any(
+        path.name.lower() in NAME_FILES or path.suffix.lower() == ".names" or _yaml_has_names(path) for path in files
+    )
+
+
+def _yaml_has_names(path: Path) -> bool:
+    """Whether the file is YAML with a `names:` key (a YOLO data.yaml)."""
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return False
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "names" in data
+
+
+def extract_zip(zip_path: Path, dest: Path, max_files: int = 100_000, max_total_bytes: int = 20 * 2**30) -> Path:
+    """Unpack an uploaded zip into dest and return the dataset root (its single top folder, if it has one).
+
+    Refuses absolute paths, '..' and encrypted members and more than max_files files or max_total_bytes bytes
+    (declared, then counted while writing); skips symlinks, `__MACOSX/` and dotfiles. Raises UnsafeArchiveError;
+    on error, dest may hold part of the archive and the caller deletes it.
+    """
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UnsafeArchiveError(f"{zip_path.name} is not a readable zip file ({exc}); upload a .zip") from exc
+    with archive:
+        members = _members(archive)
+        if len(members) > max_files:
+            raise UnsafeArchiveError(f"the zip holds {len(members)} files, more than the limit of {max_files}")
+        declared = sum(info.file_size for info, _ in members)
+        if declared > max_total_bytes:
+            raise UnsafeArchiveError(
+                f"the zip unpacks to {declared} bytes, more than the limit of {max_total_bytes}; upload less data"
+            )
+        written = 0
+        for info, parts in members:
+            target = dest.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with archive.open(info) as source, target.open("wb") as sink:
+                    while chunk := source.read(_COPY_CHUNK):
+                        written += len(chunk)
+                        if written > max_total_bytes:
+                            raise UnsafeArchiveError(
+                                f"the zip unpacks to more than {max_total_bytes} bytes (its header said {declared})"
+                            )
+                        sink.write(chunk)
+            except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise UnsafeArchiveError(f"cannot unpack {info.filename!r}: {exc}; the zip is damaged") from exc
+    tops = {parts[0] for _, parts in members}
+    if len(tops) == 1 and all(len(parts) > 1 for _, parts in members):
+        return dest / tops.pop()
+    return dest
+
+
+def _members(archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+    """The regular files to unpack with their safe path parts; raises on a path that leaves the folder."""
+    members = []
+    for info in archive.infolist():
+        name = info.filename.replace("\\", "/")
+        path = PurePosixPath(name)
+        if path.is_absolute() or (path.parts and path.parts[0].endswith(":")):
+            raise UnsafeArchiveError(f"the zip holds an absolute path {info.filename!r}; zip the folder's contents")
+        if ".." in path.parts:
+            raise UnsafeArchiveError(f"the zip holds a path leaving its folder {info.filename!r}; remove it")
+        mode = info.external_attr >> 16
+        if info.is_dir() or stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
+            continue
+        parts = tuple(part for part in path.parts if part not in ("", "."))
+        if not parts or parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts):
+            continue
+        if info.flag_bits & 0x1:
+            raise UnsafeArchiveError(f"{info.filename!r} is encrypted; upload a zip without a password")
+        members.append((info, parts))
+    return members

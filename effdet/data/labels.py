@@ -1,0 +1,85 @@
+"""The label map: 1-based class ids (0 is background, as in google/automl) for the class names a dataset uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from effdet.data.records import Problem, ReadResult, Record, Severity
+
+
+class LabelMap(BaseModel):
+    """Class id (1-based) -> name, with the spellings that mean the same class."""
+
+    model_config = ConfigDict(frozen=True)
+
+    names: dict[int, str]
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the model predicts (background not counted), as automl's `num_classes`."""
+        return max(self.names, default=0)
+
+    def canonical(self, name: str) -> str:
+        """The name as the map spells it: whitespace stripped, an alias replaced by what it stands for."""
+        stripped = name.strip()
+        return self.aliases.get(stripped, stripped)
+
+    def id_of(self, name: str) -> int:
+        """The id of a class name (or an alias of it); KeyError naming the known classes when it has none."""
+        canonical = self.canonical(name)
+        for class_id, known in self.names.items():
+            if known == canonical:
+                return class_id
+        raise KeyError(f"class {name!r} is not in the label map; known: {sorted(self.names.values())}")
+
+
+def build_label_map(
+    names_in_order: list[str], user_map: dict[int, str] | None = None, aliases: dict[str, str] | None = None
+) -> LabelMap:
+    """Ids for class names: the user's map when given (it fixes ids), else 1, 2, ... in the order given.
+
+    Names are stripped and aliases merged ({'num_plate': 'number_plate'}), so spellings of one class share an id.
+    Raises ValueError for a user map with an id below 1 or a name given twice.
+    """
+    alias_map = {key.strip(): value.strip() for key, value in (aliases or {}).items()}
+    if user_map is not None:
+        bad_ids = sorted(class_id for class_id in user_map if class_id < 1)
+        if bad_ids:
+            raise ValueError(f"label map ids {bad_ids} are below 1; ids start at 1 (0 is the background)")
+        names = {class_id: alias_map.get(name.strip(), name.strip()) for class_id, name in sorted(user_map.items())}
+        repeated = sorted({name for name in names.values() if list(names.values()).count(name) > 1})
+        if repeated:
+            raise ValueError(f"label map names {repeated} are given more than one id; give each class one id")
+        return LabelMap(names=names, aliases=alias_map)
+    unique = [name for name in dict.fromkeys(alias_map.get(n.strip(), n.strip()) for n in names_in_order) if name]
+    return LabelMap(names=dict(enumerate(unique, start=1)), aliases=alias_map)
+
+
+def label_names_of(result: ReadResult) -> list[str]:
+    """The names to number: the format's declared order, then any other box labels, sorted (all sorted for VOC)."""
+    declared = [name.strip() for name in result.label_names]
+    used = {box.label.strip() for record in result.records for box in record.boxes}
+    return list(dict.fromkeys(declared)) + sorted(used - set(declared))
+
+
+def unknown_class_problems(records: Iterable[Record], label_map: LabelMap) -> list[Problem]:
+    """An 'unknown_class' error for each box whose label the map does not have (a user map that misses a class)."""
+    known = set(label_map.names.values())
+    return [
+        Problem(
+            file=record.annotation_file,
+            object_index=object_index,
+            severity=Severity.ERROR,
+            code="unknown_class",
+            message=(
+                f"{record.filename}: class {box.label!r} is not in the label map {label_map.names}; add it to the "
+                "map or an alias for it, or remove the box"
+            ),
+        )
+        for record in records
+        for object_index, box in enumerate(record.boxes)
+        if label_map.canonical(box.label) not in known
+    ]
