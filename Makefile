@@ -30,7 +30,7 @@ pytest: $(STAMP)
 test: lint pytest
 
 bench: $(STAMP)
-	@echo "No benchmarks yet: they arrive with the training and service issues."
+	$(BIN)/python bench/data_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -209,7 +209,7 @@ def _group(
     index: ImageIndex,
     problems: list[Problem],
 ) -> list[Record]:
-    """One record per image named in the rows, in first-seen order; unknown images and headers are problems."""
+    """One record per image named in the rows, in first-seen order; missing or unreadable images are problems."""
     by_name: dict[str, list[tuple[int, _Row]]] = {}
     for line, row in rows:
         by_name.setdefault(row.name, []).append((line, row))
@@ -219,7 +219,7 @@ def _group(
         image = index.find(name, dirs)
         lines = ", ".join(str(line) for line, _ in named_rows[:5])
         if image is None:
-            message = f"line {lines}: no image {name!r} under the dataset root; add it or delete its rows"
+            message = f"no image {name!r} under the dataset root (rows at line {lines}); add it or delete its rows"
             problems.append(error(file, "missing_image", message))
             continue
         first = named_rows[0][1]
