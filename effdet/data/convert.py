@@ -23,7 +23,7 @@ from effdet.config import ModelConfig
 from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
 from effdet.data.detect import extract_zip, read_dataset
 from effdet.data.labels import build_label_map, label_names_of
-from effdet.data.records import Problem, Record, Severity
+from effdet.data.records import Problem, Record, warning
 from effdet.data.split import split_items
 from effdet.data.stats import DatasetStats, box_shapes, compute_stats
 from effdet.data.validate import ItemResult, ValidItem, validate_record
@@ -140,12 +140,7 @@ def validate_records(
             dropped.append(result.problems[-1].file)
         elif item.sha1 in seen:
             problems.append(
-                Problem(
-                    file=item.filename,
-                    severity=Severity.WARNING,
-                    code="duplicate_image",
-                    message=f"same bytes as {seen[item.sha1]}; the copy was left out",
-                )
+                warning(item.filename, "duplicate_image", f"same bytes as {seen[item.sha1]}; the copy was left out")
             )
         else:
             seen[item.sha1] = item.filename

@@ -39,6 +39,16 @@ class Problem(BaseModel):
     message: str
 
 
+def error(file: str, code: str, message: str, object_index: int | None = None) -> Problem:
+    """A problem that drops the file or object it names."""
+    return Problem(file=file, object_index=object_index, severity=Severity.ERROR, code=code, message=message)
+
+
+def warning(file: str, code: str, message: str, object_index: int | None = None) -> Problem:
+    """A problem that keeps the item it names but should be looked at."""
+    return Problem(file=file, object_index=object_index, severity=Severity.WARNING, code=code, message=message)
+
+
 class Box(BaseModel):
     """One labelled object, in pixels of the stored image."""
 

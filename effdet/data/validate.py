@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from effdet.data.records import Box, Problem, Record, Severity
+from effdet.data.records import Box, Problem, Record, error, warning
 
 MAX_IMAGE_PIXELS = 64_000_000
 """Larger images are refused (a decompression bomb must not take the worker down)."""
@@ -82,19 +82,19 @@ def _orient_box(box: Box, orientation: int, width: int, height: int) -> Box:
 def _check_box(box: Box, index: int, width: int, height: int, file: str, problems: list[Problem]) -> Box | None:
     """Return the box (clipped if it sticks out a little) or None when it must be dropped."""
 
-    def error(code: str, message: str) -> None:
-        problems.append(Problem(file=file, object_index=index, severity=Severity.ERROR, code=code, message=message))
+    def drop(code: str, message: str) -> None:
+        problems.append(error(file, code, message, index))
 
     coords = (box.xmin, box.ymin, box.xmax, box.ymax)
     if not all(math.isfinite(c) for c in coords):
-        error("invalid_box", f"box {coords} has a coordinate that is not a number; fix or remove it")
+        drop("invalid_box", f"box {coords} has a coordinate that is not a number; fix or remove it")
         return None
     if box.xmax <= box.xmin or box.ymax <= box.ymin:
-        error("degenerate_box", f"box {coords} has zero or negative area (need xmin < xmax and ymin < ymax)")
+        drop("degenerate_box", f"box {coords} has zero or negative area (need xmin < xmax and ymin < ymax)")
         return None
     slack_x, slack_y = max(3.0, CLIP_TOLERANCE * width), max(3.0, CLIP_TOLERANCE * height)
     if box.xmin < -slack_x or box.ymin < -slack_y or box.xmax > width + slack_x or box.ymax > height + slack_y:
-        error(
+        drop(
             "box_outside_image",
             f"box {coords} lies far outside the {width}x{height} image; check the coordinates (pixels, xmin ymin "
             "xmax ymax) and the image it belongs to",
@@ -109,16 +109,15 @@ def _check_box(box: Box, index: int, width: int, height: int, file: str, problem
         }
     )
     if clipped.xmax - clipped.xmin < MIN_BOX_SIDE or clipped.ymax - clipped.ymin < MIN_BOX_SIDE:
-        error("tiny_box", f"box {coords} is less than {MIN_BOX_SIDE:g} px wide or high inside the image")
+        drop("tiny_box", f"box {coords} is less than {MIN_BOX_SIDE:g} px wide or high inside the image")
         return None
     if clipped != box:
         problems.append(
-            Problem(
-                file=file,
-                object_index=index,
-                severity=Severity.WARNING,
-                code="box_clipped",
-                message=f"box {coords} sticks out of the {width}x{height} image a little and was clipped to it",
+            warning(
+                file,
+                "box_clipped",
+                f"box {coords} sticks out of the {width}x{height} image a little and was clipped to it",
+                index,
             )
         )
     return clipped
@@ -130,7 +129,7 @@ def validate_record(record: Record, known_labels: frozenset[str] | None = None) 
     problems: list[Problem] = []
 
     def drop(code: str, message: str) -> ItemResult:
-        problems.append(Problem(file=file, severity=Severity.ERROR, code=code, message=message))
+        problems.append(error(file, code, message))
         return ItemResult(item=None, problems=problems)
 
     try:
@@ -166,21 +165,19 @@ def validate_record(record: Record, known_labels: frozenset[str] | None = None) 
         if declared == (stored_w, stored_h):
             boxes = [_orient_box(b, orientation, stored_w, stored_h) for b in boxes]
         problems.append(
-            Problem(
-                file=file,
-                severity=Severity.WARNING,
-                code="exif_rotated",
-                message=f"EXIF orientation {orientation}: the image is stored rotated; it is re-encoded upright "
+            warning(
+                file,
+                "exif_rotated",
+                f"EXIF orientation {orientation}: the image is stored rotated; it is re-encoded upright "
                 "and its boxes are kept on the upright pixels",
             )
         )
     elif declared and declared != (stored_w, stored_h):
         problems.append(
-            Problem(
-                file=file,
-                severity=Severity.WARNING,
-                code="size_mismatch",
-                message=f"annotation declares {declared[0]}x{declared[1]} but the image is {stored_w}x{stored_h}; "
+            warning(
+                file,
+                "size_mismatch",
+                f"annotation declares {declared[0]}x{declared[1]} but the image is {stored_w}x{stored_h}; "
                 "boxes are checked against the real size",
             )
         )
@@ -189,12 +186,11 @@ def validate_record(record: Record, known_labels: frozenset[str] | None = None) 
     for index, box in enumerate(boxes):
         if known_labels is not None and box.label not in known_labels:
             problems.append(
-                Problem(
-                    file=file,
-                    object_index=index,
-                    severity=Severity.ERROR,
-                    code="unknown_class",
-                    message=f"class {box.label!r} is not in the label map; add it or fix the spelling",
+                error(
+                    file,
+                    "unknown_class",
+                    f"class {box.label!r} is not in the label map; add it or fix the spelling",
+                    index,
                 )
             )
             continue
@@ -203,12 +199,8 @@ def validate_record(record: Record, known_labels: frozenset[str] | None = None) 
             continue
         if any(_same_box(checked, other) for other in kept):
             problems.append(
-                Problem(
-                    file=file,
-                    object_index=index,
-                    severity=Severity.WARNING,
-                    code="duplicate_box",
-                    message="box repeats an earlier box of the same class; the copy was dropped",
+                warning(
+                    file, "duplicate_box", "box repeats an earlier box of the same class; the copy was dropped", index
                 )
             )
             continue

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from effdet.data.formats.common import ImageIndex, error, no_annotation_files, relative_name, walk_files
-from effdet.data.records import Box, ReadResult, Record
+from effdet.data.formats.common import ImageIndex, no_annotation_files, relative_name, walk_files
+from effdet.data.records import Box, ReadResult, Record, error
 
 FORMAT = "ccpd"
 PLATE = "plate"

@@ -14,15 +14,13 @@ from typing import Any
 from effdet.data.formats.common import (
     ImageIndex,
     announced_splits,
-    error,
     no_annotation_files,
     parse_number,
     relative_name,
     search_dirs,
     walk_files,
-    warning,
 )
-from effdet.data.records import Box, Problem, ReadResult, Record, Split
+from effdet.data.records import Box, Problem, ReadResult, Record, Split, error, warning
 
 FORMAT = "coco"
 _REQUIRED_KEYS = ("images", "annotations", "categories")

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from PIL import Image
 
-from effdet.data.records import IMAGE_EXTENSIONS, Problem, Severity, Split
+from effdet.data.records import IMAGE_EXTENSIONS, Problem, Split, error, warning
 
 IGNORED_DIRS = frozenset({"__MACOSX"})
 """Folders that archivers add and that never hold a dataset (macOS resource forks)."""
@@ -101,16 +101,6 @@ def image_size(path: Path) -> tuple[int, int]:
             return image.size
     except (ValueError, Image.DecompressionBombError) as exc:
         raise OSError(str(exc)) from exc
-
-
-def error(file: str, code: str, message: str, object_index: int | None = None) -> Problem:
-    """A problem that drops the file or object it names."""
-    return Problem(file=file, object_index=object_index, severity=Severity.ERROR, code=code, message=message)
-
-
-def warning(file: str, code: str, message: str, object_index: int | None = None) -> Problem:
-    """A problem that keeps the item it names but should be looked at."""
-    return Problem(file=file, object_index=object_index, severity=Severity.WARNING, code=code, message=message)
 
 
 class ImageIndex:

@@ -15,7 +15,6 @@ from pathlib import Path
 from effdet.data.formats.common import (
     ImageIndex,
     announced_splits,
-    error,
     image_size,
     no_annotation_files,
     parse_number,
@@ -23,9 +22,8 @@ from effdet.data.formats.common import (
     search_dirs,
     split_from_name,
     walk_files,
-    warning,
 )
-from effdet.data.records import Box, Problem, ReadResult, Record, Split
+from effdet.data.records import Box, Problem, ReadResult, Record, Split, error, warning
 
 FORMAT = "csv"
 MODEL_MAKER_SPLITS = {"TRAIN": Split.TRAIN, "VALIDATION": Split.VAL, "TEST": Split.TEST, "UNASSIGNED": None}

@@ -14,15 +14,13 @@ from defusedxml.ElementTree import parse
 
 from effdet.data.formats.common import (
     ImageIndex,
-    error,
     no_annotation_files,
     parse_number,
     relative_name,
     search_dirs,
     walk_files,
-    warning,
 )
-from effdet.data.records import Box, Problem, ReadResult, Record
+from effdet.data.records import Box, Problem, ReadResult, Record, error, warning
 
 FORMAT = "voc"
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")

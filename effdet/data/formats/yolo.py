@@ -15,15 +15,13 @@ import yaml
 from effdet.data.formats.common import (
     ImageIndex,
     announced_splits,
-    error,
     image_size,
     no_annotation_files,
     parse_number,
     relative_name,
     walk_files,
-    warning,
 )
-from effdet.data.records import Box, Problem, ReadResult, Record
+from effdet.data.records import Box, Problem, ReadResult, Record, error, warning
 
 FORMAT = "yolo"
 NAME_FILES = frozenset({"classes.txt", "obj.names", "classes.names"})
