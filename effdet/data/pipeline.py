@@ -5,6 +5,8 @@ Each element is a dict: `images` float32 [batch, H, W, 3] (normalised by mean_rg
 `boxes` float32 [batch, max_instances, 4] yxyx input pixels and `classes` int32 [batch, max_instances]
 (0 pads), `image_scales` float32 [batch] (original pixels per input pixel), `image_sizes` float32
 [batch, 2] (original height, width), `source_ids` string [batch].
+Training augments in automl's order: `autoaugment_policy` (AutoAugment v0..v3 or RandAugment) on the decoded
+uint8 image, then normalisation, horizontal flip and scale jitter.
 """
 
 from __future__ import annotations
@@ -16,13 +18,24 @@ import tensorflow as tf
 from effdet.anchors import anchors_for, assign_targets
 from effdet.config import Config
 from effdet.data.augment import random_horizontal_flip, resize_and_crop
+from effdet.data.autoaugment import distort
 from effdet.data.tfrecord import parse_example
+
+AUGMENT_SEED = "augment_seed"
+"""Key of the int64 [2] per-example seed build_dataset adds when an autoaugment policy is on."""
 
 
 def _normalise(image: tf.Tensor, config: Config) -> tf.Tensor:
     mean = tf.constant(config.model.mean_rgb, tf.float32)
     std = tf.constant(config.model.stddev_rgb, tf.float32)
     return (tf.cast(image, tf.float32) - mean) / std
+
+
+def _example_seed(example: dict[str, tf.Tensor], seed: int | None) -> tf.Tensor:
+    """The example's own stateless seed: the one build_dataset attached, else a fresh draw."""
+    if AUGMENT_SEED in example:
+        return example[AUGMENT_SEED]
+    return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64, seed=seed)
 
 
 def make_preprocess(config: Config, training: bool, seed: int | None = None):  # type: ignore[no-untyped-def]
@@ -42,6 +55,11 @@ def make_preprocess(config: Config, training: bool, seed: int | None = None):  #
             if_present = tf.shape(example["is_crowd"])[0] == tf.shape(classes)[0]
             keep = tf.cond(if_present, lambda: not_crowd, lambda: tf.ones_like(classes, tf.bool))
             boxes, classes = tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep)
+        policy = config.input.autoaugment_policy
+        if training and policy:
+            size = tf.stack([height, width, height, width])
+            image, normalised = distort(image, boxes / size, policy, _example_seed(example, seed))
+            boxes = normalised * size
         image = _normalise(image, config)
         if training and config.input.input_rand_hflip:
             image, boxes = random_horizontal_flip(image, boxes, seed)
@@ -101,6 +119,10 @@ def build_dataset(
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and config.input.autoaugment_policy:
+        # One seed pair per example, in element order: the same seed gives the same augmentation.
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(lambda example, pair: {**example, AUGMENT_SEED: pair})
     dataset = dataset.map(make_preprocess(config, training, seed), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=training)
     return dataset.prefetch(tf.data.AUTOTUNE)
