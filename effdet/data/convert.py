@@ -239,33 +239,38 @@ def write_tfrecords(
 
 
 class _Opened:
-    """A dataset folder, unpacked first when the input is a zip (the unpacked copy is removed on exit)."""
+    """A dataset folder, unpacked first when the input is a zip, and a scratch folder (for the unpacked copy and
+    the images taken out of TFRecords) under scratch_parent; the scratch folder is removed on exit."""
 
     def __init__(self, source: Path, scratch_parent: Path) -> None:
         self.source = source
         self.scratch_parent = scratch_parent
-        self.scratch: Path | None = None
+        self.scratch = Path()
 
-    def __enter__(self) -> Path:
-        if self.source.is_file() and self.source.suffix.lower() == ".zip":
-            self.scratch_parent.mkdir(parents=True, exist_ok=True)
-            self.scratch = Path(tempfile.mkdtemp(prefix=".unpack.", dir=self.scratch_parent))
-            return extract_zip(self.source, self.scratch)
-        if not self.source.is_dir():
+    def __enter__(self) -> tuple[Path, Path]:
+        is_zip = self.source.is_file() and self.source.suffix.lower() == ".zip"
+        if not is_zip and not self.source.is_dir():
             raise FileNotFoundError(f"{self.source} is neither a dataset folder nor a .zip of one")
-        return self.source
+        self.scratch_parent.mkdir(parents=True, exist_ok=True)
+        self.scratch = Path(tempfile.mkdtemp(prefix=".unpack.", dir=self.scratch_parent))
+        try:
+            root = extract_zip(self.source, self.scratch / "unpacked") if is_zip else self.source
+        except BaseException:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
+        return root, self.scratch / "images"
 
     def __exit__(self, *exc: object) -> None:
-        if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def _read(
-    root: Path, format: str, user_map: dict[int, str] | None, aliases: dict[str, str] | None
+    root: Path, scratch: Path, format: str, user_map: dict[int, str] | None, aliases: dict[str, str] | None
 ) -> tuple[list[Record], dict[int, str], str, list[Problem]]:
-    """Read the dataset and number its classes; box labels are rewritten to the map's spelling."""
-    result = read_dataset(root, format)
-    label_map = build_label_map(label_names_of(result), user_map, aliases)
+    """Read the dataset and number its classes (a format's own ids are kept unless the user gives a map);
+    box labels are rewritten to the map's spelling."""
+    result = read_dataset(root, format, scratch, user_map)
+    label_map = build_label_map(label_names_of(result), user_map or result.label_ids or None, aliases)
     records = [
         r.model_copy(update={"boxes": [b.model_copy(update={"label": label_map.canonical(b.label)}) for b in r.boxes]})
         for r in result.records
@@ -289,8 +294,8 @@ def convert_dataset(
     """Convert a dataset folder or zip to TFRecords in output_dir (new or empty); see the module docstring."""
     if output_dir.exists() and any(output_dir.iterdir()):
         raise FileExistsError(f"output folder {output_dir} is not empty; choose a new folder or empty it")
-    with _Opened(source, output_dir.parent) as root:
-        records, names, found_format, problems = _read(root, format, label_map, aliases)
+    with _Opened(source, output_dir.parent) as (root, scratch):
+        records, names, found_format, problems = _read(root, scratch, format, label_map, aliases)
         total = 2 * len(records)
         validated = validate_records(records, names, problems, workers, progress, total)
         return write_tfrecords(
@@ -318,8 +323,8 @@ def inspect_dataset(
     progress: Progress | None = None,
 ) -> Inspection:
     """Validate a dataset and describe it (statistics, problems, anchors) without writing anything."""
-    with _Opened(source, Path(tempfile.gettempdir())) as root:
-        records, names, found_format, problems = _read(root, format, label_map, aliases)
+    with _Opened(source, Path(tempfile.gettempdir())) as (root, scratch):
+        records, names, found_format, problems = _read(root, scratch, format, label_map, aliases)
         validated = validate_records(records, names, problems, workers, progress)
     stats, anchors = describe(validated.items, model or ModelConfig())
     return Inspection(

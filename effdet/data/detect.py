@@ -6,7 +6,7 @@ import json
 import stat
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
@@ -18,6 +18,7 @@ from effdet.data.formats.ccpd import parse_ccpd_name, read_ccpd
 from effdet.data.formats.coco import read_coco
 from effdet.data.formats.common import is_image, walk_files
 from effdet.data.formats.csv import read_csv
+from effdet.data.formats.tfrecord import TFRECORD_SUFFIXES, read_tfrecords
 from effdet.data.formats.voc import read_voc
 from effdet.data.formats.yolo import NAME_FILES, read_yolo
 from effdet.data.records import ReadResult
@@ -44,7 +45,6 @@ FORMAT_SIGNS = {
 }
 """What detect_format looks for, per format (also the text of its error)."""
 
-TFRECORD_SUFFIXES = frozenset({".tfrecord", ".record", ".tfrec"})
 _READERS: dict[DatasetFormat, Callable[[Path], ReadResult]] = {
     DatasetFormat.COCO: read_coco,
     DatasetFormat.VOC: read_voc,
@@ -90,10 +90,13 @@ def detect_format(root: Path) -> DatasetFormat:
     )
 
 
-def read_dataset(root: Path, format: str = "auto") -> ReadResult:
+def read_dataset(
+    root: Path, format: str = "auto", scratch: Path | None = None, label_map: Mapping[int, str] | None = None
+) -> ReadResult:
     """Records and problems of the dataset under root, in `format` or the detected one ('auto').
 
-    TFRecords are passed through elsewhere, so for them the result has no records.
+    TFRecords need `scratch`, a folder the caller removes, for the images taken out of them; `label_map`
+    names their class ids that come without text.
     """
     if format == "auto":
         chosen = detect_format(root)
@@ -104,7 +107,9 @@ def read_dataset(root: Path, format: str = "auto") -> ReadResult:
             choices = ", ".join(["auto", *(value.value for value in DatasetFormat)])
             raise DatasetFormatError(f"unknown dataset format {format!r}; use one of {choices}") from None
     if chosen is DatasetFormat.TFRECORD:
-        return ReadResult(format=chosen.value)
+        if scratch is None:
+            raise ValueError("reading TFRecords needs a scratch folder for their images; pass scratch=")
+        return read_tfrecords(root, scratch, label_map)
     return _READERS[chosen](root)
 
 

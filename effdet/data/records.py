@@ -83,6 +83,9 @@ class ReadResult(BaseModel):
     label_names: list[str] = Field(
         default_factory=list, description="class names in the order the format defines them, if it does"
     )
+    label_ids: dict[int, str] = Field(
+        default_factory=dict, description="class id -> name where the format fixes ids (TFRecords); kept as they are"
+    )
 
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})

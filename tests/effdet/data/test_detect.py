@@ -51,11 +51,12 @@ def test_detect_format_picks_each_crafted_format(
     assert detect_format(root) == expected
 
 
-def test_detect_format_finds_tfrecords_and_read_dataset_passes_them_through(tmp_path: Path) -> None:
+def test_detect_format_finds_tfrecords_and_read_dataset_reports_a_damaged_one(tmp_path: Path) -> None:
     (tmp_path / "train-00000-of-00001.tfrecord").write_bytes(b"\0" * 16)
     assert detect_format(tmp_path) == "tfrecord"
-    result = read_dataset(tmp_path)
-    assert (result.format, result.records, result.problems) == ("tfrecord", [], [])
+    result = read_dataset(tmp_path, scratch=tmp_path / "scratch")
+    assert (result.format, result.records) == ("tfrecord", [])
+    assert [p.code for p in result.problems] == ["corrupt_tfrecord"]
 
 
 def test_detect_format_ignores_json_and_xml_of_other_kinds(tmp_path: Path) -> None:
