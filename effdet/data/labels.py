@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from effdet.data.records import Problem, ReadResult, Record, Severity
+from effdet.data.records import ReadResult
 
 
 class LabelMap(BaseModel):
@@ -63,23 +61,3 @@ def label_names_of(result: ReadResult) -> list[str]:
     declared = [name.strip() for name in result.label_names]
     used = {box.label.strip() for record in result.records for box in record.boxes}
     return list(dict.fromkeys(declared)) + sorted(used - set(declared))
-
-
-def unknown_class_problems(records: Iterable[Record], label_map: LabelMap) -> list[Problem]:
-    """An 'unknown_class' error for each box whose label the map does not have (a user map that misses a class)."""
-    known = set(label_map.names.values())
-    return [
-        Problem(
-            file=record.annotation_file,
-            object_index=object_index,
-            severity=Severity.ERROR,
-            code="unknown_class",
-            message=(
-                f"{record.filename}: class {box.label!r} is not in the label map {label_map.names}; add it to the "
-                "map or an alias for it, or remove the box"
-            ),
-        )
-        for record in records
-        for object_index, box in enumerate(record.boxes)
-        if label_map.canonical(box.label) not in known
-    ]

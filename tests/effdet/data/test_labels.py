@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from effdet.data.labels import LabelMap, build_label_map, label_names_of, unknown_class_problems
-from effdet.data.records import Box, ReadResult, Record, Severity
+from effdet.data.labels import LabelMap, build_label_map, label_names_of
+from effdet.data.records import Box, ReadResult, Record
 
 
 def _record(*labels: str) -> Record:
@@ -56,16 +56,6 @@ def test_label_names_of_keeps_declared_order_then_sorts_the_rest() -> None:
     assert label_names_of(declared) == ["dog", "cat", "ant", "zebra"]
     undeclared = ReadResult(format="voc", records=[_record("raccoon", "bear", "raccoon")])
     assert label_names_of(undeclared) == ["bear", "raccoon"]
-
-
-def test_unknown_class_problems_name_each_box_the_user_map_misses() -> None:
-    label_map = build_label_map([], user_map={1: "raccoon"}, aliases={"racoon": "raccoon"})
-    problems = unknown_class_problems([_record("raccoon", "dog", "racoon")], label_map)
-    assert [(problem.code, problem.object_index, problem.severity) for problem in problems] == [
-        ("unknown_class", 1, Severity.ERROR)
-    ]
-    assert problems[0].file == "a.xml"
-    assert "'dog'" in problems[0].message
 
 
 def test_label_map_round_trips_through_json() -> None:
