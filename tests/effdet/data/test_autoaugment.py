@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from effdet.config import get_config
-from effdet.data import autoaugment
+from effdet.data import autoaugment, autoaugment_ops
 from effdet.data.pipeline import build_dataset
 from effdet.data.records import Box
 from effdet.data.tfrecord import write_shard
@@ -83,7 +83,7 @@ def test_distort_is_deterministic_for_a_seed_and_keeps_float_images_float() -> N
 @pytest.mark.parametrize("sign_seed", [0, 1, 2, 3])
 def test_geometric_ops_keep_the_box_on_the_object(op: str, level: float, sign_seed: int) -> None:
     image, boxes = scene()
-    moved_image, moved = autoaugment.OPS[op](image, boxes, level, seed(sign_seed))
+    moved_image, moved = autoaugment_ops.OPS[op](image, boxes, level, seed(sign_seed))
     pixels = moved_image.numpy()
     assert moved_image.shape == image.shape
     box = moved[0].numpy() * np.array([HEIGHT, WIDTH, HEIGHT, WIDTH])
@@ -97,7 +97,7 @@ def test_geometric_ops_keep_the_box_on_the_object(op: str, level: float, sign_se
 
 def test_translation_moving_the_object_out_leaves_a_box_without_area() -> None:
     image, boxes = scene()
-    _, moved = autoaugment.OPS["TranslateX_BBox"](image, boxes, 10, seed(0))  # 250 px either way
+    _, moved = autoaugment_ops.OPS["TranslateX_BBox"](image, boxes, 10, seed(0))  # 250 px either way
     ymin, xmin, ymax, xmax = moved[0].numpy()
     assert xmax - xmin == 0.0
     assert ymax - ymin > 0.0
@@ -121,18 +121,18 @@ def test_translation_moving_the_object_out_leaves_a_box_without_area() -> None:
 )
 def test_colour_ops_change_pixels_not_boxes(op: str) -> None:
     image, boxes = scene()
-    changed, same = autoaugment.OPS[op](image, boxes, 4, seed(2))
+    changed, same = autoaugment_ops.OPS[op](image, boxes, 4, seed(2))
     np.testing.assert_array_equal(same.numpy(), boxes.numpy())
     assert changed.dtype == tf.uint8
     assert changed.shape == image.shape
 
 
-@pytest.mark.parametrize("op", sorted(autoaugment.BOX_ONLY_OPS))
+@pytest.mark.parametrize("op", sorted(autoaugment_ops.BOX_ONLY_OPS))
 def test_box_only_ops_change_only_pixels_inside_boxes(op: str) -> None:
     image, boxes = scene()
     pixels = image.numpy()
     pixels[22:30, 32:40] = (40, 220, 40)  # something inside the box for flips and shears to move
-    changed, same = autoaugment.apply_step(tf.constant(pixels), boxes, op, 1.0, 6, seed(4))
+    changed, same = autoaugment_ops.apply_step(tf.constant(pixels), boxes, op, 1.0, 6, seed(4))
     outside = np.ones((HEIGHT, WIDTH), bool)
     outside[20:40, 30:54] = False
     np.testing.assert_array_equal(changed.numpy()[outside], pixels[outside])
@@ -141,14 +141,14 @@ def test_box_only_ops_change_only_pixels_inside_boxes(op: str) -> None:
 
 def test_colour_values_match_pil_semantics() -> None:
     ramp = tf.constant(np.tile(np.arange(0, 256, 4, dtype=np.uint8)[None, :, None], (4, 1, 3)))
-    solarized = autoaugment.solarize(ramp, 5, seed(0)).numpy()[0, :, 0]
+    solarized = autoaugment_ops.solarize(ramp, 5, seed(0)).numpy()[0, :, 0]
     assert solarized.tolist()[:32] == list(range(0, 128, 4))  # below the threshold 128: unchanged
     assert solarized.tolist()[32:] == [255 - v for v in range(128, 256, 4)]
-    posterized = autoaugment.posterize(ramp, 10, seed(0)).numpy()[0, :, 0]
+    posterized = autoaugment_ops.posterize(ramp, 10, seed(0)).numpy()[0, :, 0]
     assert set(posterized.tolist()) <= set(range(0, 256, 16))  # 4 bits kept
-    stretched = autoaugment.autocontrast(ramp // 2 + 10, 0, seed(0)).numpy()
+    stretched = autoaugment_ops.autocontrast(ramp // 2 + 10, 0, seed(0)).numpy()
     assert (stretched.min(), stretched.max()) == (0, 255)
-    grey = autoaugment.color(tf.constant([[[200, 0, 0]]], tf.uint8), 0, seed(0)).numpy()  # factor 0.1
+    grey = autoaugment_ops.color(tf.constant([[[200, 0, 0]]], tf.uint8), 0, seed(0)).numpy()  # factor 0.1
     assert abs(int(grey[0, 0, 0]) - int(grey[0, 0, 1])) < 60
 
 
