@@ -1,0 +1,196 @@
+"""Checkpoints: the run directory layout, pretrained loading by variable path, freezing by regex.
+
+Two formats meet here. A run's own training checkpoints are TF2 object-based (model, optimizer, EMA, step)
+for exact resume. Weights meant to be shared (the end of a run, the best by mAP, google/automl's releases)
+are TF1-style name -> tensor checkpoints whose names are variable paths such as
+`efficientnet-b0/stem/conv2d/kernel`, with the moving average under `<path>/ExponentialMovingAverage`.
+`load_pretrained` reads either, maps by path, prefers the moving average and skips shape mismatches.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from pydantic import BaseModel
+
+from effdet.config import Config
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+WEIGHTS_DIR = "weights"
+BEST_DIR = "best"
+WEIGHTS_PREFIX = "model"
+EMA_SUFFIX = "/ExponentialMovingAverage"
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+CLASS_PREDICT = "class_net/class-predict/"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be found or does not fit the model; the message says what to do."""
+
+
+class LoadReport(BaseModel):
+    """What `load_pretrained` did: counts, and the paths it skipped and why."""
+
+    source: str
+    format: str
+    loaded: int
+    from_moving_average: int
+    shape_mismatch: list[str]
+    missing: list[str]
+
+    def summary(self) -> str:
+        """One line for the log."""
+        return (
+            f"pretrained {self.source} ({self.format}): {self.loaded} variables loaded "
+            f"({self.from_moving_average} from moving averages), {len(self.shape_mismatch)} skipped for shape, "
+            f"{len(self.missing)} not in the checkpoint"
+        )
+
+
+def frozen_paths(variables: Sequence[keras.Variable], expr: str | None) -> set[str]:
+    """Paths matched from their start by `expr` (automl's re.match semantics); none when expr is empty."""
+    if not expr:
+        return set()
+    try:
+        pattern = re.compile(expr)
+    except re.error as exc:
+        raise CheckpointError(f"var_freeze_expr {expr!r} is not a valid regular expression: {exc}") from exc
+    matched = {v.path for v in variables if pattern.match(v.path)}
+    if not matched:
+        raise CheckpointError(
+            f"var_freeze_expr {expr!r} matches no variable; paths start with e.g. "
+            f"{sorted({v.path.split('/')[0] for v in variables})}"
+        )
+    return matched
+
+
+def named_weights(model: keras.Model, averages: Mapping[str, tf.Tensor] | None = None) -> dict[str, tf.Tensor]:
+    """Every model variable by path, plus `<path>/ExponentialMovingAverage` for the averaged ones (automl's naming)."""
+    tensors: dict[str, tf.Tensor] = {v.path: tf.convert_to_tensor(v) for v in model.variables}
+    for path, value in (averages or {}).items():
+        tensors[path + EMA_SUFFIX] = value
+    return tensors
+
+
+def save_named_weights(tensors: Mapping[str, tf.Tensor], prefix: Path) -> Path:
+    """Write a TF1-style name -> tensor checkpoint at `prefix` (readable by tf.train.load_checkpoint)."""
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(
+        prefix=str(prefix),
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tensors[n] for n in names],
+    )
+    return prefix
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint prefix from a prefix, a directory holding one, or a run directory."""
+    if path.is_dir():
+        for candidate in (path / WEIGHTS_DIR, path / CHECKPOINT_DIR, path):
+            latest = tf.train.latest_checkpoint(str(candidate))
+            if latest:
+                return Path(latest)
+            if (candidate / f"{WEIGHTS_PREFIX}.index").exists():
+                return candidate / WEIGHTS_PREFIX
+        raise CheckpointError(f"no checkpoint found in directory {path}")
+    if Path(f"{path}.index").exists():
+        return path
+    raise CheckpointError(f"pretrained checkpoint {path} not found (give a checkpoint prefix, its folder or a run dir)")
+
+
+def _run_config_for(prefix: Path) -> Config:
+    for folder in (prefix.parent, prefix.parent.parent):
+        if (folder / CONFIG_FILE).exists():
+            return Config.from_yaml(folder / CONFIG_FILE)
+    raise CheckpointError(f"{prefix} is a training checkpoint but no {CONFIG_FILE} was found beside it")
+
+
+def _object_checkpoint_values(prefix: Path) -> dict[str, tf.Tensor]:
+    """Variable path -> value from one of our training checkpoints (moving averages under the EMA suffix)."""
+    from effdet.ema import WeightAverage
+    from effdet.model.efficientdet import build_model
+
+    source = build_model(_run_config_for(prefix))
+    ema = WeightAverage(source.trainable_variables, decay=0.0)
+    tf.train.Checkpoint(model=source, ema=ema).restore(str(prefix)).expect_partial()
+    return named_weights(source, ema.averaged() if int(ema.num_updates.numpy()) > 0 else None)
+
+
+def read_named_values(prefix: Path) -> tuple[str, dict[str, tf.Tensor]]:
+    """(format, name -> value) of a checkpoint in either format."""
+    reader = tf.train.load_checkpoint(str(prefix))
+    names = reader.get_variable_to_shape_map()
+    if OBJECT_GRAPH_KEY in names:
+        if not any(n.startswith("model/") for n in names):
+            raise CheckpointError(f"{prefix} is an object-based checkpoint that effdet did not write")
+        return "training checkpoint", _object_checkpoint_values(prefix)
+    return "name->tensor checkpoint", {n: reader.get_tensor(n) for n in names if n != OBJECT_GRAPH_KEY}
+
+
+def load_pretrained(model: keras.Model, path: Path | str) -> LoadReport:
+    """Load weights by variable path, preferring moving averages; shape mismatches are skipped and logged."""
+    prefix = resolve_checkpoint(Path(path))
+    fmt, values = read_named_values(prefix)
+    loaded = averaged = 0
+    mismatch: list[str] = []
+    missing: list[str] = []
+    for variable in model.variables:
+        key = variable.path + EMA_SUFFIX if variable.path + EMA_SUFFIX in values else variable.path
+        if key not in values:
+            missing.append(variable.path)
+            continue
+        value = values[key]
+        if tuple(value.shape) != tuple(variable.shape):
+            mismatch.append(f"{variable.path}: checkpoint {tuple(value.shape)}, model {tuple(variable.shape)}")
+            continue
+        variable.assign(tf.cast(value, variable.dtype))
+        loaded += 1
+        averaged += key.endswith(EMA_SUFFIX)
+    if loaded == 0:
+        raise CheckpointError(
+            f"{prefix} holds none of this model's variables (first model path {model.variables[0].path!r}); "
+            "is it a checkpoint of another model variant?"
+        )
+    report = LoadReport(
+        source=str(prefix),
+        format=fmt,
+        loaded=loaded,
+        from_moving_average=averaged,
+        shape_mismatch=mismatch,
+        missing=missing,
+    )
+    log.info(report.summary())
+    if any(m.startswith(CLASS_PREDICT) for m in mismatch):
+        log.info("class-prediction variables re-initialised: the checkpoint has a different num_classes")
+    for line in mismatch:
+        log.info("skipped (shape): %s", line)
+    return report
+
+
+def load_run_model(run_dir: Path, which: str = "final") -> tuple[Config, keras.Model]:
+    """The model of a run with its averaged weights: 'final' (end of training), 'best' (by mAP) or 'latest'."""
+    from effdet.model.efficientdet import build_model
+
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.exists():
+        raise CheckpointError(f"{run_dir} is not a training run directory (no {CONFIG_FILE})")
+    config = Config.from_yaml(config_path)
+    model = build_model(config)
+    folders = {"final": run_dir / WEIGHTS_DIR, "best": run_dir / BEST_DIR, "latest": run_dir / CHECKPOINT_DIR}
+    if which not in folders:
+        raise CheckpointError(f"unknown checkpoint choice {which!r}; use one of {sorted(folders)}")
+    folder = folders[which]
+    if which == "final" and not (folder / f"{WEIGHTS_PREFIX}.index").exists():
+        folder = folders["latest"]
+    load_pretrained(model, folder)
+    return config, model

@@ -1,0 +1,360 @@
+"""Fine-tuning: the training loop with checkpoints, exact resume, progress, cancellation and budgets.
+
+`train(config, train_files, val_files, run_dir, options)` trains until the step budget is spent, the
+wall-clock budget runs out or `should_stop()` answers True; every exit except a crash leaves a checkpoint
+in `run_dir/checkpoints`, and calling it again with the same run_dir resumes from there (step, optimizer
+slots, moving averages and learning-rate position). A completed run also writes its averaged weights in
+automl's naming to `run_dir/weights/model`, which evaluation, export and `pretrained=` read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import keras
+import tensorflow as tf
+from pydantic import BaseModel, Field
+
+from effdet import checkpoints as ckpt
+from effdet.config import Config
+from effdet.data.pipeline import build_dataset
+from effdet.ema import WeightAverage
+from effdet.losses import detection_loss, weight_decay_loss
+from effdet.model.efficientdet import build_model, count_params, flatten_predictions
+from effdet.schedules import WarmupDecay, schedule_settings
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "logs/train.jsonl"
+
+
+class TrainOptions(BaseModel):
+    """Run-level settings that are not model hyperparameters."""
+
+    batch_size: int = Field(8, ge=1)
+    num_steps: int | None = Field(None, ge=1, description="total steps; else num_epochs (else config num_epochs)")
+    num_epochs: float | None = Field(None, gt=0)
+    max_train_seconds: float | None = Field(None, gt=0, description="wall-clock budget of this call")
+    seed: int = 0
+    pretrained: Path | None = None
+    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (one is always made at the end)")
+    keep_checkpoints: int = Field(3, ge=1)
+    eval_every: int | None = Field(None, ge=1, description="steps between evaluations that keep the best weights")
+    progress_interval_s: float = Field(2.0, ge=0, description="seconds between progress reports")
+
+
+class Progress(BaseModel):
+    """One progress report, as the service stores and streams it."""
+
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    cls_loss: float
+    box_loss: float
+    learning_rate: float
+    images_per_sec: float
+    eta_seconds: float
+
+
+class TrainResult(BaseModel):
+    """How a call to `train` ended."""
+
+    status: Literal["completed", "cancelled", "time_budget"]
+    start_step: int
+    step: int
+    total_steps: int
+    final_loss: float | None
+    best_ap: float | None
+    trainable_variables: int
+    trainable_params: int
+    elapsed_seconds: float
+    images_per_sec: float | None
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and what to change."""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def count_examples(files: str | Sequence[str]) -> int:
+    """Number of records in TFRecord files (a glob or a list); reads only the record framing."""
+    patterns = [files] if isinstance(files, str) else list(files)
+    paths = sorted({p for pattern in patterns for p in tf.io.gfile.glob(pattern)})
+    if not paths:
+        raise FileNotFoundError(f"no TFRecord file matches {patterns}")
+    return sum(1 for _ in tf.data.TFRecordDataset(paths))
+
+
+def _strategy(config: Config) -> tf.distribute.Strategy:
+    if config.train.strategy == "gpus":
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy([g.name for g in gpus])
+        log.warning("strategy 'gpus' asked for but no GPU is visible: training on the CPU without a strategy")
+    return tf.distribute.get_strategy()
+
+
+def _use_mixed_precision(config: Config) -> bool:
+    if not config.train.mixed_precision:
+        return False
+    if not tf.config.list_logical_devices("GPU"):
+        log.warning("mixed_precision needs a GPU (float16 is slower on a CPU): training in float32")
+        return False
+    return True
+
+
+def _build(config: Config, mixed: bool) -> keras.Model:
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_float16" if mixed else "float32")
+    try:
+        return build_model(config)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def _optimizer(config: Config, schedule: WarmupDecay, mixed: bool) -> keras.optimizers.Optimizer:
+    clip = config.train.clip_gradients_norm or None
+    optimizer: keras.optimizers.Optimizer
+    if config.train.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate=schedule, global_clipnorm=clip)
+    else:
+        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.train.momentum, global_clipnorm=clip)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if mixed else optimizer
+
+
+def _prepare_run_dir(run_dir: Path, config: Config) -> None:
+    """Create the run dir and its config; a run dir of another model cannot be resumed with this one."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ckpt.CONFIG_FILE
+    if path.exists():
+        saved = Config.from_yaml(path)
+        if saved.model != config.model:
+            raise ckpt.CheckpointError(
+                f"{run_dir} holds a run of {saved.model.name} with other model settings; "
+                "use a new run_dir to train a different model"
+            )
+    temp = path.with_suffix(".tmp")
+    temp.write_text(config.to_yaml())
+    temp.replace(path)
+
+
+class _Reporter:
+    """Turns step results into Progress at the configured interval and logs them as JSON lines."""
+
+    def __init__(
+        self, run_dir: Path, options: TrainOptions, total: int, steps_per_epoch: int, callback: ProgressCallback | None
+    ):
+        self.options, self.total, self.steps_per_epoch, self.callback = options, total, steps_per_epoch, callback
+        self.log_path = run_dir / LOG_FILE
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.window_start: tuple[float, int] | None = None
+        self.last_report = -math.inf
+        self.rate: float | None = None
+
+    def started(self, step: int) -> None:
+        """Rates are measured from the end of the first step of a call (it includes graph tracing)."""
+        self.window_start = (time.monotonic(), step)
+
+    def step(self, step: int, losses: tuple[float, float, float], learning_rate: float) -> None:
+        now = time.monotonic()
+        if self.window_start is None:
+            self.started(step)
+        if now - self.last_report < self.options.progress_interval_s and step < self.total:
+            return
+        assert self.window_start is not None
+        since, first = self.window_start
+        if step > first and now > since:
+            self.rate = (step - first) * self.options.batch_size / (now - since)
+        rate = self.rate or 0.0
+        eta = (self.total - step) * self.options.batch_size / rate if rate else 0.0
+        progress = Progress(
+            step=step,
+            total_steps=self.total,
+            epoch=step / self.steps_per_epoch,
+            loss=losses[0],
+            cls_loss=losses[1],
+            box_loss=losses[2],
+            learning_rate=learning_rate,
+            images_per_sec=rate,
+            eta_seconds=eta,
+        )
+        self.last_report = now
+        with self.log_path.open("a") as handle:
+            handle.write(progress.model_dump_json() + "\n")
+        if self.callback is not None:
+            self.callback(progress)
+
+
+def train(
+    config: Config,
+    train_files: str | Sequence[str],
+    val_files: str | Sequence[str] | None,
+    run_dir: Path,
+    options: TrainOptions | None = None,
+    *,
+    ground_truth: Path | dict[str, object] | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train (or resume) the run in `run_dir`; see the module docstring for what it leaves there."""
+    options = options or TrainOptions()
+    began = time.monotonic()
+    _prepare_run_dir(run_dir, config)
+    mixed = _use_mixed_precision(config)
+    strategy = _strategy(config)
+    replicas = strategy.num_replicas_in_sync
+
+    examples = count_examples(train_files)
+    steps_per_epoch = max(1, examples // options.batch_size)
+    epochs = options.num_epochs or float(config.train.num_epochs)
+    total = options.num_steps or max(1, math.ceil(epochs * steps_per_epoch))
+    schedule = WarmupDecay(schedule_settings(config.train, options.batch_size, steps_per_epoch, total))
+
+    with strategy.scope():
+        model = _build(config, mixed)
+        frozen = ckpt.frozen_paths(model.trainable_variables, config.train.var_freeze_expr)
+        trainable = [v for v in model.trainable_variables if v.path not in frozen]
+        optimizer = _optimizer(config, schedule, mixed)
+        optimizer.build(trainable)
+        ema = WeightAverage(model.trainable_variables, config.train.moving_average_decay)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    params = count_params(model) - sum(int(tf.size(v)) for v in model.trainable_variables if v.path in frozen)
+    log.info(
+        "trainable: %d of %d variables, %d parameters (%d frozen by var_freeze_expr)",
+        len(trainable),
+        len(model.trainable_variables),
+        params,
+        len(frozen),
+    )
+
+    state = tf.train.Checkpoint(model=model, optimizer=optimizer, ema=ema, step=step)
+    manager = tf.train.CheckpointManager(
+        state, str(run_dir / ckpt.CHECKPOINT_DIR), max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
+    )
+    if manager.latest_checkpoint:
+        state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
+    elif options.pretrained is not None:
+        ckpt.load_pretrained(model, options.pretrained)
+        for shadow, variable in zip(ema.shadows, model.trainable_variables, strict=True):
+            shadow.assign(variable)
+    start = int(step.numpy())
+
+    num_classes = config.model.num_classes
+    decay_rate = config.train.weight_decay
+
+    def replica_step(images: tf.Tensor, cls_targets: tf.Tensor, box_targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        with tf.GradientTape() as tape:
+            class_out, box_out = model(images, training=True)
+            logits, boxes = flatten_predictions(class_out, box_out, num_classes)
+            terms = detection_loss(logits, boxes, cls_targets, box_targets, config.loss)
+            loss = terms.total + weight_decay_loss(trainable, decay_rate)
+            scaled = loss / replicas
+            if mixed:
+                scaled = optimizer.scale_loss(scaled)
+        grads = tape.gradient(scaled, trainable)
+        optimizer.apply_gradients(zip(grads, trainable, strict=True))
+        return loss, terms.cls_loss, terms.box_loss
+
+    @tf.function
+    def train_step(batch: dict[str, tf.Tensor]) -> list[tf.Tensor]:
+        outputs = strategy.run(replica_step, args=(batch["images"], batch["cls_targets"], batch["box_targets"]))
+        ema.update()
+        step.assign_add(1)
+        return [strategy.reduce(tf.distribute.ReduceOp.MEAN, o, axis=None) for o in outputs]
+
+    dataset = build_dataset(train_files, config, options.batch_size, training=True, seed=options.seed + start)
+    if replicas > 1:
+        dataset = strategy.experimental_distribute_dataset(dataset)
+    batches = iter(dataset)
+    reporter = _Reporter(run_dir, options, total, steps_per_epoch, on_progress)
+    evaluator = _BestKeeper(run_dir, model, config, ema, val_files, ground_truth) if options.eval_every else None
+
+    status: Literal["completed", "cancelled", "time_budget"] = "completed"
+    current, last_loss, last_saved = start, None, start if manager.latest_checkpoint else -1
+    while current < total:
+        if should_stop is not None and should_stop():
+            status = "cancelled"
+            break
+        if options.max_train_seconds is not None and time.monotonic() - began > options.max_train_seconds:
+            status = "time_budget"
+            break
+        loss, cls_loss, box_loss = (float(t) for t in train_step(next(batches)))
+        losses = (loss, cls_loss, box_loss)
+        current = int(step.numpy())
+        if not all(math.isfinite(x) for x in losses):
+            raise TrainingDivergedError(
+                f"the loss became {losses[0]} at step {current}: lower learning_rate "
+                f"(now {config.train.learning_rate}, scaled to {schedule.settings.base_lr:.4g} "
+                f"for batch {options.batch_size}) "
+                "or raise lr_warmup_epoch; "
+                f"the run can resume from its last checkpoint (step {max(last_saved, 0)})"
+            )
+        last_loss = losses[0]
+        if current == start + 1:
+            reporter.started(current)
+        reporter.step(current, losses, float(schedule(current - 1)))
+        if current % options.checkpoint_every == 0:
+            manager.save(checkpoint_number=current)
+            last_saved = current
+        if evaluator is not None and options.eval_every and current % options.eval_every == 0:
+            evaluator.evaluate(current)
+    if last_saved != current:
+        manager.save(checkpoint_number=current)
+    if status == "completed":
+        ckpt.save_named_weights(
+            ckpt.named_weights(model, ema.averaged()), run_dir / ckpt.WEIGHTS_DIR / ckpt.WEIGHTS_PREFIX
+        )
+    return TrainResult(
+        status=status,
+        start_step=start,
+        step=current,
+        total_steps=total,
+        final_loss=last_loss,
+        best_ap=evaluator.best_ap if evaluator else None,
+        trainable_variables=len(trainable),
+        trainable_params=params,
+        elapsed_seconds=time.monotonic() - began,
+        images_per_sec=reporter.rate,
+    )
+
+
+class _BestKeeper:
+    """Evaluates the averaged weights during training and keeps the best by AP in run_dir/best."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        model: keras.Model,
+        config: Config,
+        ema: WeightAverage,
+        val_files: str | Sequence[str] | None,
+        ground_truth: Path | dict[str, object] | None,
+    ) -> None:
+        if val_files is None or ground_truth is None:
+            raise ValueError("eval_every needs val_files and the val ground truth (val_annotations.json)")
+        self.run_dir, self.model, self.config, self.ema = run_dir, model, config, ema
+        self.val_files, self.ground_truth = val_files, ground_truth
+        best = run_dir / ckpt.BEST_DIR / "metrics.json"
+        self.best_ap: float | None = json.loads(best.read_text())["ap"] if best.exists() else None
+
+    def evaluate(self, step: int) -> None:
+        from effdet.evaluate import evaluate_model
+
+        with self.ema.applied():
+            metrics = evaluate_model(self.model, self.config, self.val_files, self.ground_truth)
+            log.info("step %d: AP %.4f AP50 %.4f", step, metrics.ap, metrics.ap50)
+            if self.best_ap is None or metrics.ap > self.best_ap:
+                self.best_ap = metrics.ap
+                folder = self.run_dir / ckpt.BEST_DIR
+                ckpt.save_named_weights(ckpt.named_weights(self.model), folder / ckpt.WEIGHTS_PREFIX)
+                (folder / "metrics.json").write_text(json.dumps({"step": step, **metrics.model_dump()}))

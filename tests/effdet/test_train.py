@@ -1,0 +1,126 @@
+"""The training loop: exact resume, cancellation, budgets, freezing, divergence, progress, pretrained starts."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from effdet import checkpoints as ckpt
+from effdet.config import Config
+from effdet.train import Progress, TrainingDivergedError, TrainOptions, count_examples, train
+
+N = 3
+
+
+def _state(run_dir: Path) -> dict[str, np.ndarray]:
+    """Every tensor of the latest training checkpoint (model, optimizer slots, moving averages, step)."""
+    prefix = tf.train.latest_checkpoint(str(run_dir / ckpt.CHECKPOINT_DIR))
+    reader = tf.train.load_checkpoint(prefix)
+    names = [n for n in reader.get_variable_to_shape_map() if n not in {ckpt.OBJECT_GRAPH_KEY}]
+    return {n: reader.get_tensor(n) for n in names if "save_counter" not in n}
+
+
+def _files(records: Path, split: str) -> str:
+    return str(records / f"{split}-*.tfrecord")
+
+
+def test_resume_is_exact_and_two_halves_make_the_whole(tiny_records: Path, tiny_config: Config, tmp_path: Path) -> None:
+    options = TrainOptions(batch_size=2, num_steps=2 * N, checkpoint_every=100, progress_interval_s=0)
+    whole = train(tiny_config, _files(tiny_records, "train"), None, tmp_path / "whole", options)
+    assert (whole.status, whole.start_step, whole.step) == ("completed", 0, 2 * N)
+
+    run = tmp_path / "halves"
+    seen: list[Progress] = []
+    first = train(
+        tiny_config,
+        _files(tiny_records, "train"),
+        None,
+        run,
+        options,
+        on_progress=seen.append,
+        should_stop=lambda: len(seen) >= N,
+    )
+    assert (first.status, first.step) == ("cancelled", N)
+    saved = _state(run)
+    assert int(saved["step/.ATTRIBUTES/VARIABLE_VALUE"]) == N
+
+    # Restoring and saving again without a step reproduces every tensor: model, optimizer, EMA, step.
+    again = train(tiny_config, _files(tiny_records, "train"), None, run, options, should_stop=lambda: True)
+    assert (again.status, again.start_step, again.step) == ("cancelled", N, N)
+    restored = _state(run)
+    assert saved.keys() == restored.keys()
+    assert sum(n.startswith("optimizer/_variables/") for n in saved) > 400  # the momentum slots
+    for name, value in saved.items():
+        np.testing.assert_array_equal(restored[name], value, err_msg=name)
+
+    later: list[Progress] = []
+    second = train(tiny_config, _files(tiny_records, "train"), None, run, options, on_progress=later.append)
+    assert (second.status, second.start_step, second.step, second.total_steps) == ("completed", N, 2 * N, 2 * N)
+    assert [p.step for p in later] == list(range(N + 1, 2 * N + 1))
+    # The learning-rate schedule continues where it stopped: same rates as the uninterrupted run's log.
+    whole_rates = [Progress.model_validate_json(line) for line in (tmp_path / "whole/logs/train.jsonl").open()]
+    assert [p.learning_rate for p in later] == pytest.approx([p.learning_rate for p in whole_rates[N:]])
+    final = _state(run)
+    assert int(final["step/.ATTRIBUTES/VARIABLE_VALUE"]) == 2 * N
+    assert int(final["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"]) == 2 * N
+    assert int(final["ema/num_updates/.ATTRIBUTES/VARIABLE_VALUE"]) == 2 * N
+    assert set(final) == set(_state(tmp_path / "whole"))
+    assert (run / ckpt.WEIGHTS_DIR / "model.index").exists()
+
+
+def test_freeze_progress_and_pretrained_start(tiny_records: Path, tiny_config: Config, tmp_path: Path) -> None:
+    base = train(
+        tiny_config,
+        _files(tiny_records, "train"),
+        None,
+        tmp_path / "base",
+        TrainOptions(batch_size=2, num_steps=1),
+    )
+    frozen_config = tiny_config.override({"var_freeze_expr": "(efficientnet|fpn_cells|resample_p6)"})
+    seen: list[Progress] = []
+    result = train(
+        frozen_config,
+        _files(tiny_records, "train"),
+        None,
+        tmp_path / "frozen",
+        TrainOptions(batch_size=2, num_steps=2, pretrained=tmp_path / "base", progress_interval_s=0),
+        on_progress=seen.append,
+    )
+    assert result.trainable_variables < base.trainable_variables
+    assert result.trainable_params < base.trainable_params
+    assert [p.step for p in seen] == [1, 2]
+    assert seen[-1].total_steps == 2
+    assert all(p.loss > 0 and p.learning_rate > 0 for p in seen)
+    assert seen[-1].images_per_sec > 0
+    assert seen[-1].eta_seconds == 0
+
+    start = tf.train.load_checkpoint(str(tmp_path / "base" / ckpt.WEIGHTS_DIR / "model"))
+    end = tf.train.load_checkpoint(str(tmp_path / "frozen" / ckpt.WEIGHTS_DIR / "model"))
+    kernel = "efficientnet-b0/stem/conv2d/kernel"
+    head = "class_net/class-predict/bias"
+    # Frozen variables keep the pretrained (averaged) values; the heads move.
+    np.testing.assert_array_equal(end.get_tensor(kernel), start.get_tensor(kernel + ckpt.EMA_SUFFIX))
+    assert not np.array_equal(end.get_tensor(head), start.get_tensor(head + ckpt.EMA_SUFFIX))
+
+
+def test_divergence_names_the_step_and_the_fix(tiny_records: Path, tiny_config: Config, tmp_path: Path) -> None:
+    wild = tiny_config.override({"learning_rate": 1e12, "lr_warmup_init": 1e12, "clip_gradients_norm": 0})
+    with pytest.raises(TrainingDivergedError, match=r"at step \d+: lower learning_rate"):
+        train(wild, _files(tiny_records, "train"), None, tmp_path / "nan", TrainOptions(batch_size=2, num_steps=6))
+
+
+def test_budgets_epochs_and_time(tiny_records: Path, tiny_config: Config, tmp_path: Path) -> None:
+    examples = count_examples(_files(tiny_records, "train"))
+    assert examples == 12
+    options = TrainOptions(batch_size=4, num_epochs=2, max_train_seconds=1e-3)
+    result = train(tiny_config, _files(tiny_records, "train"), None, tmp_path / "budget", options)
+    assert (result.status, result.step, result.total_steps) == ("time_budget", 0, 6)
+    assert tf.train.latest_checkpoint(str(tmp_path / "budget" / ckpt.CHECKPOINT_DIR))
+
+
+def test_run_dir_of_another_model_is_refused(tiny_records: Path, tiny_config: Config, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ckpt.CONFIG_FILE).write_text(tiny_config.override({"num_classes": 4}).to_yaml())
+    with pytest.raises(ckpt.CheckpointError, match="use a new run_dir"):
+        train(tiny_config, _files(tiny_records, "train"), None, tmp_path / "run", TrainOptions(num_steps=1))
