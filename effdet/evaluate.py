@@ -1,0 +1,284 @@
+"""COCO box metrics (pycocotools) of a model, or of an exported SavedModel, on a converted val split.
+
+The val ground truth is the converter's `val_annotations.json`, whose image ids are the TFRecords'
+`image/source_id` integers and whose category ids are the label map's (1-based) ids; detections are COCO
+results `{"image_id", "category_id", "bbox": [x, y, width, height] in original pixels, "score"}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from pydantic import BaseModel
+
+from effdet.config import Config
+from effdet.data.pipeline import build_dataset
+from effdet.data.tfrecord import parse_example
+from effdet.export import CONFIG_ASSET, detect
+
+logger = logging.getLogger(__name__)
+
+PR_CURVE_POINTS = 101
+"""Recall points of a per-class precision/recall curve (COCO's own recall grid)."""
+
+
+class ClassMetrics(BaseModel):
+    """One class: AP over IoU 0.5:0.95, AP at IoU 0.5, and its precision/recall curve at IoU 0.5.
+
+    None where the class has no ground truth in the evaluated images.
+    """
+
+    ap: float | None
+    ap50: float | None
+    pr_curve: list[tuple[float, float]]
+    """(recall, precision) points, recall ascending; empty without ground truth."""
+
+
+class Metrics(BaseModel):
+    """COCO box metrics; a value is None where the ground truth has no box in that size range."""
+
+    ap: float | None
+    ap50: float | None
+    ap75: float | None
+    ap_small: float | None
+    ap_medium: float | None
+    ap_large: float | None
+    ar100: float | None
+    num_images: int
+    per_class: dict[str, ClassMetrics]
+
+
+@contextlib.contextmanager
+def _pycocotools_output() -> Iterator[None]:
+    """Send what pycocotools prints to the debug log instead of stdout."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        yield
+    for line in buffer.getvalue().splitlines():
+        if line.strip():
+            logger.debug("pycocotools: %s", line)
+
+
+def _coco(dataset: dict[str, Any]) -> COCO:
+    """A COCO index over an in-memory dataset (COCO() only reads files)."""
+    coco = COCO()
+    coco.dataset = dataset
+    coco.createIndex()
+    return coco
+
+
+def _ground_truth(source: dict[str, Any] | Path) -> dict[str, Any]:
+    """The ground truth document with the fields pycocotools needs filled in (area, iscrowd, id)."""
+    data = json.loads(Path(source).read_text()) if isinstance(source, str | os.PathLike) else copy.deepcopy(source)
+    for index, annotation in enumerate(data.get("annotations", []), start=1):
+        _, _, width, height = annotation["bbox"]
+        annotation.setdefault("area", width * height)
+        annotation.setdefault("iscrowd", 0)
+        annotation.setdefault("id", index)
+    data.setdefault("categories", [])
+    return data
+
+
+def _results(truth: COCO, detections: list[dict[str, Any]]) -> COCO:
+    """A COCO index over detections, as `COCO.loadRes` builds it, but also for an empty list."""
+    known = set(truth.getImgIds())
+    unknown = sorted({int(d["image_id"]) for d in detections} - known)
+    if unknown:
+        raise ValueError(f"detections name image ids {unknown[:5]} that the ground truth does not have")
+    annotations = []
+    for index, detection in enumerate(detections, start=1):
+        x, y, width, height = (float(v) for v in detection["bbox"])
+        annotations.append(
+            {
+                "id": index,
+                "image_id": int(detection["image_id"]),
+                "category_id": int(detection["category_id"]),
+                "bbox": [x, y, width, height],
+                "score": float(detection["score"]),
+                "area": width * height,
+                "iscrowd": 0,
+            }
+        )
+    return _coco(
+        {"images": truth.dataset["images"], "categories": truth.dataset["categories"], "annotations": annotations}
+    )
+
+
+def _value(number: float) -> float | None:
+    """pycocotools' -1 ('no ground truth here') as None."""
+    return None if number < 0 else float(number)
+
+
+def _class_metrics(precision: np.ndarray, recall_points: np.ndarray, k: int) -> ClassMetrics:
+    """Metrics of category index k from COCOeval's precision array [iou, recall, class, area, max_dets]."""
+    all_ious = precision[:, :, k, 0, -1]
+    at_50 = precision[0, :, k, 0, -1]
+    if not (all_ious > -1).any():
+        return ClassMetrics(ap=None, ap50=None, pr_curve=[])
+    step = max(1, -(-len(recall_points) // PR_CURVE_POINTS))
+    curve = [(float(r), float(max(p, 0.0))) for r, p in zip(recall_points[::step], at_50[::step], strict=True)]
+    return ClassMetrics(ap=float(np.mean(all_ious[all_ious > -1])), ap50=float(np.mean(at_50)), pr_curve=curve)
+
+
+def coco_metrics(ground_truth: dict[str, Any] | Path, detections: list[dict[str, Any]]) -> Metrics:
+    """COCO box metrics of detections (COCO result dicts) against ground truth (a COCO dict or JSON file)."""
+    with _pycocotools_output():
+        truth = _coco(_ground_truth(ground_truth))
+        evaluation = COCOeval(truth, _results(truth, detections), iouType="bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    stats = evaluation.stats
+    precision = evaluation.eval["precision"]
+    names = {c["id"]: str(c.get("name", c["id"])) for c in truth.dataset["categories"]}
+    per_class = {
+        names[category]: _class_metrics(precision, evaluation.params.recThrs, k)
+        for k, category in enumerate(evaluation.params.catIds)
+    }
+    return Metrics(
+        ap=_value(stats[0]),
+        ap50=_value(stats[1]),
+        ap75=_value(stats[2]),
+        ap_small=_value(stats[3]),
+        ap_medium=_value(stats[4]),
+        ap_large=_value(stats[5]),
+        ar100=_value(stats[8]),
+        num_images=len(truth.getImgIds()),
+        per_class=per_class,
+    )
+
+
+def to_coco_detections(
+    source_ids: Sequence[int], boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, counts: np.ndarray
+) -> list[dict[str, Any]]:
+    """COCO results from a batch of padded detections.
+
+    boxes: float [batch, max, 4] as [xmin, ymin, xmax, ymax] in original pixels; scores float [batch, max];
+    classes int [batch, max] (1-based); counts int [batch], how many of each row are real.
+    """
+    results = []
+    for row, source_id in enumerate(source_ids):
+        for i in range(int(counts[row])):
+            xmin, ymin, xmax, ymax = (float(v) for v in boxes[row, i])
+            results.append(
+                {
+                    "image_id": int(source_id),
+                    "category_id": int(classes[row, i]),
+                    "bbox": [xmin, ymin, xmax - xmin, ymax - ymin],
+                    "score": float(scores[row, i]),
+                }
+            )
+    return results
+
+
+def model_detections(
+    model: keras.Model, config: Config, val_files: str | Sequence[str], batch_size: int = 8
+) -> list[dict[str, Any]]:
+    """COCO results of a Keras model on TFRecords, through the evaluation input pipeline."""
+    height, width = config.model.image_size
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, height, width, 3], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+            tf.TensorSpec([None, 2], tf.float32),
+        ]
+    )
+    def run(images: tf.Tensor, image_scales: tf.Tensor, image_sizes: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        found = detect(model, config, images, image_scales, image_sizes)
+        return tf.gather(found.boxes, [1, 0, 3, 2], axis=-1), found.scores, found.classes, found.num_detections
+
+    results: list[dict[str, Any]] = []
+    for batch in build_dataset(val_files, config, batch_size, training=False):
+        boxes, scores, classes, counts = (
+            t.numpy() for t in run(batch["images"], batch["image_scales"], batch["image_sizes"])
+        )
+        source_ids = [int(s) for s in batch["source_ids"].numpy()]
+        results += to_coco_detections(source_ids, boxes, scores, classes, counts)
+    return results
+
+
+def evaluate_model(
+    model: keras.Model,
+    config: Config,
+    val_files: str | Sequence[str],
+    ground_truth: dict[str, Any] | Path,
+    batch_size: int = 8,
+) -> Metrics:
+    """COCO metrics of a Keras model (with the weights to evaluate, e.g. EMA applied) on the val records."""
+    return coco_metrics(ground_truth, model_detections(model, config, val_files, batch_size))
+
+
+def _records(files: str | Sequence[str]) -> list[str]:
+    patterns = [files] if isinstance(files, str) else list(files)
+    paths = sorted({p for pattern in patterns for p in tf.io.gfile.glob(pattern)})
+    if not paths:
+        raise FileNotFoundError(f"no TFRecord file matches {patterns}")
+    return paths
+
+
+def saved_model_detections(
+    saved_model_dir: Path,
+    val_files: str | Sequence[str],
+    batch_size: int = 8,
+    score_threshold: float | None = None,
+) -> list[dict[str, Any]]:
+    """COCO results of an exported SavedModel fed the records' original encoded images.
+
+    score_threshold defaults to the exported config's nms_configs.score_thresh, the threshold
+    `evaluate_model` uses, so both evaluate the same detections.
+    """
+    if score_threshold is None:
+        score_threshold = Config.from_yaml(
+            Path(saved_model_dir) / "assets" / CONFIG_ASSET
+        ).eval.nms_configs.score_thresh
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    serve = loaded.signatures["serving_with_threshold"]
+    threshold = tf.constant(score_threshold, tf.float32)
+    dataset = tf.data.TFRecordDataset(_records(val_files)).map(parse_example)
+    dataset = dataset.map(lambda e: (e["image"], e["source_id"])).batch(batch_size)
+    results: list[dict[str, Any]] = []
+    for images, ids in dataset:
+        out = serve(images=images, score_threshold=threshold)
+        arrays = (out[k].numpy() for k in ("boxes", "scores", "classes", "num_detections"))
+        results += to_coco_detections([int(s) for s in ids.numpy()], *arrays)
+    return results
+
+
+def evaluate_saved_model(
+    saved_model_dir: Path,
+    val_files: str | Sequence[str],
+    ground_truth: dict[str, Any] | Path,
+    batch_size: int = 8,
+    score_threshold: float | None = None,
+) -> Metrics:
+    """COCO metrics of an exported SavedModel, run on the val records' original image bytes."""
+    return coco_metrics(ground_truth, saved_model_detections(saved_model_dir, val_files, batch_size, score_threshold))
+
+
+def write_metrics(metrics: Metrics, path: Path) -> Path:
+    """Write metrics as JSON atomically (temp file beside it, then rename), so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
+        f.write(metrics.model_dump_json(indent=2))
+    try:
+        Path(f.name).replace(path)
+    except BaseException:
+        Path(f.name).unlink(missing_ok=True)
+        raise
+    return path

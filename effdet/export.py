@@ -1,0 +1,322 @@
+"""Export a trained detector as a self-contained SavedModel (and TFLite) with pre- and post-processing inside.
+
+The SavedModel needs only TensorFlow to load and run. Its signatures (all outputs named alike):
+
+- `serving_default`: `images` tf.string [N] of encoded images (JPEG, PNG, GIF, BMP; any sizes, mixed).
+- `serving_with_threshold`: the same plus `score_threshold` float32 [].
+- `image_tensor`: `images` uint8 [N, H, W, 3] of any H, W (one size per batch).
+- `image_tensor_with_threshold`: the same plus `score_threshold` float32 [].
+
+A signature cannot give an input a default, so each input kind has one signature without `score_threshold`
+(the export-time `min_score_thresh` applies) and one with it. From Python the restored functions
+`loaded.detect_encoded(images, score_threshold=...)` and `loaded.detect_image(images, score_threshold=...)`
+take the threshold as an optional argument. Outputs: `boxes` float32 [N, max_detections, 4] as
+[xmin, ymin, xmax, ymax] in pixels of each original image, `scores` float32 [N, max_detections], `classes`
+int32 [N, max_detections] (1-based label-map ids, 0 in padding), `num_detections` int32 [N].
+
+Pre-processing is the evaluation path of the input pipeline: decode, normalise by mean_rgb/stddev_rgb,
+resize keeping the aspect ratio to fit image_size, pad bottom/right with zeros (after normalisation).
+Assets: `label_map.json` ({"id": "name"}) and `config.yaml` (the resolved config, `Config.from_yaml` reads it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from effdet.anchors import anchors_for
+from effdet.config import Config
+from effdet.data.augment import resize_and_crop
+from effdet.model.efficientdet import flatten_predictions
+from effdet.postprocess import Detections, postprocess
+from effdet.predict import LABEL_MAP_ASSET
+
+CONFIG_ASSET = "config.yaml"
+DEFAULT_MIN_SCORE_THRESH = 0.2
+"""Score below which the exported model drops a detection unless the caller passes its own threshold."""
+
+ENCODED_SPEC = tf.TensorSpec([None], tf.string, name="images")
+IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+Quantization = Literal["float32", "float16", "int8"]
+
+
+def label_names(config: Config) -> dict[int, str]:
+    """Class id (1..num_classes) -> name: the config's label map, numbers for classes it does not name."""
+    named = config.input.label_map if isinstance(config.input.label_map, dict) else {}
+    return {i: named.get(i, f"class_{i}") for i in range(1, config.model.num_classes + 1)}
+
+
+def detect(
+    model: keras.Model,
+    config: Config,
+    images: tf.Tensor,
+    image_scales: tf.Tensor,
+    image_sizes: tf.Tensor,
+    score_threshold: float | tf.Tensor | None = None,
+    max_detections: int | None = None,
+) -> Detections:
+    """Run the network and post-processing on a prepared batch: what evaluation and export both run.
+
+    images: float32 [batch, H, W, 3] normalised, at config.model.image_size; image_scales: float32 [batch]
+    (original pixels per input pixel); image_sizes: float32 [batch, 2] original (height, width). Returns
+    boxes yxyx in original pixels; score_threshold and max_detections default to config.eval.nms_configs.
+    """
+    anchors = anchors_for(config.model)
+    num_classes = config.model.num_classes
+    class_outputs, box_outputs = model(images, training=False)
+    logits, codes = flatten_predictions(class_outputs, box_outputs, num_classes)
+    # A dynamic batch leaves the anchor axis unknown after the reshape; post-processing needs it static.
+    logits = tf.ensure_shape(logits, [None, anchors.num_anchors, num_classes])
+    codes = tf.ensure_shape(codes, [None, anchors.num_anchors, 4])
+    return postprocess(
+        logits,
+        codes,
+        tf.constant(anchors.boxes),
+        config.model.image_size,
+        config.eval.nms_configs,
+        image_scales,
+        image_sizes,
+        score_threshold=score_threshold,
+        max_detections=max_detections,
+    )
+
+
+class _Untracked:
+    """Holds a value where TensorFlow's object tracking does not look (a plain object is not traversed)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class DetectionModule(tf.Module):
+    """The model wrapped with in-graph pre-processing and post-processing (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        config: Config,
+        min_score_thresh: float = DEFAULT_MIN_SCORE_THRESH,
+        max_detections: int | None = None,
+    ) -> None:
+        super().__init__(name="efficientdet")
+        # The Keras object graph stays out of the SavedModel: only its variables are saved, so loading needs
+        # TensorFlow alone (as keras.export.ExportArchive does).
+        self._network = _Untracked(model)
+        self.model_variables = list(model.variables)
+        self._config = config
+        self._max_detections = max_detections or config.eval.nms_configs.max_output_size
+        height, width = config.model.image_size
+        default = float(min_score_thresh)
+
+        self._detect = tf.function(
+            self._detect_normalised,
+            input_signature=[
+                tf.TensorSpec([None, height, width, 3], tf.float32),
+                tf.TensorSpec([None], tf.float32),
+                tf.TensorSpec([None, 2], tf.float32),
+                tf.TensorSpec([], tf.float32),
+            ],
+        )
+
+        def detect_encoded(images: tf.Tensor, score_threshold: tf.Tensor = default) -> dict[str, tf.Tensor]:
+            return self._detect(*self._prepare_batch(images, encoded=True), score_threshold)
+
+        def detect_image(images: tf.Tensor, score_threshold: tf.Tensor = default) -> dict[str, tf.Tensor]:
+            return self._detect(*self._prepare_batch(images, encoded=False), score_threshold)
+
+        threshold_spec = tf.TensorSpec([], tf.float32, name="score_threshold")
+        self.detect_encoded = tf.function(detect_encoded, input_signature=[ENCODED_SPEC, threshold_spec])
+        self.detect_image = tf.function(detect_image, input_signature=[IMAGE_SPEC, threshold_spec])
+
+    def signatures(self) -> dict[str, Any]:
+        """The four serving signatures (concrete functions) by name."""
+        encoded = tf.function(lambda images: self.detect_encoded(images), input_signature=[ENCODED_SPEC])
+        image = tf.function(lambda images: self.detect_image(images), input_signature=[IMAGE_SPEC])
+        return {
+            "serving_default": encoded.get_concrete_function(),
+            "serving_with_threshold": self.detect_encoded.get_concrete_function(),
+            "image_tensor": image.get_concrete_function(),
+            "image_tensor_with_threshold": self.detect_image.get_concrete_function(),
+        }
+
+    def prepare(self, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """One uint8 image [h, w, 3] -> (network input float32 [H, W, 3], original pixels per input pixel,
+        original (height, width) float32 [2]), exactly as the evaluation input pipeline does it."""
+        mean = tf.constant(self._config.model.mean_rgb, tf.float32)
+        std = tf.constant(self._config.model.stddev_rgb, tf.float32)
+        normalised = (tf.cast(image, tf.float32) - mean) / std
+        placed = resize_and_crop(normalised, tf.zeros([0, 4]), self._config.model.image_size)
+        size = tf.cast(tf.shape(image)[:2], tf.float32)
+        return placed.image, 1.0 / placed.scale, size
+
+    def _prepare_batch(self, images: tf.Tensor, encoded: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        height, width = self._config.model.image_size
+
+        def one(item: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            image = tf.io.decode_image(item, channels=3, expand_animations=False) if encoded else item
+            return self.prepare(image)
+
+        return tf.map_fn(
+            one,
+            images,
+            fn_output_signature=(
+                tf.TensorSpec([height, width, 3], tf.float32),
+                tf.TensorSpec([], tf.float32),
+                tf.TensorSpec([2], tf.float32),
+            ),
+        )
+
+    def _detect_normalised(
+        self, images: tf.Tensor, image_scales: tf.Tensor, image_sizes: tf.Tensor, score_threshold: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        """Network, decoding and NMS of prepared inputs; boxes come out xyxy in original pixels."""
+        detections = detect(
+            self._network.value, self._config, images, image_scales, image_sizes, score_threshold, self._max_detections
+        )
+        return {
+            "boxes": tf.gather(detections.boxes, [1, 0, 3, 2], axis=-1),
+            "scores": detections.scores,
+            "classes": detections.classes,
+            "num_detections": detections.num_detections,
+        }
+
+    def tflite_function(self, input_size: tuple[int, int], score_threshold: float) -> Any:
+        """A concrete function of a fixed-size uint8 image [1, height, width, 3] for TFLite conversion
+        (no map_fn: one image is prepared directly)."""
+
+        @tf.function(input_signature=[tf.TensorSpec([1, *input_size, 3], tf.uint8, name="images")])
+        def detect(images: tf.Tensor) -> dict[str, tf.Tensor]:
+            image, scale, size = self.prepare(images[0])
+            return self._detect_normalised(image[tf.newaxis], scale[tf.newaxis], size[tf.newaxis], score_threshold)
+
+        return detect.get_concrete_function()
+
+
+def _staging_dir(output: Path) -> Path:
+    """A fresh hidden sibling of output, so the final rename stays on one file system."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+
+
+def _publish(staging: Path, output: Path) -> None:
+    """Move a finished staging folder or file to output (an existing empty folder is replaced)."""
+    if output.is_dir():
+        if any(output.iterdir()):
+            raise FileExistsError(f"{output} is not empty; choose a new folder or remove it")
+        output.rmdir()
+    staging.rename(output)
+
+
+def export_saved_model(
+    model: keras.Model,
+    config: Config,
+    output_dir: Path,
+    min_score_thresh: float = DEFAULT_MIN_SCORE_THRESH,
+    max_detections: int | None = None,
+) -> Path:
+    """Write the model as a TF-only SavedModel with pre/post-processing to output_dir (atomically); return it.
+
+    max_detections defaults to config.eval.nms_configs.max_output_size; NMS follows config.eval.nms_configs.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise FileExistsError(f"{output_dir} already exists and is not an empty folder; choose a new one")
+    module = DetectionModule(model, config, min_score_thresh, max_detections)
+    staging = _staging_dir(output_dir)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            label_file = Path(scratch) / LABEL_MAP_ASSET
+            label_file.write_text(json.dumps({str(k): v for k, v in label_names(config).items()}, indent=1))
+            config_file = Path(scratch) / CONFIG_ASSET
+            config_file.write_text(config.to_yaml())
+            module.label_map_asset = tf.saved_model.Asset(str(label_file))
+            module.config_asset = tf.saved_model.Asset(str(config_file))
+            tf.saved_model.save(module, str(staging), signatures=module.signatures())
+        _publish(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir
+
+
+RepresentativeImages = Callable[[], Iterable[np.ndarray]]
+"""A function yielding uint8 images [height, width, 3] of the TFLite input size, for int8 calibration."""
+
+
+def _convert(
+    converter: tf.lite.TFLiteConverter, quantization: Quantization, representative_images: RepresentativeImages | None
+) -> bytes:
+    """Apply the quantization settings and convert."""
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8" and representative_images is not None:
+        images = representative_images
+
+        def calibration() -> Iterable[list[np.ndarray]]:
+            for image in images():
+                yield [np.asarray(image, np.uint8)[np.newaxis]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = calibration
+    return bytes(converter.convert())
+
+
+def export_tflite(
+    model: keras.Model,
+    config: Config,
+    output_path: Path,
+    quantization: Quantization = "float32",
+    input_size: tuple[int, int] | None = None,
+    min_score_thresh: float = DEFAULT_MIN_SCORE_THRESH,
+    representative_images: RepresentativeImages | None = None,
+) -> Path:
+    """Convert the model with pre/post-processing to a TFLite file taking uint8 [1, height, width, 3].
+
+    input_size (height, width) defaults to config.model.image_size; other sizes are resized inside as the
+    SavedModel does. Outputs as the SavedModel's (max_detections = config.eval.tflite_max_detections), with a
+    fixed score threshold. NMS is TFLite's builtin NON_MAX_SUPPRESSION_V5, so only builtin ops are needed.
+    'int8' quantises weights and activations (float kept where an op has no int8 kernel) and needs
+    representative_images for calibration.
+    """
+    output_path = Path(output_path)
+    if quantization not in ("float32", "float16", "int8"):
+        raise ValueError(f"unknown quantization {quantization!r}; choose float32, float16 or int8")
+    if quantization == "int8" and representative_images is None:
+        raise ValueError("int8 quantization needs representative_images (a few dozen typical images) to calibrate")
+    size = input_size or config.model.image_size
+    module = DetectionModule(model, config, min_score_thresh, config.eval.tflite_max_detections)
+    function = module.tflite_function(size, min_score_thresh)
+    # The converter's own variable freezing leaves Keras 3 variables as TFLite resource variables, which fail
+    # at run time; freezing them into constants first, and saving the frozen graph with its signature, gives a
+    # model of builtin ops only with named inputs and outputs.
+    frozen = convert_variables_to_constants_v2(function)
+
+    @tf.function(input_signature=function.structured_input_signature[0])
+    def detect(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return tf.nest.pack_sequence_as(function.structured_outputs, frozen(images))
+
+    holder = tf.Module()
+    holder.detect = detect
+    with tempfile.TemporaryDirectory() as scratch:
+        tf.saved_model.save(
+            holder,
+            scratch,
+            signatures={"serving_default": detect.get_concrete_function()},
+            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
+        )
+        flatbuffer = _convert(tf.lite.TFLiteConverter.from_saved_model(scratch), quantization, representative_images)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=output_path.parent, prefix=f".{output_path.name}.", delete=False) as tmp:
+        tmp.write(flatbuffer)
+    Path(tmp.name).replace(output_path)
+    return output_path
