@@ -1,15 +1,16 @@
 """COCO metrics on hand-made cases with known answers; a model and its exported SavedModel evaluate alike."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from effdet.config import Config, get_config
-from effdet.data.convert import convert_dataset
-from effdet.data.synthetic import write_dataset
+from effdet.config import Config
+from effdet.data.pipeline import build_dataset
 from effdet.evaluate import (
     Metrics,
     coco_metrics,
@@ -19,7 +20,6 @@ from effdet.evaluate import (
     write_metrics,
 )
 from effdet.export import export_saved_model
-from effdet.model import build_model
 
 
 def ground_truth() -> dict[str, Any]:
@@ -100,41 +100,23 @@ def test_write_metrics_replaces_the_file_atomically(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
 
 
-@pytest.fixture(scope="module")
-def val_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six synthetic plate images as val TFRecords beside their val_annotations.json."""
-    root = tmp_path_factory.mktemp("plates")
-    write_dataset(root / "raw", num_images=12, format="coco", image_size=(200, 150))
-    convert_dataset(root / "raw", root / "records", val_fraction=0.5, workers=1)
-    return root / "records"
-
-
-def untrained_model(config: Config) -> Any:
-    """An untrained model whose class head is sharpened and unbiased, so scores spread over (0, 1)."""
-    model = build_model(config)
-    for variable in model.variables:
-        if variable.path == "class_net/class-predict/pointwise_kernel":
-            variable.assign(variable.numpy() * 30.0)
-        if variable.path == "class_net/class-predict/bias":
-            variable.assign(np.zeros(variable.shape, np.float32))
-    return model
-
-
 def by_image_and_score(detections: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Detections grouped by image, best first."""
     return sorted(detections, key=lambda d: (d["image_id"], -d["score"]))
 
 
 @pytest.mark.slow
-def test_saved_model_evaluates_like_the_model(val_split: Path, tmp_path: Path) -> None:
-    config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, "label_map": {1: "plate"}})
-    model = untrained_model(config)
-    files = str(val_split / "val-*.tfrecord")
-    truth = val_split / "val_annotations.json"
+def test_saved_model_evaluates_like_the_model(
+    tiny_records: Path, tiny_config: Config, make_lively_model: Callable[[Config, tf.Tensor], Any], tmp_path: Path
+) -> None:
+    config = tiny_config
+    files = str(tiny_records / "val-*.tfrecord")
+    model = make_lively_model(config, next(iter(build_dataset(files, config, 4, training=False)))["images"])
+    truth = tiny_records / "val_annotations.json"
     exported = export_saved_model(model, config, tmp_path / "saved_model", min_score_thresh=0.5)
 
-    from_model = model_detections(model, config, files, batch_size=4)
-    from_saved = saved_model_detections(exported, files, batch_size=4)  # threshold: the config's, not 0.5
+    from_model = model_detections(model, config, files, batch_size=3)
+    from_saved = saved_model_detections(exported, files, batch_size=3)  # threshold: the config's, not 0.5
     assert len(from_model) == len(from_saved) > 0
     assert {d["image_id"] for d in from_model} == {i["id"] for i in json.loads(truth.read_text())["images"]}
     pairs = list(zip(by_image_and_score(from_model), by_image_and_score(from_saved), strict=True))
@@ -146,7 +128,7 @@ def test_saved_model_evaluates_like_the_model(val_split: Path, tmp_path: Path) -
     assert any(mine["score"] > 0.1 for mine, _ in pairs)
 
     metrics = coco_metrics(truth, from_model)  # what evaluate_model returns, without a second pass
-    saved_metrics = evaluate_saved_model(exported, files, truth, batch_size=4)
-    assert metrics.num_images == saved_metrics.num_images == 6
+    saved_metrics = evaluate_saved_model(exported, files, truth, batch_size=3)
+    assert metrics.num_images == saved_metrics.num_images == 4
     for name in ("ap", "ap50", "ap75", "ar100"):
         assert getattr(saved_metrics, name) == pytest.approx(getattr(metrics, name), abs=0.005)
