@@ -1,0 +1,128 @@
+"""Database tables (SQLAlchemy 2): API keys, datasets, jobs with their event log, exported model versions.
+
+JSON columns hold documents whose shape is defined by pydantic models (app/schemas.py, effdet's reports), so
+the tables stay few and stable. Ids are UUID strings; times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def _uuid() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table (Alembic's target metadata)."""
+
+
+class DatasetStatus(StrEnum):
+    validating = "validating"
+    ready = "ready"
+    failed = "failed"
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    converting = "converting"
+    training = "training"
+    evaluating = "evaluating"
+    exporting = "exporting"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+FINISHED = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+RUNNING = frozenset({JobStatus.converting, JobStatus.training, JobStatus.evaluating, JobStatus.exporting})
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_uuid)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=DatasetStatus.validating, index=True)
+    format: Mapped[str] = mapped_column(String(20), default="auto")
+    val_fraction: Mapped[float] = mapped_column(Float, default=0.1)
+    upload_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    num_images: Mapped[int | None] = mapped_column(Integer)
+    num_boxes: Mapped[int | None] = mapped_column(Integer)
+    label_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # effdet ConversionReport (stats, problems, anchors)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"done": n, "total": m}
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_uuid)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"), index=True)
+    model_name: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.queued, index=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # the resolved automl-flat hyperparameters
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)  # effdet TrainOptions (steps, batch, pretrained...)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # latest effdet.train.Progress
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # effdet.evaluate.Metrics
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))  # who holds the lease
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    model_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobEvent(Base):
+    """Append-only log of a job: state changes, progress reports, log lines (the SSE stream reads it)."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "state" | "progress" | "log" | "metrics"
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelVersion(Base):
+    """An exported SavedModel (and TFLite file) made by a job."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_uuid)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="RESTRICT"), index=True)
+    name: Mapped[str] = mapped_column(String(50))  # the variant, e.g. efficientdet-d0
+    version: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per (owner, name)
+    path: Mapped[str] = mapped_column(String(500))  # folder holding saved_model/ (and model.tflite)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    label_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
