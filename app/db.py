@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -64,3 +68,20 @@ def reset_caches() -> None:
     _factory.cache_clear()
     get_engine.cache_clear()
     settings_cache.cache_clear()
+
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(url: str | None = None) -> AlembicConfig:
+    """Alembic's config for our migrations folder, on `url` (default: the settings' database)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["url"] = url or get_settings().resolved_database_url
+    config.attributes["configure_logging"] = False
+    return config
+
+
+def migrate(url: str | None = None) -> None:
+    """Upgrade the database to the newest schema (idempotent; the API runs it at start)."""
+    command.upgrade(alembic_config(url), "head")
