@@ -1,0 +1,121 @@
+"""Fixtures of the worker tests: a service environment (data dir + SQLite database) and row factories."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.db import make_engine, reset_caches, session_scope
+from app.models import Base, Dataset, Job
+from app.settings import get_settings
+
+RACCOON = Path(__file__).resolve().parents[3] / "shared" / "data" / "raccoon"
+
+TEST_ENV = {"EFFDET_JOB_LEASE_S": "5", "EFFDET_PROGRESS_INTERVAL_S": "0.2"}
+"""Short lease and progress interval, so recovery and progress show within a test's seconds."""
+
+
+def create_schema(url: str) -> None:
+    """The service's tables on `url`: the Alembic migrations when they exist, else the models' metadata."""
+    try:
+        from app.db import migrate  # type: ignore[attr-defined]
+    except ImportError:
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        return
+    migrate(url)
+
+
+def enter_service(monkeypatch: pytest.MonkeyPatch, data_dir: Path, database_url: str | None = None) -> Path:
+    """Point the settings at data_dir (and database_url, default SQLite inside it) and create the schema."""
+    monkeypatch.setenv("EFFDET_DATA_DIR", str(data_dir))
+    if database_url:
+        monkeypatch.setenv("EFFDET_DATABASE_URL", database_url)
+    else:
+        monkeypatch.delenv("EFFDET_DATABASE_URL", raising=False)
+    for name, value in TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    create_schema(get_settings().resolved_database_url)
+    return data_dir
+
+
+@pytest.fixture
+def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh data dir and SQLite database for one test; yields the data dir."""
+    yield enter_service(monkeypatch, tmp_path / "var")
+    reset_caches()
+
+
+@pytest.fixture(scope="module")
+def module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One data dir and database shared by a module's tests (for those that train and share a dataset)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield enter_service(monkeypatch, tmp_path_factory.mktemp("service") / "var")
+        reset_caches()
+    reset_caches()
+
+
+class Rows:
+    """Factories and readers of the service's rows (a fixture, since tests cannot import conftest)."""
+
+    @staticmethod
+    def zip_folder(folder: Path, target: Path, top: str | None = None) -> Path:
+        """Zip `folder` (under a top folder named `top`, default its own name) to target."""
+        top = top or folder.name
+        with zipfile.ZipFile(target, "w") as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"{top}/{path.relative_to(folder)}")
+        return target
+
+    @staticmethod
+    def add_dataset(zip_path: Path, fmt: str = "auto", val_fraction: float = 0.1, **values: Any) -> str:
+        """A validating dataset row with its upload at DATA_DIR/datasets/<id>/upload.zip; returns its id."""
+        with session_scope() as session:
+            dataset = Dataset(name=zip_path.stem, format=fmt, val_fraction=val_fraction, **values)
+            session.add(dataset)
+            session.flush()
+            dataset_id = dataset.id
+        folder = get_settings().folder("datasets") / dataset_id
+        folder.mkdir(parents=True)
+        shutil.copyfile(zip_path, folder / "upload.zip")
+        return dataset_id
+
+    @staticmethod
+    def add_job(dataset_id: str, hparams: dict[str, Any], options: dict[str, Any], **values: Any) -> str:
+        """A queued job on d0 with the given overrides (resolved and stored flat, as the API does); returns its id."""
+        from effdet.config import get_config
+
+        config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, **hparams}).to_flat()
+        with session_scope() as session:
+            job = Job(dataset_id=dataset_id, model_name="efficientdet-d0", config=config, options=options, **values)
+            session.add(job)
+            session.flush()
+            return job.id
+
+    @staticmethod
+    def dataset(dataset_id: str) -> Dataset:
+        with session_scope() as session:
+            dataset = session.get(Dataset, dataset_id)
+            assert dataset is not None
+            return dataset
+
+    @staticmethod
+    def job(job_id: str) -> Job:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            return job
+
+
+@pytest.fixture
+def rows() -> type[Rows]:
+    return Rows

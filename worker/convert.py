@@ -1,0 +1,141 @@
+"""Dataset conversion as the worker runs it: DATA_DIR/datasets/<id>/upload.zip -> tfrecords/ and a ready row.
+
+Idempotent: a redelivered or re-sent task for a dataset that is no longer validating does nothing, and one
+whose tfrecords/ already exist only records them. Each attempt unpacks and converts inside its own scratch
+folder (`.convert-<token>/`), removed afterwards, and publishes tfrecords/ with one rename, so two attempts
+running at once (a duplicate delivery) cannot mix their files: the first rename wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+
+from app.db import session_scope
+from app.models import Dataset, DatasetStatus
+from app.settings import get_settings
+from worker.lease import Heartbeat
+from worker.progress import DatasetProgress
+
+log = logging.getLogger(__name__)
+
+UPLOAD_FILE = "upload.zip"
+RECORDS_DIR = "tfrecords"
+REPORT_FILE = "dataset.json"
+LOG_FILE = "logs/worker.log"
+
+
+def dataset_dir(dataset_id: str) -> Path:
+    """DATA_DIR/datasets/<id>: the upload, the converted records and the logs of one dataset."""
+    return get_settings().folder("datasets") / dataset_id
+
+
+def _finish(dataset_id: str, **values: Any) -> bool:
+    """Write the outcome if the dataset is still validating (a duplicate attempt may have finished first)."""
+    with session_scope() as session:
+        result = session.execute(
+            update(Dataset)
+            .where(Dataset.id == dataset_id, Dataset.status == DatasetStatus.validating.value)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _record_ready(dataset_id: str, records: Path) -> None:
+    """Mark the dataset ready with the counts, label map and report of its converted records."""
+    from effdet.data.convert import ConversionReport
+
+    report = ConversionReport.model_validate_json((records / REPORT_FILE).read_text())
+    images = sum(split.images for split in report.splits.values())
+    _finish(
+        dataset_id,
+        status=DatasetStatus.ready.value,
+        num_images=images,
+        num_boxes=sum(split.boxes for split in report.splits.values()),
+        label_map={str(k): v for k, v in report.label_map.items()},
+        report=report.model_dump(mode="json"),
+        progress={"done": images, "total": images},
+        error=None,
+    )
+
+
+def _convert(dataset_id: str, folder: Path, fmt: str, val_fraction: float, progress: DatasetProgress) -> None:
+    """Unpack (with the service's limits) and convert in a scratch folder, then publish tfrecords/."""
+    from effdet.data.convert import convert_dataset
+    from effdet.data.detect import extract_zip
+
+    settings = get_settings()
+    upload = folder / UPLOAD_FILE
+    if not upload.is_file():
+        raise FileNotFoundError(f"the uploaded file of dataset {dataset_id} is missing; upload the dataset again")
+    scratch = Path(tempfile.mkdtemp(prefix=".convert-", dir=folder))
+    try:
+        root = extract_zip(
+            upload, scratch / "raw", max_files=settings.max_files, max_total_bytes=settings.max_uncompressed_bytes
+        )
+        staged = scratch / RECORDS_DIR
+        convert_dataset(root, staged, format=fmt, val_fraction=val_fraction, workers=_workers(), progress=progress)
+        try:
+            staged.rename(folder / RECORDS_DIR)
+        except OSError:
+            if not (folder / RECORDS_DIR / REPORT_FILE).is_file():
+                raise
+            log.info("dataset %s: another attempt published its records first", dataset_id)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _workers() -> int:
+    """Processes for image validation: the CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _log_failure(folder: Path, exc: BaseException) -> None:
+    """Append the traceback to the dataset's worker log (the row gets one line, this file the details)."""
+    path = folder / LOG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write("".join(traceback.format_exception(exc)))
+
+
+def run_conversion(dataset_id: str) -> None:
+    """Validate and convert one uploaded dataset; the row ends ready or failed with an actionable error."""
+    with session_scope() as session:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is None or dataset.status != DatasetStatus.validating:
+            log.info("dataset %s: nothing to do (%s)", dataset_id, dataset.status if dataset else "deleted")
+            return
+        fmt, val_fraction = dataset.format, dataset.val_fraction
+    folder = dataset_dir(dataset_id)
+    if (folder / RECORDS_DIR / REPORT_FILE).is_file():
+        _record_ready(dataset_id, folder / RECORDS_DIR)
+        return
+    progress = DatasetProgress(dataset_id)
+    progress(0, 0)
+    lease_s = get_settings().job_lease_s
+    try:
+        with Heartbeat(f"dataset-{dataset_id[:8]}", progress.touch, max(0.5, lease_s / 3)):
+            _convert(dataset_id, folder, fmt, val_fraction, progress)
+    except (ValueError, FileNotFoundError) as exc:
+        # DatasetFormatError, UnsafeArchiveError, "no usable image ...": effdet writes these for users
+        _finish(dataset_id, status=DatasetStatus.failed.value, error=str(exc))
+        return
+    except Exception as exc:
+        log.exception("dataset %s: conversion crashed", dataset_id)
+        _log_failure(folder, exc)
+        first = (str(exc).splitlines() or [""])[0][:300]
+        _finish(
+            dataset_id,
+            status=DatasetStatus.failed.value,
+            error=f"internal error: {type(exc).__name__}: {first}; see the dataset's worker log",
+        )
+        return
+    _record_ready(dataset_id, folder / RECORDS_DIR)

@@ -1,0 +1,27 @@
+"""The Celery tasks: thin wrappers taking only ids; the work is in worker.convert and worker.jobs.
+
+Both tasks are idempotent (a redelivery resumes or does nothing) and inherit the app's acks_late and
+reject_on_worker_lost, so a pool child that dies gives its message back. No time limit: a time limit kills
+the pool child, which would requeue the task forever; `max_train_seconds` is the budget of a job.
+"""
+
+from __future__ import annotations
+
+from worker import recovery
+from worker.celery_app import CONVERT_TASK, TRAIN_TASK, celery_app
+from worker.convert import run_conversion
+from worker.jobs import run_job as run_training_job
+
+recovery.install()
+
+
+@celery_app.task(name=CONVERT_TASK)
+def convert_dataset(dataset_id: str) -> None:
+    """Validate and convert an uploaded dataset to TFRecords (status validating -> ready | failed)."""
+    run_conversion(dataset_id)
+
+
+@celery_app.task(name=TRAIN_TASK)
+def run_job(job_id: str) -> None:
+    """Train, evaluate and export a job, resuming its run if an earlier attempt died."""
+    run_training_job(job_id)
