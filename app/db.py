@@ -9,7 +9,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from worker.celery_app import CONVERT_TASK, TRAIN_TASK, celery_app
+from functools import lru_cache
+
+from celery import Celery
+
+from app.settings import get_settings
+from worker.celery_app import CONVERT_TASK, TRAIN_TASK
+
+
+@lru_cache(maxsize=4)
+def _sender_for(broker_url: str) -> Celery:
+    return Celery("effdet-sender", broker=broker_url)
+
+
+def sender() -> Celery:
+    """A Celery app that only sends, on the current settings' broker (read at each call, so a changed
+    EFFDET_BROKER_URL applies; sending by task name needs none of the worker's configuration)."""
+    return _sender_for(get_settings().resolved_broker_url)
 
 
 def send_convert(dataset_id: str) -> None:
     """Queue validation + conversion of an uploaded dataset."""
-    celery_app.send_task(CONVERT_TASK, args=[dataset_id])
+    sender().send_task(CONVERT_TASK, args=[dataset_id])
 
 
 def send_job(job_id: str) -> None:
     """Queue a training job (train -> evaluate -> export)."""
-    celery_app.send_task(TRAIN_TASK, args=[job_id])
+    sender().send_task(TRAIN_TASK, args=[job_id])

@@ -1,0 +1,80 @@
+"""The FastAPI application factory: settings, database (migrated at start), routers, errors, metrics.
+
+Importing this module does not import TensorFlow; the predict route loads it with the first model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.concurrency import run_in_threadpool
+
+from app.db import make_engine, migrate
+from app.metrics import MetricsMiddleware
+from app.predictor import ModelCache
+from app.routers import checkpoints, datasets, health, home, jobs, models, predict
+from app.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Turn a labelled image dataset into a deployed EfficientDet detector.
+
+1. `POST /v1/datasets` a zip (COCO, VOC, YOLO, CSV, CCPD or automl TFRecords): it is validated and converted.
+2. `POST /v1/jobs` to fine-tune a variant on it (google/automl hyperparameter names).
+3. Follow `GET /v1/jobs/{id}/events`, then `POST /v1/models/{id}/predict` with images.
+
+With API keys configured, send `Authorization: Bearer KEY`; each key sees only its own resources.
+"""
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """503 instead of 500 when the database cannot be reached."""
+    log.warning("database unavailable: %s", exc)
+    return JSONResponse(
+        {"detail": "the database is unavailable; try again shortly (GET /readyz tells when it is back)"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
+def _lifespan(settings: Settings) -> object:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """Migrate the database (a down database leaves /readyz to retry), keep the engine and model cache."""
+        for folder in ("uploads", "datasets", "runs", "models", "checkpoints"):
+            settings.folder(folder)
+        try:
+            await run_in_threadpool(migrate, settings.resolved_database_url)
+            app.state.migrated = True
+        except (OperationalError, InterfaceError) as err:
+            log.warning("database unreachable at start, migrations postponed to /readyz: %s", err)
+        yield
+        app.state.model_cache.clear()
+        app.state.engine.dispose()
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new application for these settings (default: from the environment)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="effdet-service",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=_lifespan(settings),  # type: ignore[arg-type]
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.model_cache = ModelCache(settings.predict_cache_size)
+    app.state.migrated = False
+    app.add_middleware(MetricsMiddleware)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+    for module in (home, health, datasets, jobs, models, predict, checkpoints):
+        app.include_router(module.router)
+    return app

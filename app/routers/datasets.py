@@ -1,0 +1,167 @@
+"""Datasets: upload a zip (streamed to disk, checked, queued for validation and conversion), list, show, delete."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from app.auth import CurrentOwner, get_owned, owned
+from app.deps import EngineDep, SessionDep, SettingsDep
+from app.models import Dataset, DatasetStatus, Job
+from app.schemas import DatasetPublic, DatasetsPublic, ErrorDetail, UploadFormat
+from app.settings import Settings
+from app.storage import dataset_dir, move_atomic, remove, upload_path, uploads_dir
+from app.uploads import check_zip, receive_file_form
+from worker.queue import send_convert
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+_FORMATS: list[str] = list(UploadFormat.__args__)  # type: ignore[attr-defined]
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a .zip of images and annotations (or of automl TFRecord files)",
+                        },
+                        "format": {"type": "string", "enum": _FORMATS, "default": "auto"},
+                        "name": {"type": "string", "description": "default: the zip's file name"},
+                        "val_fraction": {
+                            "type": "number",
+                            "default": 0.1,
+                            "exclusiveMinimum": 0,
+                            "exclusiveMaximum": 1,
+                            "description": "share of images held out for evaluation",
+                        },
+                    },
+                },
+                "encoding": {"file": {"contentType": "application/zip"}},
+            }
+        },
+    }
+}
+
+
+class _UploadFields(BaseModel):
+    """The text fields of an upload form."""
+
+    name: str = Field(min_length=1, max_length=200)
+    format: UploadFormat = "auto"
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+def _fields(form: dict[str, str], filename: str | None) -> _UploadFields:
+    default_name = Path(filename or "dataset").stem or "dataset"
+    try:
+        return _UploadFields.model_validate({"name": default_name, **{k: v for k, v in form.items() if v != ""}})
+    except ValidationError as err:
+        problems = [{"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in err.errors()]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems) from None
+
+
+def _register(engine: Engine, settings: Settings, row: Dataset, part: Path) -> DatasetPublic:
+    """Move the checked upload into place, create the row, then queue conversion (undone if queueing fails)."""
+    move_atomic(part, upload_path(settings, row.id))
+    with Session(engine, expire_on_commit=False) as session:
+        session.add(row)
+        session.commit()
+        try:
+            send_convert(row.id)
+        except Exception as err:
+            session.delete(row)
+            session.commit()
+            remove(dataset_dir(settings, row.id))
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unreachable ({err}); upload again later"
+            ) from err
+        return DatasetPublic.from_row(row)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        413: {"model": ErrorDetail, "description": "upload, file count or unpacked size over the limits"},
+        415: {"model": ErrorDetail, "description": "not multipart/form-data"},
+        422: {"model": ErrorDetail, "description": "not a zip, unsafe paths or links, bad form fields"},
+    },
+)
+async def upload_dataset(
+    request: Request, owner: CurrentOwner, settings: SettingsDep, engine: EngineDep
+) -> DatasetPublic:
+    """Upload a dataset zip; it is validated and converted in the background (status `validating`)."""
+    dataset_id = uuid.uuid4().hex
+    part = uploads_dir(settings) / f"{dataset_id}.part"
+    form = await receive_file_form(request, part, settings.max_upload_bytes)
+    try:
+        fields = _fields(form.fields, form.filename)
+        await run_in_threadpool(check_zip, part, settings)
+        row = Dataset(
+            id=dataset_id,
+            owner=owner,
+            name=fields.name,
+            status=DatasetStatus.validating,
+            format=fields.format,
+            val_fraction=fields.val_fraction,
+            upload_bytes=form.size,
+        )
+        return await run_in_threadpool(_register, engine, settings, row, part)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+@router.get("")
+def list_datasets(
+    session: SessionDep,
+    owner: CurrentOwner,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DatasetsPublic:
+    """Your datasets, newest first."""
+    count = session.scalar(owned(select(func.count()).select_from(Dataset), Dataset, owner)) or 0
+    rows = session.scalars(
+        owned(select(Dataset), Dataset, owner).order_by(Dataset.created_at.desc()).limit(limit).offset(offset)
+    )
+    return DatasetsPublic(items=[DatasetPublic.from_row(row) for row in rows], count=count)
+
+
+@router.get("/{dataset_id}", responses={404: {"model": ErrorDetail}})
+def get_dataset(dataset_id: str, session: SessionDep, owner: CurrentOwner) -> DatasetPublic:
+    """One dataset: status, classes, counts, statistics, problems and the anchor suggestion."""
+    return DatasetPublic.from_row(get_owned(session, Dataset, dataset_id, owner))
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": "in use or validating"}},
+)
+def delete_dataset(dataset_id: str, session: SessionDep, owner: CurrentOwner, settings: SettingsDep) -> None:
+    """Delete a dataset and its files (refused while it is being validated or a job uses it)."""
+    row = get_owned(session, Dataset, dataset_id, owner)
+    if row.status == DatasetStatus.validating:
+        raise HTTPException(status.HTTP_409_CONFLICT, "the dataset is being validated; delete it when that ends")
+    jobs = session.scalar(select(func.count()).select_from(Job).where(Job.dataset_id == dataset_id)) or 0
+    if jobs:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"{jobs} job(s) use this dataset; delete or keep them, then the dataset"
+        )
+    session.delete(row)
+    session.commit()
+    remove(dataset_dir(settings, dataset_id))

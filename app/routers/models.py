@@ -1,0 +1,75 @@
+"""Exported models: list, show, download as a zipped SavedModel or a TFLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy import func, select
+
+from app.auth import CurrentOwner, get_owned, owned
+from app.deps import SessionDep
+from app.models import ModelVersion
+from app.schemas import ErrorDetail, ModelFormat, ModelPublic, ModelsPublic
+from app.storage import SAVED_MODEL_DIR, TFLITE_FILE, zip_stream
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("")
+def list_models(
+    session: SessionDep,
+    owner: CurrentOwner,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ModelsPublic:
+    """Your exported models, newest first."""
+    count = session.scalar(owned(select(func.count()).select_from(ModelVersion), ModelVersion, owner)) or 0
+    rows = session.scalars(
+        owned(select(ModelVersion), ModelVersion, owner)
+        .order_by(ModelVersion.created_at.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return ModelsPublic(items=[ModelPublic.from_row(row) for row in rows], count=count)
+
+
+@router.get("/{model_id}", responses={404: {"model": ErrorDetail}})
+def get_model(model_id: str, session: SessionDep, owner: CurrentOwner) -> ModelPublic:
+    """One model version: variant, version, metrics, classes and downloadable formats."""
+    return ModelPublic.from_row(get_owned(session, ModelVersion, model_id, owner))
+
+
+@router.get(
+    "/{model_id}/download",
+    response_class=StreamingResponse,
+    response_model=None,
+    responses={
+        200: {"content": {"application/zip": {}, "application/octet-stream": {}}},
+        404: {"model": ErrorDetail, "description": "no such model, or not exported in that format"},
+    },
+)
+def download_model(
+    model_id: str,
+    session: SessionDep,
+    owner: CurrentOwner,
+    format: Annotated[ModelFormat, Query(description="saved_model (a zip) or tflite")] = "saved_model",
+) -> StreamingResponse | FileResponse:
+    """Download the model: the SavedModel folder as a zip, or the .tflite file."""
+    row = get_owned(session, ModelVersion, model_id, owner)
+    stem = f"{row.name}-v{row.version}"
+    if format == "tflite":
+        tflite = Path(row.path) / TFLITE_FILE
+        if not tflite.is_file():
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "this model was not exported to TFLite; use saved_model")
+        return FileResponse(tflite, media_type="application/octet-stream", filename=f"{stem}.tflite")
+    saved_model = Path(row.path) / SAVED_MODEL_DIR
+    if not saved_model.is_dir():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this model has no SavedModel on the server")
+    return StreamingResponse(
+        zip_stream(saved_model, stem),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{stem}.zip"'},
+    )

@@ -1,0 +1,372 @@
+"""Request and response bodies of the HTTP API: one family per resource (`JobCreate` in, `JobPublic` out,
+`JobsPublic` for lists), with examples so the OpenAPI page shows real payloads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import Dataset, Job, JobEvent, ModelVersion
+from app.storage import SAVED_MODEL_DIR, TFLITE_FILE
+
+ModelFormat = Literal["saved_model", "tflite"]
+UploadFormat = Literal["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"]
+
+_TIME_EXAMPLE = "2026-01-01T12:00:00Z"
+
+
+class DatasetPublic(BaseModel):
+    """An uploaded dataset: its state, and once converted its classes, counts, statistics and problems."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5b1f0c2e9d8a4f7e8c6b5a4d3e2f1a0b",
+                    "name": "raccoons",
+                    "status": "ready",
+                    "format": "voc",
+                    "val_fraction": 0.1,
+                    "upload_bytes": 12582912,
+                    "num_images": 200,
+                    "num_boxes": 217,
+                    "label_map": {"1": "raccoon"},
+                    "splits": {"train": {"images": 180, "boxes": 195}, "val": {"images": 20, "boxes": 22}},
+                    "stats": {"images": 200, "boxes": 217},
+                    "problems": [
+                        {
+                            "file": "raccoon-12.xml",
+                            "object_index": 0,
+                            "severity": "warning",
+                            "code": "box_clipped",
+                            "message": "box extends past the image; clipped",
+                        }
+                    ],
+                    "anchors": {"aspect_ratios": [0.8, 1.2, 1.6], "anchor_scale": 4.0},
+                    "progress": {"done": 200, "total": 200},
+                    "error": None,
+                    "created_at": _TIME_EXAMPLE,
+                    "updated_at": _TIME_EXAMPLE,
+                }
+            ]
+        }
+    )
+
+    id: str
+    name: str
+    status: str = Field(description="validating | ready | failed")
+    format: str
+    val_fraction: float
+    upload_bytes: int
+    num_images: int | None = None
+    num_boxes: int | None = None
+    label_map: dict[str, str] | None = Field(None, description="class id (1-based) -> name")
+    splits: dict[str, Any] | None = Field(None, description="images, boxes and shards per split")
+    stats: dict[str, Any] | None = Field(None, description="class counts, image sizes, box sizes, aspect ratios")
+    problems: list[dict[str, Any]] = Field(default_factory=list, description="per file / per box problems found")
+    anchors: dict[str, Any] | None = Field(None, description="k-means suggestion of aspect_ratios and anchor_scale")
+    progress: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Dataset) -> DatasetPublic:
+        """The public view of a dataset row (report fields lifted to the top)."""
+        report = row.report or {}
+        return cls(
+            id=row.id,
+            name=row.name,
+            status=row.status,
+            format=row.format,
+            val_fraction=row.val_fraction,
+            upload_bytes=row.upload_bytes,
+            num_images=row.num_images,
+            num_boxes=row.num_boxes,
+            label_map={str(k): str(v) for k, v in (row.label_map or {}).items()} or None,
+            splits=report.get("splits"),
+            stats=report.get("stats"),
+            problems=report.get("problems") or [],
+            anchors=report.get("anchors"),
+            progress=row.progress,
+            error=row.error,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+class DatasetsPublic(BaseModel):
+    """A page of datasets."""
+
+    items: list[DatasetPublic]
+    count: int
+
+
+class JobCreate(BaseModel):
+    """A fine-tuning job: dataset, model variant, automl hyperparameter overrides and run settings."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "dataset_id": "5b1f0c2e9d8a4f7e8c6b5a4d3e2f1a0b",
+                    "model": "efficientdet-d0",
+                    "hparams": {"image_size": 512, "learning_rate": 0.008, "autoaugment_policy": "v0"},
+                    "num_steps": 2000,
+                    "batch_size": 8,
+                    "pretrained": "efficientdet-d0",
+                    "var_freeze_expr": "(efficientnet|fpn_cells|resample_p6)",
+                },
+                {
+                    "dataset_id": "5b1f0c2e9d8a4f7e8c6b5a4d3e2f1a0b",
+                    "model": "efficientdet-d0",
+                    "hparams_yaml": "image_size: 640x384\nnms_configs:\n  method: hard\n",
+                    "num_epochs": 20,
+                    "max_train_seconds": 3600,
+                },
+            ]
+        },
+    )
+
+    dataset_id: str = Field(description="a dataset whose status is ready")
+    model: str = Field("efficientdet-d0", description="efficientdet-d0 ... efficientdet-d7x")
+    hparams: dict[str, Any] | None = Field(None, description="google/automl hyperparameter overrides")
+    hparams_yaml: str | None = Field(None, description="the same overrides as an automl YAML document")
+    num_steps: int | None = Field(None, ge=1, description="training steps (or give num_epochs)")
+    num_epochs: float | None = Field(None, gt=0, description="epochs over the train split (or give num_steps)")
+    max_train_seconds: float | None = Field(None, gt=0, description="wall-clock budget; training stops there")
+    batch_size: int = Field(8, ge=1, le=4096)
+    pretrained: str | None = Field(None, description="a name listed by GET /v1/checkpoints")
+    var_freeze_expr: str | None = Field(None, description="regex (re.match) of variable paths not to train")
+    min_score_thresh: float | None = Field(None, ge=0, le=1, description="default score threshold of the export")
+
+
+class JobProgress(BaseModel):
+    """The latest progress report of a running job."""
+
+    model_config = ConfigDict(extra="allow")
+
+    step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    images_per_sec: float | None = None
+    eta_seconds: float | None = None
+
+
+class JobPublic(BaseModel):
+    """A job: state, progress, final metrics or error, and the model it produced."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0c9a3b7f5e2d4c1b8a6f7e9d0c1b2a3f",
+                    "dataset_id": "5b1f0c2e9d8a4f7e8c6b5a4d3e2f1a0b",
+                    "model": "efficientdet-d0",
+                    "status": "training",
+                    "progress": {
+                        "step": 420,
+                        "total_steps": 2000,
+                        "loss": 0.84,
+                        "learning_rate": 0.0079,
+                        "images_per_sec": 4.6,
+                        "eta_seconds": 2740,
+                    },
+                    "metrics": None,
+                    "error": None,
+                    "cancel_requested": False,
+                    "attempts": 1,
+                    "model_id": None,
+                    "config": {"name": "efficientdet-d0", "image_size": 512, "num_classes": 1},
+                    "options": {"batch_size": 8, "num_steps": 2000},
+                    "created_at": _TIME_EXAMPLE,
+                    "started_at": _TIME_EXAMPLE,
+                    "finished_at": None,
+                }
+            ]
+        }
+    )
+
+    id: str
+    dataset_id: str
+    model: str
+    status: str = Field(description="queued | converting | training | evaluating | exporting | succeeded | ...")
+    progress: JobProgress | None = None
+    metrics: dict[str, Any] | None = Field(None, description="COCO metrics: ap, ap50, ap75, ..., per_class")
+    error: str | None = None
+    cancel_requested: bool
+    attempts: int
+    model_id: str | None = None
+    config: dict[str, Any] = Field(description="the resolved automl hyperparameters the job trains with")
+    options: dict[str, Any] = Field(description="run settings (effdet TrainOptions) and export settings")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Job) -> JobPublic:
+        """The public view of a job row."""
+        return cls(
+            id=row.id,
+            dataset_id=row.dataset_id,
+            model=row.model_name,
+            status=row.status,
+            progress=JobProgress.model_validate(row.progress) if row.progress else None,
+            metrics=row.metrics,
+            error=row.error,
+            cancel_requested=bool(row.cancel_requested),
+            attempts=row.attempts or 0,
+            model_id=row.model_id,
+            config=row.config,
+            options=row.options,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+
+
+class JobsPublic(BaseModel):
+    """A page of jobs."""
+
+    items: list[JobPublic]
+    count: int
+
+
+class JobEventPublic(BaseModel):
+    """One entry of a job's log: a state change, a progress report, a log line or the final metrics."""
+
+    id: int
+    kind: str = Field(description="state | progress | log | metrics")
+    data: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: JobEvent) -> JobEventPublic:
+        """The public view of an event row."""
+        return cls(id=row.id, kind=row.kind, data=row.data, created_at=row.created_at)
+
+
+class ModelPublic(BaseModel):
+    """An exported model version with its evaluation metrics and the formats it can be downloaded in."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a",
+                    "job_id": "0c9a3b7f5e2d4c1b8a6f7e9d0c1b2a3f",
+                    "name": "efficientdet-d0",
+                    "version": 3,
+                    "metrics": {"ap": 0.512, "ap50": 0.874, "ap75": 0.55},
+                    "label_map": {"1": "raccoon"},
+                    "formats": ["saved_model", "tflite"],
+                    "created_at": _TIME_EXAMPLE,
+                }
+            ]
+        }
+    )
+
+    id: str
+    job_id: str
+    name: str = Field(description="the model variant")
+    version: int = Field(description="1, 2, ... per owner and variant")
+    metrics: dict[str, Any] | None = None
+    label_map: dict[str, str] | None = None
+    formats: list[ModelFormat] = Field(description="what GET /v1/models/{id}/download?format= can serve")
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ModelVersion) -> ModelPublic:
+        """The public view of a model version, with the formats present on disk."""
+        folder = Path(row.path)
+        formats: list[ModelFormat] = []
+        if (folder / SAVED_MODEL_DIR).is_dir():
+            formats.append("saved_model")
+        if (folder / TFLITE_FILE).is_file():
+            formats.append("tflite")
+        return cls(
+            id=row.id,
+            job_id=row.job_id,
+            name=row.name,
+            version=row.version,
+            metrics=row.metrics,
+            label_map={str(k): str(v) for k, v in (row.label_map or {}).items()} or None,
+            formats=formats,
+            created_at=row.created_at,
+        )
+
+
+class ModelsPublic(BaseModel):
+    """A page of model versions."""
+
+    items: list[ModelPublic]
+    count: int
+
+
+class DetectionPublic(BaseModel):
+    """One detected object, in pixels of the original image."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"box": [34.5, 20.0, 310.2, 260.7], "label": "raccoon", "class_id": 1, "score": 0.91}]
+        }
+    )
+
+    box: tuple[float, float, float, float] = Field(description="[xmin, ymin, xmax, ymax] in pixels")
+    label: str
+    class_id: int
+    score: float
+
+
+class CheckpointPublic(BaseModel):
+    """A pretrained checkpoint in the server's checkpoint folder, usable as a job's `pretrained`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "efficientdet-d0", "format": "checkpoint-dir", "size_bytes": 31457280, "usable": True}
+            ]
+        }
+    )
+
+    name: str
+    format: str = Field(description="tf1-checkpoint | tf2-checkpoint | checkpoint-dir | run-dir | saved_model | ...")
+    size_bytes: int
+    usable: bool = Field(description="whether a job can name it as `pretrained`")
+    note: str | None = None
+
+
+class CheckpointsPublic(BaseModel):
+    """The checkpoints in DATA_DIR/checkpoints."""
+
+    items: list[CheckpointPublic]
+    count: int
+
+
+class Health(BaseModel):
+    """Liveness: the process answers."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """Readiness: whether the database and the broker answer ("ok" or what failed)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "unavailable", "database": "ok", "broker": "Connection refused"}]}
+    )
+
+    status: Literal["ready", "unavailable"]
+    database: str
+    broker: str
+
+
+class ErrorDetail(BaseModel):
+    """What every 4xx/5xx answers: `detail` says what to fix (a string, or a list of problems for a 422)."""
+
+    detail: str | list[Any]
