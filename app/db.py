@@ -83,4 +83,6 @@ def alembic_config(url: str | None = None) -> AlembicConfig:
 
 def migrate(url: str | None = None) -> None:
     """Upgrade the database to the newest schema (idempotent; the API runs it at start)."""
+    if url is None:
+        get_settings().data_dir.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), "head")

@@ -70,8 +70,8 @@ def variable_paths(config: Config) -> list[str]:
             f"{block}/tpu_batch_normalization/gamma",
             f"{block}/se/conv2d/kernel",
         ]
-    for level in range(BACKBONE_TOP_LEVEL + 1, model.max_level + 1):
-        paths += [f"resample_p{level}/conv2d/kernel", f"resample_p{level}/bn/gamma"]
+    if model.max_level > BACKBONE_TOP_LEVEL:  # only the first extra level changes width, so only it has weights
+        paths += [f"resample_p{BACKBONE_TOP_LEVEL + 1}/conv2d/kernel", f"resample_p{BACKBONE_TOP_LEVEL + 1}/bn/gamma"]
     num_levels = model.max_level - model.min_level + 1
     for cell in range(model.fpn_cell_repeats):
         for node in range(2 * (num_levels - 1)):

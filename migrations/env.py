@@ -48,9 +48,7 @@ def run_online() -> None:
 
 def run_offline() -> None:
     """Emit SQL for the settings' URL without connecting (`alembic upgrade head --sql`)."""
-    context.configure(
-        url=get_settings().resolved_database_url, target_metadata=Base.metadata, literal_binds=True
-    )
+    context.configure(url=get_settings().resolved_database_url, target_metadata=Base.metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -1,0 +1,130 @@
+"""Models and prediction on a real exported SavedModel (EfficientDet-D0 at 128 pixels, one class)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from app.jobspec import variable_paths
+from app.models import JobStatus
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+    """A model folder holding saved_model/ of an untrained D0 (128 px, class 1 'raccoon'), and its variable paths."""
+    from effdet.config import get_config
+    from effdet.export import export_saved_model
+    from effdet.model import build_model
+
+    config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, "label_map": {1: "raccoon"}})
+    model = build_model(config)
+    folder = tmp_path_factory.mktemp("model")
+    export_saved_model(model, config, folder / "saved_model")
+    return folder, {variable.path for variable in model.weights}
+
+
+@pytest.fixture(scope="module")
+def model_id(module_service: Any, exported: tuple[Path, set[str]]) -> str:
+    job = module_service.job(module_service.dataset(), JobStatus.succeeded)
+    return str(module_service.model(job, exported[0]))
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 90, 60)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_predict_boxes_are_in_the_image(module_service: Any, model_id: str) -> None:
+    response = module_service.client.post(
+        f"/v1/models/{model_id}/predict",
+        files={"file": ("a.jpg", _jpeg(300, 200), "image/jpeg")},
+        data={"score_threshold": "0", "max_detections": "10"},
+    )
+    assert response.status_code == 200, response.text
+    detections = response.json()
+    assert 0 < len(detections) <= 10
+    for detection in detections:
+        xmin, ymin, xmax, ymax = detection["box"]
+        assert 0 <= xmin <= xmax <= 300
+        assert 0 <= ymin <= ymax <= 200
+        assert detection["label"] == "raccoon"
+        assert detection["class_id"] == 1
+        assert 0 <= detection["score"] <= 1
+
+
+def test_predict_several_files_answers_a_list_per_file(module_service: Any, model_id: str) -> None:
+    png = io.BytesIO()
+    Image.new("RGB", (64, 96), (10, 200, 30)).save(png, format="PNG")
+    response = module_service.client.post(
+        f"/v1/models/{model_id}/predict",
+        params={"score_threshold": 0, "max_detections": 3},
+        files=[("file", ("a.jpg", _jpeg(300, 200), "image/jpeg")), ("file", ("b.png", png.getvalue(), "image/png"))],
+    )
+    assert response.status_code == 200, response.text
+    per_file = response.json()
+    assert len(per_file) == 2
+    assert all(len(detections) == 3 for detections in per_file)
+    assert all(d["box"][2] <= 64 and d["box"][3] <= 96 for d in per_file[1])
+
+
+def test_predict_annotated_returns_jpeg(module_service: Any, model_id: str) -> None:
+    response = module_service.client.post(
+        f"/v1/models/{model_id}/predict?annotated=true&score_threshold=0&max_detections=5",
+        files={"file": ("a.jpg", _jpeg(300, 200), "image/jpeg")},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(response.content)).size == (300, 200)
+
+
+def test_predict_rejects_non_images(module_service: Any, model_id: str) -> None:
+    client = module_service.client
+    text = client.post(f"/v1/models/{model_id}/predict", files={"file": ("a.txt", b"hello", "text/plain")})
+    assert text.status_code == 422
+    assert "not a readable image" in text.json()["detail"]
+    truncated = client.post(f"/v1/models/{model_id}/predict", files={"file": ("b.jpg", _jpeg(300, 200)[:200])})
+    assert truncated.status_code == 422
+    assert client.post("/v1/models/nope/predict", files={"file": ("a.jpg", _jpeg(8, 8))}).status_code == 404
+
+
+def test_predict_rejects_images_over_the_pixel_limit(module_service: Any, model_id: str) -> None:
+    module_service.settings.max_image_pixels = 100 * 100
+    try:
+        response = module_service.client.post(
+            f"/v1/models/{model_id}/predict", files={"file": ("a.jpg", _jpeg(200, 200))}
+        )
+    finally:
+        module_service.settings.max_image_pixels = 4000 * 4000
+    assert response.status_code == 413
+    assert "EFFDET_MAX_IMAGE_PIXELS" in response.json()["detail"]
+
+
+def test_models_list_show_and_download(module_service: Any, model_id: str) -> None:
+    client = module_service.client
+    assert [m["id"] for m in client.get("/v1/models").json()["items"]] == [model_id]
+    shown = client.get(f"/v1/models/{model_id}").json()
+    assert shown["formats"] == ["saved_model"]
+    assert shown["label_map"] == {"1": "raccoon"}
+    download = client.get(f"/v1/models/{model_id}/download")
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(download.content)).namelist()
+    assert "efficientdet-d0-v1/saved_model.pb" in names
+    assert "efficientdet-d0-v1/assets/label_map.json" in names
+    assert client.get(f"/v1/models/{model_id}/download?format=tflite").status_code == 404
+
+
+def test_freeze_probe_paths_are_real_variable_paths(exported: tuple[Path, set[str]]) -> None:
+    from effdet.config import get_config
+
+    config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1})
+    probes = variable_paths(config)
+    assert set(probes) <= exported[1], sorted(set(probes) - exported[1])[:5]
