@@ -41,7 +41,9 @@ class JobSpecError(Exception):
 
 @dataclass(frozen=True)
 class ResolvedJob:
-    """What is stored with an accepted job: the resolved automl config and the run options."""
+    """What is stored with an accepted job: the resolved automl config (flat) and the options, i.e. effdet
+    TrainOptions fields (`pretrained` as a name in DATA_DIR/checkpoints) plus `min_score_thresh` for the export
+    when the user gave one."""
 
     config: dict[str, Any]
     options: dict[str, Any]

@@ -20,7 +20,7 @@ REQUEST_SECONDS = Histogram(
 JOBS = Gauge("effdet_jobs", "jobs by state", ["status"], registry=REGISTRY)
 PREDICT_SECONDS = Histogram(
     "effdet_predict_duration_seconds",
-    "model inference time of one predict request (excluding upload and decoding checks)",
+    "inference time of one predict request (the first for a model includes loading it)",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )

@@ -51,9 +51,6 @@ class ModelCache:
                     self._models.popitem(last=False)
             return loaded
 
-    def __contains__(self, model_id: object) -> bool:
-        return model_id in self._models
-
     def clear(self) -> None:
         """Forget every loaded model."""
         with self._lock:
