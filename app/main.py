@@ -60,7 +60,8 @@ def _lifespan(settings: Settings) -> object:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """A new application for these settings (default: from the environment)."""
+    """A new application for these settings (default: from the environment; the queue in worker.queue always
+    sends to the environment's broker, so pass settings that agree with it)."""
     settings = settings or get_settings()
     app = FastAPI(
         title="effdet-service",
