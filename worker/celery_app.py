@@ -11,9 +11,19 @@ CONVERT_TASK = "worker.tasks.convert_dataset"
 TRAIN_TASK = "worker.tasks.run_job"
 
 
+def transport_options(broker_url: str) -> dict[str, object]:
+    """Broker options: Redis redelivers an unacknowledged task after the visibility timeout (a day, longer than
+    any task; the recovery sweep resumes dead workers' jobs much sooner). kombu's SQLAlchemy transport hands
+    its options to create_engine, which rejects unknown ones, so it gets none."""
+    if broker_url.startswith(("redis://", "rediss://", "redis+socket://", "sqs://")):
+        return {"visibility_timeout": 3600 * 24}
+    return {}
+
+
 def make_celery() -> Celery:
     settings = get_settings()
-    celery = Celery("effdet", broker=settings.resolved_broker_url, include=["worker.tasks"])
+    broker_url = settings.resolved_broker_url
+    celery = Celery("effdet", broker=broker_url, include=["worker.tasks"])
     celery.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -21,7 +31,7 @@ def make_celery() -> Celery:
         worker_concurrency=1,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600 * 24},
+        broker_transport_options=transport_options(broker_url),
     )
     return celery
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,6 @@ import pytest
 from app.db import make_engine, reset_caches, session_scope
 from app.models import Base, Dataset, Job
 from app.settings import get_settings
-
-RACCOON = Path(__file__).resolve().parents[3] / "shared" / "data" / "raccoon"
 
 TEST_ENV = {"EFFDET_JOB_LEASE_S": "5", "EFFDET_PROGRESS_INTERVAL_S": "0.2"}
 """Short lease and progress interval, so recovery and progress show within a test's seconds."""
@@ -116,6 +114,13 @@ class Rows:
             return job
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def rows() -> type[Rows]:
+    """The row factories (stateless; session-scoped so module fixtures can use them too)."""
     return Rows
+
+
+@pytest.fixture(scope="session")
+def use_service() -> Callable[..., Path]:
+    """`enter_service(monkeypatch, data_dir, database_url=None)` for tests that set up their own database."""
+    return enter_service

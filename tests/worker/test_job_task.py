@@ -1,0 +1,148 @@
+"""The training task in-process on a tiny synthetic dataset: success with a model version, cancel, divergence,
+internal errors, and deliveries that must not start a job."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from app.db import session_scope
+from app.models import DatasetStatus, Job, JobEvent, JobStatus, ModelVersion
+from worker.lease import acquire
+from worker.tasks import convert_dataset, run_job
+
+FAST = {"batch_size": 2, "bn_recalibration_batches": 0, "progress_interval_s": 0}
+
+
+@pytest.fixture(scope="module")
+def dataset_id(module_service: Path, tmp_path_factory: pytest.TempPathFactory, rows: Any) -> str:
+    """12 synthetic plate images (VOC) uploaded as a zip and converted by the task (3 go to val)."""
+    from effdet.data.synthetic import write_dataset
+
+    raw = write_dataset(tmp_path_factory.mktemp("synthetic") / "plates", 12, "voc", seed=3)
+    dataset = rows.add_dataset(rows.zip_folder(raw, raw.parent / "plates.zip"), val_fraction=0.25)
+    convert_dataset(dataset)
+    row = rows.dataset(dataset)
+    assert row.status == DatasetStatus.ready, row.error
+    return dataset
+
+
+def _events(job_id: str, kind: str) -> list[dict[str, Any]]:
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.kind == kind).order_by(JobEvent.id)
+            )
+        )
+
+
+def _when(condition: Callable[[], bool], action: Callable[[], None], timeout: float = 120) -> threading.Thread:
+    """Run `action` in a thread as soon as `condition` holds (what a user's cancel request does)."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not condition():
+            time.sleep(0.05)
+        action()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_job_trains_evaluates_exports_and_registers_a_model_version(
+    module_service: Path, dataset_id: str, rows: Any
+) -> None:
+    job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 4})
+    run_job(job_id)
+    job = rows.job(job_id)
+    assert job.status == JobStatus.succeeded, job.error
+    assert job.attempts == 1
+    assert job.progress["step"] == job.progress["total_steps"] == 4
+    assert set(job.metrics) >= {"ap", "ap50", "ap75"}
+    assert (module_service / "runs" / job_id / "metrics.json").is_file()
+    assert [e["status"] for e in _events(job_id, "state")] == ["training", "evaluating", "exporting", "succeeded"]
+    assert _events(job_id, "progress")[-1]["step"] == 4
+    assert _events(job_id, "metrics")[0]["ap"] == job.metrics["ap"]
+    with session_scope() as session:
+        model = session.get(ModelVersion, job.model_id)
+        assert model is not None
+        assert (model.version, model.name, model.job_id) == (1, "efficientdet-d0", job_id)
+        assert model.label_map == {"1": "class_1"}
+        assert (Path(model.path) / "saved_model" / "saved_model.pb").is_file()
+    assert "attempt 1" in (module_service / "runs" / job_id / "logs" / "worker.log").read_text()
+
+    run_job(job_id)  # a redelivery of a finished job does nothing
+    assert rows.job(job_id).attempts == 1
+
+
+@pytest.mark.slow
+def test_cancel_while_training_ends_cancelled_within_seconds(dataset_id: str, rows: Any) -> None:
+    job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 10_000})
+    asked: dict[str, float] = {}
+
+    def cancel() -> None:
+        with session_scope() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+        asked["at"] = time.monotonic()
+
+    _when(lambda: rows.job(job_id).status == JobStatus.training, cancel)
+    run_job(job_id)
+    took = time.monotonic() - asked["at"]
+    job = rows.job(job_id)
+    assert job.status == JobStatus.cancelled
+    assert job.finished_at is not None
+    assert took < 15, f"cancel took {took:.1f} s"
+    assert [e["status"] for e in _events(job_id, "state")] == ["training", "cancelled"]
+
+
+@pytest.mark.slow
+def test_diverging_job_fails_with_the_step_and_a_fix(dataset_id: str, rows: Any) -> None:
+    job_id = rows.add_job(dataset_id, {"learning_rate": 1e12}, {**FAST, "num_steps": 20})
+    run_job(job_id)
+    job = rows.job(job_id)
+    assert job.status == JobStatus.failed
+    assert "the loss became" in job.error
+    assert "lower learning_rate" in job.error
+    assert _events(job_id, "state")[-1] == {"status": "failed", "worker": job.worker, "error": job.error}
+
+
+def test_unexpected_error_is_one_line_and_its_traceback_is_logged(
+    module_service: Path, dataset_id: str, rows: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import effdet.train
+
+    def explode(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(effdet.train, "train", explode)
+    job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 4})
+    run_job(job_id)
+    job = rows.job(job_id)
+    assert job.status == JobStatus.failed
+    assert job.error == "internal error: RuntimeError: disk on fire; see the job logs"
+    log = (module_service / "runs" / job_id / "logs" / "worker.log").read_text()
+    assert "Traceback" in log
+    assert "in explode" in log
+
+
+def test_cancelled_queued_job_never_starts(dataset_id: str, rows: Any) -> None:
+    job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 4}, cancel_requested=True)
+    run_job(job_id)
+    job = rows.job(job_id)
+    assert (job.status, job.attempts, job.worker) == (JobStatus.cancelled, 0, None)
+
+
+def test_delivery_of_a_job_held_by_a_live_worker_is_dropped(dataset_id: str, rows: Any) -> None:
+    job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 4})
+    assert acquire(job_id, "other-host:1", lease_s=60) == 1
+    run_job(job_id)
+    job = rows.job(job_id)
+    assert (job.status, job.attempts, job.worker) == (JobStatus.training, 1, "other-host:1")

@@ -1,0 +1,148 @@
+"""A real Celery worker process: a job survives a SIGKILL of its whole worker (resumed from its checkpoint by
+the next worker, never run twice at once) on the embedded SQLite database and broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.models import JobEvent, JobStatus
+from app.settings import get_settings
+from worker.celery_app import TRAIN_TASK, make_celery
+from worker.tasks import convert_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """`celery worker` (prefork, one child) in its own process group, its output in a file."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=prefork"]
+        command += ["--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+        command += [f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"]
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(
+                command, cwd=REPO, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool child at once (their process group), as a crash would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Cold shutdown if still running; never leaves a process behind."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[[], Worker]]:
+    """Start workers on demand; all of them are stopped at the end."""
+    started: list[Worker] = []
+
+    def start() -> Worker:
+        worker = Worker(tmp_path / f"worker-{len(started) + 1}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_service: Any) -> str:
+    """The embedded environment: SQLite database and kombu's SQLAlchemy broker on SQLite, in a temp data dir.
+    (The PostgreSQL + Redis variant with a real worker is tests/e2e/test_service.py.)"""
+    use_service(monkeypatch, tmp_path / "var")
+    monkeypatch.delenv("EFFDET_BROKER_URL", raising=False)
+    return "sqlite"
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str, worker: Worker) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; worker log:\n{worker.tail()}")
+        if worker.process.poll() is not None:
+            raise AssertionError(f"the worker exited ({worker.process.returncode}) before {what}:\n{worker.tail()}")
+        time.sleep(0.1)
+
+
+def _train_log_runs(path: Path) -> list[list[int]]:
+    """The steps of train.jsonl split where they go back (each run of increasing steps is one attempt)."""
+    runs: list[list[int]] = []
+    for line in path.read_text().splitlines():
+        step = json.loads(line)["step"]
+        if not runs or step <= runs[-1][-1]:
+            runs.append([])
+        runs[-1].append(step)
+    return runs
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_job_resumes_from_its_checkpoint(
+    backend: str, tmp_path: Path, rows: Any, workers: Callable[[], Worker]
+) -> None:
+    from effdet.data.synthetic import write_dataset
+
+    raw = write_dataset(tmp_path / "plates", 12, "voc", seed=3)
+    dataset_id = rows.add_dataset(rows.zip_folder(raw, tmp_path / "plates.zip"), val_fraction=0.25)
+    convert_dataset(dataset_id)
+    options = {"num_steps": 40, "batch_size": 2, "checkpoint_every": 5, "bn_recalibration_batches": 0}
+    job_id = rows.add_job(dataset_id, {}, options)
+    make_celery().send_task(TRAIN_TASK, args=[job_id])
+
+    first = workers()
+    _wait(lambda: (rows.job(job_id).progress or {}).get("step", 0) >= 10, 240, "step 10", first)
+    killed_at = rows.job(job_id).progress["step"]
+    first.kill()
+    assert rows.job(job_id).status == JobStatus.training
+
+    second = workers()
+    _wait(lambda: rows.job(job_id).status in (JobStatus.succeeded, JobStatus.failed), 300, "the job's end", second)
+    job = rows.job(job_id)
+    assert job.status == JobStatus.succeeded, job.error
+    assert job.attempts == 2, "one start per worker: the duplicate deliveries did not run it again"
+    assert job.model_id is not None
+    with session_scope() as session:
+        events = [
+            (e.kind, e.data)
+            for e in session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id))
+        ]
+    states = [data["status"] for kind, data in events if kind == "state"]
+    assert states == ["training", "training", "evaluating", "exporting", "succeeded"]
+    resumed = [data["message"] for kind, data in events if kind == "log" and "resumed" in data["message"]]
+    assert len(resumed) == 1
+    resumed_step = int(resumed[0].rsplit(" ", 1)[1])
+    assert 5 <= resumed_step <= killed_at
+    run = get_settings().data_dir / "runs" / job_id
+    runs = _train_log_runs(run / "logs" / "train.jsonl")
+    assert len(runs) == 2, f"two attempts, one after the other: {runs}"
+    assert runs[0][-1] >= killed_at
+    assert resumed_step < runs[1][0] <= runs[0][-1] + 1
+    assert runs[1][-1] == 40
+    assert f"resumed from {run / 'checkpoints'}" in (run / "logs" / "worker.log").read_text()
