@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -29,6 +29,8 @@ BEST_DIR = "best"
 WEIGHTS_PREFIX = "model"
 EMA_SUFFIX = "/ExponentialMovingAverage"
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+TRAINING_WEIGHTS = "weights"
+VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 CLASS_PREDICT = "class_net/class-predict/"
 
 
@@ -108,22 +110,33 @@ def resolve_checkpoint(path: Path) -> Path:
     raise CheckpointError(f"pretrained checkpoint {path} not found (give a checkpoint prefix, its folder or a run dir)")
 
 
-def _run_config_for(prefix: Path) -> Config:
-    for folder in (prefix.parent, prefix.parent.parent):
-        if (folder / CONFIG_FILE).exists():
-            return Config.from_yaml(folder / CONFIG_FILE)
-    raise CheckpointError(f"{prefix} is a training checkpoint but no {CONFIG_FILE} was found beside it")
+def tracked_weights(model: keras.Model) -> dict[str, keras.Variable]:
+    """The model's variables keyed by path, as a training checkpoint tracks them (Keras 3 layers kept in
+    Python lists are not checkpoint dependencies, so the model object itself cannot be the root)."""
+    return {v.path: v for v in model.variables}
 
 
-def _object_checkpoint_values(prefix: Path) -> dict[str, tf.Tensor]:
+def _unescape(name: str) -> str:
+    """Undo TF's escaping of checkpoint dependency names ('/' is written '.S', '.' is written '..')."""
+    out, chars = [], iter(name)
+    for char in chars:
+        out.append({"S": "/", ".": "."}.get(next(chars, ""), "") if char == "." else char)
+    return "".join(out)
+
+
+def _object_checkpoint_values(reader: tf.train.CheckpointReader, names: Iterable[str]) -> dict[str, tf.Tensor]:
     """Variable path -> value from one of our training checkpoints (moving averages under the EMA suffix)."""
-    from effdet.ema import WeightAverage
-    from effdet.model.efficientdet import build_model
-
-    source = build_model(_run_config_for(prefix))
-    ema = WeightAverage(source.trainable_variables, decay=0.0)
-    tf.train.Checkpoint(model=source, ema=ema).restore(str(prefix)).expect_partial()
-    return named_weights(source, ema.averaged() if int(ema.num_updates.numpy()) > 0 else None)
+    values: dict[str, tf.Tensor] = {}
+    for name in names:
+        root, _, rest = name.partition("/")
+        if not rest.endswith(VALUE_SUFFIX):
+            continue
+        escaped = rest[: -len(VALUE_SUFFIX)]
+        if root == TRAINING_WEIGHTS:
+            values[_unescape(escaped)] = reader.get_tensor(name)
+        elif root == "ema" and escaped.startswith("shadows/"):
+            values[_unescape(escaped.removeprefix("shadows/")) + EMA_SUFFIX] = reader.get_tensor(name)
+    return values
 
 
 def read_named_values(prefix: Path) -> tuple[str, dict[str, tf.Tensor]]:
@@ -131,9 +144,9 @@ def read_named_values(prefix: Path) -> tuple[str, dict[str, tf.Tensor]]:
     reader = tf.train.load_checkpoint(str(prefix))
     names = reader.get_variable_to_shape_map()
     if OBJECT_GRAPH_KEY in names:
-        if not any(n.startswith("model/") for n in names):
+        if not any(n.startswith(TRAINING_WEIGHTS + "/") for n in names):
             raise CheckpointError(f"{prefix} is an object-based checkpoint that effdet did not write")
-        return "training checkpoint", _object_checkpoint_values(prefix)
+        return "training checkpoint", _object_checkpoint_values(reader, names)
     return "name->tensor checkpoint", {n: reader.get_tensor(n) for n in names if n != OBJECT_GRAPH_KEY}
 
 

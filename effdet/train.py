@@ -27,6 +27,7 @@ from effdet.data.pipeline import build_dataset
 from effdet.ema import WeightAverage
 from effdet.losses import detection_loss, weight_decay_loss
 from effdet.model.efficientdet import build_model, count_params, flatten_predictions
+from effdet.precise_bn import recalibrate, statistics_kept
 from effdet.schedules import WarmupDecay, schedule_settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class TrainOptions(BaseModel):
     keep_checkpoints: int = Field(3, ge=1)
     eval_every: int | None = Field(None, ge=1, description="steps between evaluations that keep the best weights")
     progress_interval_s: float = Field(2.0, ge=0, description="seconds between progress reports")
+    bn_recalibration_batches: int = Field(
+        50, ge=0, description="batches for recomputing BN statistics of the final weights (0: keep the trailing ones)"
+    )
 
 
 class Progress(BaseModel):
@@ -236,7 +240,7 @@ def train(
         len(frozen),
     )
 
-    state = tf.train.Checkpoint(model=model, optimizer=optimizer, ema=ema, step=step)
+    state = tf.train.Checkpoint(weights=ckpt.tracked_weights(model), optimizer=optimizer, ema=ema, step=step)
     manager = tf.train.CheckpointManager(
         state, str(run_dir / ckpt.CHECKPOINT_DIR), max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
     )
@@ -245,8 +249,7 @@ def train(
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
     elif options.pretrained is not None:
         ckpt.load_pretrained(model, options.pretrained)
-        for shadow, variable in zip(ema.shadows, model.trainable_variables, strict=True):
-            shadow.assign(variable)
+        ema.reset_to_model()
     start = int(step.numpy())
 
     num_classes = config.model.num_classes
@@ -277,7 +280,11 @@ def train(
         dataset = strategy.experimental_distribute_dataset(dataset)
     batches = iter(dataset)
     reporter = _Reporter(run_dir, options, total, steps_per_epoch, on_progress)
-    evaluator = _BestKeeper(run_dir, model, config, ema, val_files, ground_truth) if options.eval_every else None
+    evaluator = (
+        _BestKeeper(run_dir, model, config, ema, train_files, val_files, ground_truth, options)
+        if options.eval_every
+        else None
+    )
 
     status: Literal["completed", "cancelled", "time_budget"] = "completed"
     current, last_loss, last_saved = start, None, start if manager.latest_checkpoint else -1
@@ -311,9 +318,8 @@ def train(
     if last_saved != current:
         manager.save(checkpoint_number=current)
     if status == "completed":
-        ckpt.save_named_weights(
-            ckpt.named_weights(model, ema.averaged()), run_dir / ckpt.WEIGHTS_DIR / ckpt.WEIGHTS_PREFIX
-        )
+        calibration = min(options.bn_recalibration_batches, math.ceil(examples / options.batch_size))
+        _save_final_weights(model, ema, config, train_files, options.batch_size, calibration, run_dir)
     return TrainResult(
         status=status,
         start_step=start,
@@ -328,6 +334,27 @@ def train(
     )
 
 
+def _save_final_weights(
+    model: keras.Model,
+    ema: WeightAverage,
+    config: Config,
+    train_files: str | Sequence[str],
+    batch_size: int,
+    calibration_batches: int,
+    run_dir: Path,
+) -> None:
+    """Write the shareable weights: raw and averaged variables, BN statistics recomputed for the averages."""
+    raw = ckpt.named_weights(model, ema.averaged())
+    if calibration_batches:
+        data = build_dataset(train_files, config, batch_size, training=False, repeat=True)
+        with ema.applied():
+            used = recalibrate(model, (b["images"] for b in data.take(calibration_batches)))
+            stats = {v.path: tf.convert_to_tensor(v) for v in model.non_trainable_variables if "moving_" in v.path}
+        raw.update(stats)
+        log.info("batch-norm statistics recomputed for the averaged weights on %d batches", used)
+    ckpt.save_named_weights(raw, run_dir / ckpt.WEIGHTS_DIR / ckpt.WEIGHTS_PREFIX)
+
+
 class _BestKeeper:
     """Evaluates the averaged weights during training and keeps the best by AP in run_dir/best."""
 
@@ -337,24 +364,30 @@ class _BestKeeper:
         model: keras.Model,
         config: Config,
         ema: WeightAverage,
+        train_files: str | Sequence[str],
         val_files: str | Sequence[str] | None,
         ground_truth: Path | dict[str, object] | None,
+        options: TrainOptions,
     ) -> None:
         if val_files is None or ground_truth is None:
             raise ValueError("eval_every needs val_files and the val ground truth (val_annotations.json)")
         self.run_dir, self.model, self.config, self.ema = run_dir, model, config, ema
-        self.val_files, self.ground_truth = val_files, ground_truth
+        self.train_files, self.val_files, self.ground_truth = train_files, val_files, ground_truth
+        self.batch_size, self.calibration_batches = options.batch_size, options.bn_recalibration_batches
         best = run_dir / ckpt.BEST_DIR / "metrics.json"
         self.best_ap: float | None = json.loads(best.read_text())["ap"] if best.exists() else None
 
     def evaluate(self, step: int) -> None:
         from effdet.evaluate import evaluate_model
 
-        with self.ema.applied():
+        with self.ema.applied(), statistics_kept(self.model):
+            data = build_dataset(self.train_files, self.config, self.batch_size, training=False, repeat=True)
+            recalibrate(self.model, (b["images"] for b in data.take(self.calibration_batches)))
             metrics = evaluate_model(self.model, self.config, self.val_files, self.ground_truth)
-            log.info("step %d: AP %.4f AP50 %.4f", step, metrics.ap, metrics.ap50)
-            if self.best_ap is None or metrics.ap > self.best_ap:
-                self.best_ap = metrics.ap
+            ap = metrics.ap or 0.0
+            log.info("step %d: val AP %.4f AP50 %.4f", step, ap, metrics.ap50 or 0.0)
+            if self.best_ap is None or ap > self.best_ap:
+                self.best_ap = ap
                 folder = self.run_dir / ckpt.BEST_DIR
                 ckpt.save_named_weights(ckpt.named_weights(self.model), folder / ckpt.WEIGHTS_PREFIX)
                 (folder / "metrics.json").write_text(json.dumps({"step": step, **metrics.model_dump()}))

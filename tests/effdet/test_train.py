@@ -66,7 +66,17 @@ def test_resume_is_exact_and_two_halves_make_the_whole(tiny_records: Path, tiny_
     assert int(final["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"]) == 2 * N
     assert int(final["ema/num_updates/.ATTRIBUTES/VARIABLE_VALUE"]) == 2 * N
     assert set(final) == set(_state(tmp_path / "whole"))
-    assert (run / ckpt.WEIGHTS_DIR / "model.index").exists()
+    # The training checkpoint holds every variable (BN statistics included) and every average, as the
+    # shareable weights written at the end do, with the same values (BN statistics there are recomputed).
+    latest = Path(tf.train.latest_checkpoint(str(run / ckpt.CHECKPOINT_DIR)))
+    fmt, values = ckpt.read_named_values(latest)
+    shared = tf.train.load_checkpoint(str(run / ckpt.WEIGHTS_DIR / ckpt.WEIGHTS_PREFIX))
+    assert fmt == "training checkpoint"
+    assert set(values) == set(shared.get_variable_to_shape_map())
+    assert sum(name.endswith("moving_variance") for name in values) > 50
+    for name, value in values.items():
+        if "moving_" not in name:
+            np.testing.assert_array_equal(value, shared.get_tensor(name), err_msg=name)
 
 
 def test_freeze_progress_and_pretrained_start(tiny_records: Path, tiny_config: Config, tmp_path: Path) -> None:
@@ -75,7 +85,7 @@ def test_freeze_progress_and_pretrained_start(tiny_records: Path, tiny_config: C
         _files(tiny_records, "train"),
         None,
         tmp_path / "base",
-        TrainOptions(batch_size=2, num_steps=1),
+        TrainOptions(batch_size=2, num_steps=1, bn_recalibration_batches=0),
     )
     frozen_config = tiny_config.override({"var_freeze_expr": "(efficientnet|fpn_cells|resample_p6)"})
     seen: list[Progress] = []
@@ -84,7 +94,9 @@ def test_freeze_progress_and_pretrained_start(tiny_records: Path, tiny_config: C
         _files(tiny_records, "train"),
         None,
         tmp_path / "frozen",
-        TrainOptions(batch_size=2, num_steps=2, pretrained=tmp_path / "base", progress_interval_s=0),
+        TrainOptions(
+            batch_size=2, num_steps=2, pretrained=tmp_path / "base", progress_interval_s=0, bn_recalibration_batches=0
+        ),
         on_progress=seen.append,
     )
     assert result.trainable_variables < base.trainable_variables
