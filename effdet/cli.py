@@ -1,5 +1,5 @@
-"""The `effdet` command line: inspect variants and their resolved configs (more commands come with data and
-training). TensorFlow is imported only by the commands that build a model, so `--help` stays fast."""
+"""The `effdet` command line: configs and models, data (stats, convert, synth) and the fine-tuning workflow
+(train, eval, export, predict). TensorFlow is imported only by the commands that need it, so `--help` stays fast."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import typer
 import yaml
 from rich.progress import Progress
 
+from effdet.cli_workflow import register as register_workflow
 from effdet.config import Config, ConfigError, get_config
 
-app = typer.Typer(help="EfficientDet: configs, models (and soon data, training, export).", no_args_is_help=True)
+app = typer.Typer(help="EfficientDet: configs, data, training, evaluation, export, prediction.", no_args_is_help=True)
 
 ModelArg = Annotated[str, typer.Argument(help="Variant, e.g. efficientdet-d0 ... efficientdet-d7x.")]
 HparamsOpt = Annotated[
@@ -88,7 +89,7 @@ def _read_label_map(path: Path | None) -> dict[int, str] | None:
     return {int(k): str(v) for k, v in data.items()}
 
 
-FormatOpt = Annotated[str, typer.Option("--format", help="auto, coco, voc, yolo, csv or ccpd.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="auto, coco, voc, yolo, csv, ccpd or tfrecord.")]
 ImageSizeOpt = Annotated[str, typer.Option("--image-size", help="Network input for the anchor check: 512 or 'WxH'.")]
 LabelMapOpt = Annotated[Path | None, typer.Option("--label-map", help="YAML/JSON file of id: name (fixes ids).")]
 
@@ -188,6 +189,8 @@ def synth(
         write_dataset(output, num_images, format, seed=seed, progress=progress)
     typer.echo(f"{output}: {num_images} images ({format})")
 
+
+register_workflow(app)
 
 if __name__ == "__main__":
     app()

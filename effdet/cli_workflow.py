@@ -1,0 +1,203 @@
+"""The fine-tuning commands of the `effdet` CLI: train (with a live progress bar), eval, export and predict.
+
+They are registered on the main app by effdet.cli; each loads TensorFlow only when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from effdet.config import Config, ConfigError, get_config, parse_overrides
+
+Which = Literal["final", "best", "latest"]
+WhichOpt = Annotated[str, typer.Option("--which", help="Weights of the run: final, best (by val AP) or latest.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _train_config(model: str | None, hparams: str | None, run_dir: Path, train_files: str) -> Config:
+    """The preset + the dataset's implied settings + the user's overrides (a run dir's saved config on resume)."""
+    from effdet.checkpoints import CONFIG_FILE
+    from effdet.data.defaults import dataset_hparams, find_report
+
+    try:
+        given = parse_overrides(hparams)
+        if model is None:
+            if not (run_dir / CONFIG_FILE).exists():
+                raise _fail("--model is required for a new run (e.g. --model efficientdet-d0)")
+            return Config.from_yaml(run_dir / CONFIG_FILE).override(given)
+        report = find_report(train_files)
+        implied = dataset_hparams(report, given) if report else {}
+        return get_config(model, {**implied, **given})
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+
+
+def train(
+    train_files: Annotated[str, typer.Option("--train", help="TFRecords to train on: 'DIR/train-*.tfrecord'.")],
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="This run's folder; run again to resume.")],
+    model: Annotated[str | None, typer.Option("--model", help="Variant, e.g. efficientdet-d0.")] = None,
+    val_files: Annotated[str | None, typer.Option("--val", help="Val TFRecords (for --eval-every).")] = None,
+    hparams: Annotated[str | None, typer.Option("--hparams", help="'a=b,c=d' or an automl .yaml file.")] = None,
+    num_steps: Annotated[int | None, typer.Option("--num-steps", min=1)] = None,
+    num_epochs: Annotated[float | None, typer.Option("--num-epochs", min=0.001)] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    pretrained: Annotated[Path | None, typer.Option("--pretrained", help="Checkpoint to start from.")] = None,
+    var_freeze_expr: Annotated[str | None, typer.Option("--var-freeze-expr", help="Regex of frozen paths.")] = None,
+    max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="Wall-clock budget.")] = None,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1)] = 500,
+    eval_every: Annotated[int | None, typer.Option("--eval-every", min=1, help="Keep the best by val AP.")] = None,
+    seed: int = 0,
+) -> None:
+    """Fine-tune (or resume) a model; Ctrl-C stops after the current step and leaves a resumable checkpoint."""
+    from effdet.checkpoints import CheckpointError
+    from effdet.train import TrainingDivergedError, TrainOptions
+    from effdet.train import train as run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = _train_config(model, hparams, run_dir, train_files)
+    if var_freeze_expr:
+        config = config.override({"var_freeze_expr": var_freeze_expr})
+    options = TrainOptions(
+        batch_size=batch_size,
+        num_steps=num_steps,
+        num_epochs=num_epochs,
+        max_train_seconds=max_seconds,
+        seed=seed,
+        pretrained=pretrained,
+        checkpoint_every=checkpoint_every,
+        eval_every=eval_every,
+        progress_interval_s=0.5,
+    )
+    ground_truth = Path(val_files).parent / "val_annotations.json" if val_files else None
+    stop = {"asked": False}
+
+    def interrupted(*_: object) -> None:
+        stop["asked"] = True
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    columns = (TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.description}"))
+    try:
+        with Progress(*columns, TimeRemainingColumn(), transient=False) as bar:
+            task = bar.add_task("starting", total=None)
+
+            def show(p: Any) -> None:
+                text = f"loss {p.loss:.4f} lr {p.learning_rate:.2e} {p.images_per_sec:.1f} img/s"
+                bar.update(task, completed=p.step, total=p.total_steps, description=text)
+
+            result = run_training(
+                config,
+                train_files,
+                val_files,
+                run_dir,
+                options,
+                ground_truth=ground_truth,
+                on_progress=show,
+                should_stop=lambda: stop["asked"],
+            )
+    except (CheckpointError, TrainingDivergedError, FileNotFoundError, ValueError) as err:
+        raise _fail(str(err)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    typer.echo(result.model_dump_json())
+
+
+def evaluate(
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="A training run to evaluate.")] = None,
+    saved_model: Annotated[Path | None, typer.Option("--saved-model", help="Or an exported model.")] = None,
+    val_files: Annotated[str | None, typer.Option("--val", help="Val TFRecords: 'DIR/val-*.tfrecord'.")] = None,
+    ground_truth: Annotated[Path | None, typer.Option("--ground-truth", help="Default: val_annotations.json.")] = None,
+    which: WhichOpt = "final",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+) -> None:
+    """COCO metrics on the val split; a run's metrics are also written to RUN_DIR/metrics.json."""
+    from effdet.checkpoints import CheckpointError, load_run_model
+    from effdet.evaluate import evaluate_model, evaluate_saved_model, write_metrics
+
+    if (run_dir is None) == (saved_model is None) or val_files is None:
+        raise _fail("give --val and exactly one of --run-dir or --saved-model")
+    truth = ground_truth or Path(val_files).parent / "val_annotations.json"
+    try:
+        if saved_model is not None:
+            metrics = evaluate_saved_model(saved_model, val_files, truth, batch_size)
+        else:
+            assert run_dir is not None
+            config, model = load_run_model(run_dir, which)
+            metrics = evaluate_model(model, config, val_files, truth, batch_size)
+            write_metrics(metrics, run_dir / "metrics.json")
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        raise _fail(str(err)) from None
+    typer.echo(metrics.model_dump_json(exclude={"per_class"}))
+
+
+def export(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="The training run to export.")],
+    output: Annotated[Path, typer.Option("--output", help="New folder for the SavedModel.")],
+    min_score: Annotated[float, typer.Option("--min-score", min=0.0, max=1.0)] = 0.3,
+    tflite: Annotated[bool, typer.Option("--tflite", help="Also write model.tflite (float32).")] = False,
+    which: WhichOpt = "final",
+) -> None:
+    """Export a run's averaged weights as a SavedModel with pre- and post-processing inside (and TFLite)."""
+    from effdet.checkpoints import CheckpointError, load_run_model
+    from effdet.export import export_saved_model, export_tflite
+
+    try:
+        config, model = load_run_model(run_dir, which)
+        path = export_saved_model(model, config, output, min_score_thresh=min_score)
+        if tflite:
+            export_tflite(model, config, output / "model.tflite")
+    except (CheckpointError, FileExistsError) as err:
+        raise _fail(str(err)) from None
+    typer.echo(str(path))
+
+
+def predict(
+    saved_model: Annotated[Path, typer.Argument(help="An exported SavedModel folder.")],
+    images: Annotated[list[Path], typer.Argument(help="JPEG or PNG files.")],
+    score_threshold: Annotated[float | None, typer.Option("--score-threshold", min=0.0, max=1.0)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    draw: Annotated[Path | None, typer.Option("--draw", help="Output image (one input) or folder.")] = None,
+) -> None:
+    """Detect objects in images with an exported model; print them, or draw the boxes."""
+    from effdet.predict import draw_detections, load_exported, predict_images
+
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        raise _fail(f"no such image: {', '.join(missing)}")
+    try:
+        loaded = load_exported(saved_model)
+        data = [p.read_bytes() for p in images]
+        found = predict_images(loaded, data, score_threshold)
+    except (FileNotFoundError, ValueError) as err:
+        raise _fail(str(err)) from None
+    if draw is not None:
+        for path, image, detections in zip(images, data, found, strict=True):
+            target = draw / f"{path.stem}.jpg" if len(images) > 1 or draw.is_dir() else draw
+            target.parent.mkdir(parents=True, exist_ok=True)
+            draw_detections(image, detections).convert("RGB").save(target)
+    if as_json:
+        typer.echo(json.dumps({str(p): [d.model_dump() for d in f] for p, f in zip(images, found, strict=True)}))
+        return
+    for path, detections in zip(images, found, strict=True):
+        typer.echo(f"{path}: {len(detections)} objects")
+        for d in detections:
+            box = ", ".join(f"{v:.1f}" for v in d.box)
+            typer.echo(f"  {d.label} {d.score:.3f} [{box}]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the workflow commands to the main CLI."""
+    app.command()(train)
+    app.command(name="eval")(evaluate)
+    app.command()(export)
+    app.command()(predict)

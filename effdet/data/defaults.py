@@ -1,0 +1,31 @@
+"""Hyperparameters a converted dataset implies: num_classes and label_map from its label map, and
+max_instances_per_image large enough for its busiest image (automl users set these by hand and get them wrong)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from effdet.data.convert import ConversionReport
+
+REPORT_FILE = "dataset.json"
+DEFAULT_MAX_INSTANCES = 100
+
+
+def find_report(files: str | Path) -> ConversionReport | None:
+    """The dataset.json beside TFRecord files (a folder or a glob inside it), or None if there is none."""
+    folder = Path(files)
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    path = folder / REPORT_FILE
+    return ConversionReport.model_validate_json(path.read_text()) if path.is_file() else None
+
+
+def dataset_hparams(report: ConversionReport, given: dict[str, Any]) -> dict[str, Any]:
+    """Overrides for keys the user did not give: num_classes, label_map, max_instances_per_image."""
+    implied: dict[str, Any] = {
+        "num_classes": max(report.label_map, default=1),
+        "label_map": dict(report.label_map),
+        "max_instances_per_image": max(DEFAULT_MAX_INSTANCES, report.max_instances_per_image),
+    }
+    return {key: value for key, value in implied.items() if key not in given}
