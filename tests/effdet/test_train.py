@@ -1,5 +1,6 @@
 """The training loop: exact resume, cancellation, budgets, freezing, divergence, progress, pretrained starts."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -122,12 +123,18 @@ def test_divergence_names_the_step_and_the_fix(tiny_records: Path, tiny_config: 
         train(wild, _files(tiny_records, "train"), None, tmp_path / "nan", TrainOptions(batch_size=2, num_steps=6))
 
 
-def test_budgets_epochs_and_time(tiny_records: Path, tiny_config: Config, tmp_path: Path) -> None:
+def test_budgets_epochs_time_and_gpu_settings_on_a_cpu(
+    tiny_records: Path, tiny_config: Config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     examples = count_examples(_files(tiny_records, "train"))
     assert examples == 12
     options = TrainOptions(batch_size=4, num_epochs=2, max_train_seconds=1e-3)
-    result = train(tiny_config, _files(tiny_records, "train"), None, tmp_path / "budget", options)
+    gpu_config = tiny_config.override({"mixed_precision": True, "strategy": "gpus"})
+    with caplog.at_level(logging.WARNING, logger="effdet.train"):
+        result = train(gpu_config, _files(tiny_records, "train"), None, tmp_path / "budget", options)
     assert (result.status, result.step, result.total_steps) == ("time_budget", 0, 6)
+    assert "mixed_precision needs a GPU" in caplog.text
+    assert "no GPU is visible" in caplog.text
     assert tf.train.latest_checkpoint(str(tmp_path / "budget" / ckpt.CHECKPOINT_DIR))
 
 
