@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The API and one worker on this machine: SQLite and an embedded queue under ./var, no server needed.
+# PORT (default 8000) and EFFDET_* override; Ctrl-C stops both.
 run: $(STAMP)
-	@echo "effdet-service: the HTTP service is not built yet (see the service issue)."
-	@echo "The model library works today: $(BIN)/effdet --help"
+	$(BIN)/effdet-service run
 
 lint: $(STAMP)
 	$(BIN)/ruff check effdet app worker tests bench
@@ -31,6 +32,9 @@ test: lint pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/data_throughput.py
+	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/export_latency.py
+	$(BIN)/python bench/learning_synthetic.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
