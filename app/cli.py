@@ -29,3 +29,11 @@ def create_key_command(name: str = typer.Argument(..., help="who or what the key
 
 
 # Service commands (`run`: API + embedded worker) are registered below this line by the runner module.
+
+
+@app.command("run")
+def run_command() -> None:
+    """Serve the API and one worker (SQLite + embedded queue unless EFFDET_* say otherwise); Ctrl-C stops both."""
+    from app.runner import main
+
+    main()
