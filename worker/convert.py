@@ -9,6 +9,7 @@ running at once (a duplicate delivery) cannot mix their files: the first rename 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -94,7 +95,10 @@ def _convert(dataset_id: str, folder: Path, fmt: str, val_fraction: float, progr
 
 
 def _workers() -> int:
-    """Processes for image validation: the CPUs this process may use."""
+    """Processes for image validation: the CPUs this process may use, or 1 (validate in this process) in a
+    Celery prefork pool child, which is daemonic and may not start a process pool."""
+    if multiprocessing.current_process().daemon:
+        return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
