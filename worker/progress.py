@@ -64,24 +64,28 @@ class JobRecorder:
         self._last_poll = -float("inf")
 
     def progress(self, report: Any) -> None:
-        """Store an effdet `train.Progress`; drops reports closer than interval_s apart except the last."""
+        """Store an effdet `train.Progress`; drops reports closer than interval_s apart except the last.
+        Best effort: a database hiccup loses one report, never the training run."""
         now = time.monotonic()
         final = report.step >= report.total_steps
         if now - self._last_write < self.interval_s and not final:
             return
         self._last_write = now
         data = report.model_dump(mode="json")
-        with session_scope() as session:
-            result = session.execute(
-                update(Job)
-                .where(held(self.job_id, self.holder))
-                .values(progress=data, heartbeat_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-            if not result.rowcount:  # type: ignore[attr-defined]
-                self.lost = True
-                return
-            session.add(JobEvent(job_id=self.job_id, kind="progress", data=data))
+        try:
+            with session_scope() as session:
+                result = session.execute(
+                    update(Job)
+                    .where(held(self.job_id, self.holder))
+                    .values(progress=data, heartbeat_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+                if not result.rowcount:  # type: ignore[attr-defined]
+                    self.lost = True
+                    return
+                session.add(JobEvent(job_id=self.job_id, kind="progress", data=data))
+        except Exception:
+            log.warning("job %s: progress write failed", self.job_id, exc_info=True)
 
     def should_stop(self) -> bool:
         """True once the user asked to cancel or another worker owns the job."""
@@ -93,8 +97,12 @@ class JobRecorder:
         if now - self._last_poll < CANCEL_POLL_S:
             return False
         self._last_poll = now
-        with session_scope() as session:
-            row = session.execute(select(Job.cancel_requested, Job.worker).where(Job.id == self.job_id)).first()
+        try:
+            with session_scope() as session:
+                row = session.execute(select(Job.cancel_requested, Job.worker).where(Job.id == self.job_id)).first()
+        except Exception:  # unreadable for now: keep training, ask again at the next poll
+            log.warning("job %s: cancel poll failed", self.job_id, exc_info=True)
+            return False
         if row is None or row.worker != self.holder:
             self.lost = True
         elif row.cancel_requested:

@@ -1,5 +1,6 @@
 """A real Celery worker process: a job survives a SIGKILL of its whole worker (resumed from its checkpoint by
-the next worker, never run twice at once) on the embedded SQLite database and broker."""
+the next worker, never run twice at once) on the embedded SQLite database and broker, and ends succeeded with
+its metrics and a new model version."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from app.db import session_scope
-from app.models import JobEvent, JobStatus
+from app.models import JobEvent, JobStatus, ModelVersion
 from app.settings import get_settings
 from worker.celery_app import TRAIN_TASK, make_celery
 from worker.tasks import convert_dataset
@@ -104,7 +105,7 @@ def _train_log_runs(path: Path) -> list[list[int]]:
 
 
 @pytest.mark.slow
-def test_sigkilled_worker_job_resumes_from_its_checkpoint(
+def test_sigkilled_worker_job_resumes_from_its_checkpoint_and_succeeds(
     backend: str, tmp_path: Path, rows: Any, workers: Callable[[], Worker]
 ) -> None:
     from effdet.data.synthetic import write_dataset
@@ -146,3 +147,15 @@ def test_sigkilled_worker_job_resumes_from_its_checkpoint(
     assert resumed_step < runs[1][0] <= runs[0][-1] + 1
     assert runs[1][-1] == 40
     assert f"resumed from {run / 'checkpoints'}" in (run / "logs" / "worker.log").read_text()
+
+    assert job.progress["step"] == job.progress["total_steps"] == 40
+    assert set(job.metrics) >= {"ap", "ap50", "ap75"}
+    assert json.loads((run / "metrics.json").read_text())["ap"] == job.metrics["ap"]
+    assert [data["ap"] for kind, data in events if kind == "metrics"] == [job.metrics["ap"]]
+    with session_scope() as session:
+        model = session.get(ModelVersion, job.model_id)
+        assert model is not None
+        assert (model.version, model.name, model.job_id) == (1, "efficientdet-d0", job_id)
+        assert model.label_map == {"1": "class_1"}
+        assert model.metrics == job.metrics
+        assert (Path(model.path) / "saved_model" / "saved_model.pb").is_file()
