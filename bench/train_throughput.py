@@ -36,7 +36,13 @@ def _one(model: str, size: int, batch: int, steps: int, records: Path) -> None:
         marks.append((progress.step, time.perf_counter()))
 
     with tempfile.TemporaryDirectory() as run:
-        options = TrainOptions(batch_size=batch, num_steps=steps + 1, checkpoint_every=10**6, progress_interval_s=0)
+        options = TrainOptions(
+            batch_size=batch,
+            num_steps=steps + 1,
+            checkpoint_every=10**6,
+            progress_interval_s=0,
+            bn_recalibration_batches=0,
+        )
         train(config, str(records / "train-*.tfrecord"), None, Path(run), options, on_progress=mark)
     (first, t0), (last, t1) = marks[0], marks[-1]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

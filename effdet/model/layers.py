@@ -31,9 +31,41 @@ def activation(x: tf.Tensor, act_type: str) -> tf.Tensor:
     return _ACTIVATIONS[act_type](x)
 
 
+class FusedBatchNorm(keras.layers.BatchNormalization):
+    """Keras batch norm computed by TensorFlow's fused kernel (one op instead of about ten).
+
+    Keras 3 composes batch norm from elementwise ops; with about 100 BN layers on large feature maps that
+    made a D0 training step several times slower on a CPU than the TF1 code it replaces. Variables, names,
+    momentum and the moving-statistics update are Keras' own; only the arithmetic is fused.
+    """
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None, mask: tf.Tensor | None = None) -> tf.Tensor:
+        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3):
+            return super().call(inputs, training=training, mask=mask)
+        gamma = tf.convert_to_tensor(self.gamma)
+        beta = tf.convert_to_tensor(self.beta)
+        if training and self.trainable:
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, gamma, beta, epsilon=self.epsilon, is_training=True
+            )
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                moving.assign(moving * self.momentum + tf.cast(batch, moving.dtype) * (1.0 - self.momentum))
+            return outputs
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs,
+            gamma,
+            beta,
+            mean=tf.convert_to_tensor(self.moving_mean),
+            variance=tf.convert_to_tensor(self.moving_variance),
+            epsilon=self.epsilon,
+            is_training=False,
+        )
+        return outputs
+
+
 def batch_norm(name: str) -> keras.layers.BatchNormalization:
     """Batch norm with automl's momentum/epsilon; `name` is the official scope (e.g. 'tpu_batch_normalization')."""
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+    return FusedBatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
 def conv_kernel_initializer() -> keras.initializers.Initializer:
