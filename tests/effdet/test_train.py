@@ -1,5 +1,6 @@
 """The training loop: exact resume, cancellation, budgets, freezing, divergence, progress, pretrained starts."""
 
+import json
 import logging
 from pathlib import Path
 
@@ -93,13 +94,25 @@ def test_freeze_progress_and_pretrained_start(tiny_records: Path, tiny_config: C
     result = train(
         frozen_config,
         _files(tiny_records, "train"),
-        None,
+        _files(tiny_records, "val"),
         tmp_path / "frozen",
         TrainOptions(
-            batch_size=2, num_steps=2, pretrained=tmp_path / "base", progress_interval_s=0, bn_recalibration_batches=0
+            batch_size=2,
+            num_steps=2,
+            pretrained=tmp_path / "base",
+            progress_interval_s=0,
+            bn_recalibration_batches=0,
+            eval_every=2,
         ),
+        ground_truth=tiny_records / "val_annotations.json",
         on_progress=seen.append,
     )
+    # Evaluation during training keeps the best weights by val AP.
+    assert result.best_ap is not None
+    best = json.loads((tmp_path / "frozen" / ckpt.BEST_DIR / "metrics.json").read_text())
+    assert best["step"] == 2
+    assert best["num_images"] == 4
+    assert (tmp_path / "frozen" / ckpt.BEST_DIR / "model.index").exists()
     assert result.trainable_variables < base.trainable_variables
     assert result.trainable_params < base.trainable_params
     assert [p.step for p in seen] == [1, 2]
