@@ -46,6 +46,20 @@ class Anchors:
         return [h * w * self.anchors_per_location for _, h, w in self.level_sizes]
 
 
+BACKBONE_TOP_LEVEL = 5
+"""Levels up to this one come from the backbone's strided convolutions and must divide the input exactly;
+the levels above are max-pooled with 'SAME' padding, so their sizes round up (automl's get_feat_sizes)."""
+
+
+def feature_sizes(image_size: tuple[int, int], max_level: int) -> list[tuple[int, int]]:
+    """(height, width) of the feature map of every level 0..max_level: each level halves, rounding up."""
+    sizes = [image_size]
+    for _ in range(max_level):
+        height, width = sizes[-1]
+        sizes.append(((height + 1) // 2, (width + 1) // 2))
+    return sizes
+
+
 def generate_anchors(
     image_size: tuple[int, int],
     min_level: int,
@@ -54,21 +68,29 @@ def generate_anchors(
     aspect_ratios: list[float],
     anchor_scale: float,
 ) -> Anchors:
-    """Anchor boxes for an input of image_size (height, width), which every stride 2**level divides."""
+    """Anchor boxes for an input of image_size (height, width).
+
+    Every backbone stride (2**level, level <= 5) must divide the input. Above level 5 a size that the
+    stride does not divide (e.g. the Lite variants' 320 at level 7) gives a rounded-up grid whose stride is
+    image size / grid size, as in automl (320 -> 3x3 anchors at level 7, 106.7 pixels apart).
+    """
     height, width = image_size
     per_level, sizes = [], []
+    grids = feature_sizes(image_size, max_level)
     for level in range(min_level, max_level + 1):
-        stride = 2**level
-        if height % stride or width % stride:
-            raise ValueError(f"image size {width}x{height} is not divisible by the level-{level} stride {stride}")
-        rows, cols = height // stride, width // stride
-        centers_y = (np.arange(rows) + 0.5) * stride
-        centers_x = (np.arange(cols) + 0.5) * stride
+        if level <= BACKBONE_TOP_LEVEL and (height % 2**level or width % 2**level):
+            raise ValueError(f"image size {width}x{height} is not divisible by the level-{level} stride {2**level}")
+        rows, cols = grids[level]
+        stride_y, stride_x = height / rows, width / cols
+        centers_y = (np.arange(rows) + 0.5) * stride_y
+        centers_x = (np.arange(cols) + 0.5) * stride_x
         half_sizes = []
         for octave in range(num_scales):
-            size = anchor_scale * stride * 2 ** (octave / num_scales)
+            octave_scale = anchor_scale * 2 ** (octave / num_scales)
             for ratio in aspect_ratios:
-                half_sizes.append((size / np.sqrt(ratio) / 2, size * np.sqrt(ratio) / 2))
+                half_sizes.append(
+                    (octave_scale * stride_y / np.sqrt(ratio) / 2, octave_scale * stride_x * np.sqrt(ratio) / 2)
+                )
         half_h, half_w = np.array(half_sizes).T  # [A]
         cy = centers_y[:, None, None]
         cx = centers_x[None, :, None]

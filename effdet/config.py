@@ -362,8 +362,29 @@ PRESETS: dict[str, dict[str, Any]] = {
     "efficientdet-d7": _preset("efficientnet-b6", 1536, 384, 8, 5, anchor_scale=5.0, fpn_weight_method="sum"),
     "efficientdet-d7x": _preset("efficientnet-b7", 1536, 384, 8, 5, max_level=8, fpn_weight_method="sum"),
 }
+
+# EfficientDet-Lite (automl's efficientdet_lite_param_dict): EfficientNet-Lite backbones, ReLU6 (easier to
+# quantise), plain sum fusion in the BiFPN, and inputs scaled to about [-1, 1] as the Lite backbones were
+# trained. lite3 and lite4 keep the default anchor_scale 4.0.
+_LITE_COMMON: dict[str, Any] = {
+    "act_type": "relu6",
+    "fpn_weight_method": "sum",
+    "mean_rgb": 127.0,
+    "stddev_rgb": 128.0,
+}
+PRESETS.update(
+    {
+        "efficientdet-lite0": _preset("efficientnet-lite0", 320, 64, 3, 3, anchor_scale=3.0, **_LITE_COMMON),
+        "efficientdet-lite1": _preset("efficientnet-lite1", 384, 88, 4, 3, anchor_scale=3.0, **_LITE_COMMON),
+        "efficientdet-lite2": _preset("efficientnet-lite2", 448, 112, 5, 3, anchor_scale=3.0, **_LITE_COMMON),
+        "efficientdet-lite3": _preset("efficientnet-lite3", 512, 160, 6, 4, **_LITE_COMMON),
+        "efficientdet-lite4": _preset("efficientnet-lite4", 640, 224, 7, 4, **_LITE_COMMON),
+    }
+)
 MODEL_NAMES: tuple[str, ...] = tuple(PRESETS)
-BACKBONES: tuple[str, ...] = tuple(f"efficientnet-b{i}" for i in range(8))
+BACKBONES: tuple[str, ...] = tuple(f"efficientnet-b{i}" for i in range(8)) + tuple(
+    f"efficientnet-lite{i}" for i in range(5)
+)
 
 
 def get_config(model_name: str, overrides: Mapping[str, Any] | str | None = None) -> Config:
@@ -531,14 +552,19 @@ def _check_image_size(flat: dict[str, Any]) -> str | None:
     height, width = parse_image_size(flat["image_size"])
     if not (height % multiple or width % multiple):
         return None
+    # The backbone's strides (up to 2**5) must divide the size; the pooled levels above round up as in
+    # automl, which is how EfficientDet-Lite0 runs at 320 with max_level 7.
+    backbone_multiple = 2 ** min(int(flat["max_level"]), 5)
+    if not (height % backbone_multiple or width % backbone_multiple):
+        return None
     fixed_h, fixed_w = (valid_image_sizes(s, multiple) for s in (height, width))
     if height == width:
         choices = " or ".join(str(s) for s in fixed_h)
     else:
         choices = " or ".join(f"'{w}x{h}'" for h in fixed_h for w in fixed_w)
     return (
-        f"image_size {format_image_size((height, width))} is not divisible by 2**max_level={multiple}, so the "
-        f"feature levels do not line up; use {choices}"
+        f"image_size {format_image_size((height, width))} is not divisible by 2**max_level={multiple} (nor by "
+        f"the backbone stride {backbone_multiple}), so the feature levels do not line up; use {choices}"
     )
 
 

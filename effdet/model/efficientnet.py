@@ -3,6 +3,11 @@
 MBConv blocks (inverted residual with squeeze-and-excitation, swish, stochastic depth) scaled by width and
 depth coefficients (paper section 3.3). Layer names follow the official checkpoints:
 `efficientnet-b0/stem/conv2d`, `efficientnet-b0/blocks_3/depthwise_conv2d`, `.../se/conv2d_1`, ...
+
+EfficientNet-Lite0..4 (the edge variants behind EfficientDet-Lite) are the same network with three
+changes, all driven by `Scaling.lite`: no squeeze-and-excitation, a stem (32 channels) and first/last stage
+(one block each) that width and depth do not scale, and ReLU6 (the caller's `act_type`, set by the lite
+presets). Their variables are named `efficientnet-lite0/stem/conv2d/kernel`, `efficientnet-lite0/blocks_0/...`.
 """
 
 from __future__ import annotations
@@ -52,9 +57,11 @@ class Scaling:
     width: float
     depth: float
     survival_prob: float | None  # stochastic depth of the last block; None disables it
+    lite: bool = False  # EfficientNet-Lite: no SE, stem and first/last stage not scaled
 
 
-# EfficientDet disables stochastic depth for B0 only (automl's backbone override); the others keep 0.8.
+# EfficientDet disables stochastic depth for B0 only (automl's backbone override, which matches 'b0' and so
+# leaves lite0 alone); the others keep 0.8.
 SCALINGS: dict[str, Scaling] = {
     "efficientnet-b0": Scaling(1.0, 1.0, None),
     "efficientnet-b1": Scaling(1.0, 1.1, 0.8),
@@ -64,6 +71,12 @@ SCALINGS: dict[str, Scaling] = {
     "efficientnet-b5": Scaling(1.6, 2.2, 0.8),
     "efficientnet-b6": Scaling(1.8, 2.6, 0.8),
     "efficientnet-b7": Scaling(2.0, 3.1, 0.8),
+    # automl's efficientnet_lite_builder: (width, depth) per variant.
+    "efficientnet-lite0": Scaling(1.0, 1.0, 0.8, lite=True),
+    "efficientnet-lite1": Scaling(1.0, 1.1, 0.8, lite=True),
+    "efficientnet-lite2": Scaling(1.1, 1.2, 0.8, lite=True),
+    "efficientnet-lite3": Scaling(1.2, 1.4, 0.8, lite=True),
+    "efficientnet-lite4": Scaling(1.4, 1.8, 0.8, lite=True),
 }
 
 
@@ -81,19 +94,29 @@ def round_repeats(repeats: int, depth: float) -> int:
     return math.ceil(depth * repeats)
 
 
+def stem_filters(name: str) -> int:
+    """Output channels of variant `name`'s stem (fixed at 32 for the lite variants)."""
+    scaling = SCALINGS[name]
+    return STEM_FILTERS if scaling.lite else round_filters(STEM_FILTERS, scaling.width)
+
+
 def expand_blocks(name: str) -> list[BlockArgs]:
     """The per-block arguments of variant `name`, one entry per MBConv block, strides only on the first."""
     scaling = SCALINGS[name]
     blocks = []
-    for stage in B0_BLOCKS:
+    for i, stage in enumerate(B0_BLOCKS):
+        fixed_depth = scaling.lite and i in (0, len(B0_BLOCKS) - 1)
+        repeats = stage.num_repeat if fixed_depth else round_repeats(stage.num_repeat, scaling.depth)
         first = replace(
             stage,
-            input_filters=round_filters(stage.input_filters, scaling.width),
+            # The first stage reads the stem, whose width a lite variant does not scale.
+            input_filters=stem_filters(name) if i == 0 else round_filters(stage.input_filters, scaling.width),
             output_filters=round_filters(stage.output_filters, scaling.width),
+            se_ratio=None if scaling.lite else stage.se_ratio,
         )
         blocks.append(first)
         rest = replace(first, input_filters=first.output_filters, strides=1)
-        blocks.extend(rest for _ in range(round_repeats(stage.num_repeat, scaling.depth) - 1))
+        blocks.extend(rest for _ in range(repeats - 1))
     return blocks
 
 
@@ -219,7 +242,7 @@ class EfficientNet(keras.layers.Layer):
         self.backbone_name = backbone_name
         self.act_type = act_type
         scaling = SCALINGS[backbone_name]
-        self.stem = Stem(round_filters(STEM_FILTERS, scaling.width), act_type, name="stem")
+        self.stem = Stem(stem_filters(backbone_name), act_type, name="stem")
         args = expand_blocks(backbone_name)
         self.blocks = []
         for i, block in enumerate(args):

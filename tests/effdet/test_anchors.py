@@ -36,9 +36,18 @@ def test_first_anchors_have_exact_sizes_and_ratios() -> None:
     np.testing.assert_allclose(anchors[-9], [64 - 256, 64 - 256, 64 + 256, 64 + 256])
 
 
-def test_anchor_grid_rejects_sizes_that_do_not_divide() -> None:
-    with pytest.raises(ValueError, match="128x192 is not divisible by the level-7 stride 128"):
-        generate_anchors((192, 128), 3, 7, 3, [1.0], 4.0)
+def test_anchor_grid_rejects_sizes_the_backbone_strides_do_not_divide() -> None:
+    with pytest.raises(ValueError, match="128x208 is not divisible by the level-5 stride 32"):
+        generate_anchors((208, 128), 3, 7, 3, [1.0], 4.0)
+
+
+def test_anchor_grid_rounds_up_pooled_levels_as_automl() -> None:
+    # EfficientDet-Lite0's 320: levels 6 and 7 are 5x5 and 3x3 (ceil), level 7's stride is 320 / 3.
+    anchors = generate_anchors((320, 320), 3, 7, 1, [1.0], 3.0)
+    assert [(h, w) for _, h, w in anchors.level_sizes] == [(40, 40), (20, 20), (10, 10), (5, 5), (3, 3)]
+    stride = 320 / 3
+    np.testing.assert_allclose(anchors.boxes[-9], [stride / 2 - 1.5 * stride] * 2 + [stride / 2 + 1.5 * stride] * 2)
+    np.testing.assert_allclose(anchors.boxes[-1, 2], 320 - stride / 2 + 1.5 * stride, rtol=1e-6)
 
 
 def test_encode_decode_round_trip() -> None:

@@ -147,3 +147,26 @@ def test_training_mode_updates_batch_norm_statistics_unless_frozen() -> None:
 def test_count_params_excludes_batch_norm_statistics(d0_128: EfficientDet) -> None:
     moving = sum(int(np.prod(s)) for p, s in variable_shapes(d0_128) if "moving_" in p)
     assert count_params(d0_128, trainable_only=False) - count_params(d0_128) == moving
+
+
+def test_lite_backbone_fixes_stem_and_end_stages_and_drops_squeeze_excite() -> None:
+    blocks = expand_blocks("efficientnet-lite4")
+    assert blocks[0].input_filters == 32  # stem not scaled (automl's fix_head_stem)
+    assert len(blocks) == 1 + 4 + 4 + 6 + 6 + 8 + 1  # first and last stage keep one block
+    assert all(b.se_ratio is None for b in blocks)
+    assert len(expand_blocks("efficientnet-lite0")) == 16
+
+
+def test_lite0_at_320_lines_up_with_rounded_up_anchors() -> None:
+    config = get_config("efficientdet-lite0", "num_classes=2")
+    model_config = config.model
+    assert (model_config.act_type, model_config.weight_method) == ("relu6", "sum")
+    assert (model_config.anchor_scale, model_config.mean_rgb, model_config.stddev_rgb) == (3.0, 127.0, 128.0)
+    model = build_model(config)
+    paths = [v.path for v in model.variables]
+    assert paths[0] == "efficientnet-lite0/stem/conv2d/kernel"
+    assert not any("/se/" in p for p in paths)
+    anchors = anchors_for(config.model)
+    classes, boxes = model(tf.zeros([1, 320, 320, 3]))
+    assert [(c.shape[1], c.shape[2]) for c in classes] == [(h, w) for _, h, w in anchors.level_sizes]
+    assert flatten_predictions(classes, boxes, 2)[0].shape == (1, anchors.num_anchors, 2)
