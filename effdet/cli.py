@@ -190,6 +190,26 @@ def synth(
     typer.echo(f"{output}: {num_images} images ({format})")
 
 
+@app.command("import-backbone")
+def import_backbone(
+    pth: Annotated[Path, typer.Argument(help="PyTorch state dict, e.g. efficientnet-lite0-57934424.pth.")],
+    model: Annotated[str, typer.Option("--model", help="Variant whose backbone it is, e.g. efficientdet-lite0.")],
+    output: Annotated[Path, typer.Option("--output", help="Folder for the checkpoint (give it to --pretrained).")],
+) -> None:
+    """Convert ImageNet EfficientNet(-Lite) weights from PyTorch into a pretrained backbone checkpoint."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from effdet.torch_import import TorchImportError
+    from effdet.torch_import import import_backbone as convert
+
+    _config(model, None)
+    try:
+        report = convert(pth, model, output)
+    except TorchImportError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(report.summary())
+
+
 register_workflow(app)
 
 if __name__ == "__main__":
