@@ -13,13 +13,13 @@ def test_dynamic_decay_then_fixed_decay() -> None:
     weight.assign(np.ones(2, np.float32))
     ema.update()  # decay = min(0.5, 2/11)
     first = 1.0 - 2 / 11
-    assert ema.shadows[0].numpy() == pytest.approx([first, first])
+    assert ema.shadows[weight.path].numpy() == pytest.approx([first, first])
     ema.update()  # decay = min(0.5, 3/12) = 0.25
     second = 0.25 * first + 0.75
-    assert ema.shadows[0].numpy() == pytest.approx([second, second])
+    assert ema.shadows[weight.path].numpy() == pytest.approx([second, second])
     for _ in range(30):
         ema.update()
-    assert ema.shadows[0].numpy() == pytest.approx([1.0, 1.0], abs=1e-6)
+    assert ema.shadows[weight.path].numpy() == pytest.approx([1.0, 1.0], abs=1e-6)
 
 
 def test_applied_swaps_in_and_restores() -> None:
