@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from effdet.config import Config
 from effdet.data.pipeline import build_dataset
-from effdet.data.tfrecord import parse_example
+from effdet.data.tfrecord import parse_example, record_files
 from effdet.export import CONFIG_ASSET, detect
 
 logger = logging.getLogger(__name__)
@@ -223,14 +223,6 @@ def evaluate_model(
     return coco_metrics(ground_truth, model_detections(model, config, val_files, batch_size))
 
 
-def _records(files: str | Sequence[str]) -> list[str]:
-    patterns = [files] if isinstance(files, str) else list(files)
-    paths = sorted({p for pattern in patterns for p in tf.io.gfile.glob(pattern)})
-    if not paths:
-        raise FileNotFoundError(f"no TFRecord file matches {patterns}")
-    return paths
-
-
 def saved_model_detections(
     saved_model_dir: Path,
     val_files: str | Sequence[str],
@@ -249,7 +241,7 @@ def saved_model_detections(
     loaded = tf.saved_model.load(str(saved_model_dir))
     serve = loaded.signatures["serving_with_threshold"]
     threshold = tf.constant(score_threshold, tf.float32)
-    dataset = tf.data.TFRecordDataset(_records(val_files)).map(parse_example)
+    dataset = tf.data.TFRecordDataset(record_files(val_files)).map(parse_example)
     dataset = dataset.map(lambda e: (e["image"], e["source_id"])).batch(batch_size)
     results: list[dict[str, Any]] = []
     for images, ids in dataset:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from effdet import checkpoints as ckpt
 from effdet.config import Config
 from effdet.data.pipeline import build_dataset
+from effdet.data.tfrecord import record_files
 from effdet.ema import WeightAverage
 from effdet.losses import detection_loss, weight_decay_loss
 from effdet.model.efficientdet import build_model, count_params, flatten_predictions
@@ -91,11 +92,7 @@ ProgressCallback = Callable[[Progress], None]
 
 def count_examples(files: str | Sequence[str]) -> int:
     """Number of records in TFRecord files (a glob or a list); reads only the record framing."""
-    patterns = [files] if isinstance(files, str) else list(files)
-    paths = sorted({p for pattern in patterns for p in tf.io.gfile.glob(pattern)})
-    if not paths:
-        raise FileNotFoundError(f"no TFRecord file matches {patterns}")
-    return sum(1 for _ in tf.data.TFRecordDataset(paths))
+    return sum(1 for _ in tf.data.TFRecordDataset(record_files(files)))
 
 
 def _strategy(config: Config) -> tf.distribute.Strategy:

@@ -19,7 +19,7 @@ from effdet.anchors import anchors_for, assign_targets
 from effdet.config import Config
 from effdet.data.augment import random_horizontal_flip, resize_and_crop
 from effdet.data.autoaugment import distort
-from effdet.data.tfrecord import parse_example
+from effdet.data.tfrecord import parse_example, record_files
 
 AUGMENT_SEED = "augment_seed"
 """Key of the int64 [2] per-example seed build_dataset adds when an autoaugment policy is on."""
@@ -101,10 +101,7 @@ def build_dataset(
 ) -> tf.data.Dataset:
     """Batches from TFRecord files (a glob pattern or a list). Training shuffles, augments and repeats;
     evaluation keeps file order and every image (the last batch may be smaller)."""
-    patterns = [files] if isinstance(files, str) else list(files)
-    paths = sorted({p for pattern in patterns for p in tf.io.gfile.glob(pattern)})
-    if not paths:
-        raise FileNotFoundError(f"no TFRecord file matches {patterns}")
+    paths = record_files(files)
     repeat = training if repeat is None else repeat
     options = tf.data.Options()
     options.deterministic = seed is not None or not training

@@ -6,7 +6,7 @@ integer written as a string (automl's COCO evaluation needs it to be one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import tensorflow as tf
@@ -107,3 +107,12 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         "classes": tf.cast(dense["image/object/class/label"], tf.int32),
         "is_crowd": tf.cast(dense["image/object/is_crowd"], tf.bool),
     }
+
+
+def record_files(files: str | Sequence[str]) -> list[str]:
+    """The sorted, de-duplicated TFRecord paths that glob patterns (one or several) name; none is an error."""
+    patterns = [files] if isinstance(files, str) else list(files)
+    paths = sorted({p for pattern in patterns for p in tf.io.gfile.glob(pattern)})
+    if not paths:
+        raise FileNotFoundError(f"no TFRecord file matches {patterns}")
+    return paths
