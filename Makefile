@@ -21,8 +21,8 @@ run: $(STAMP)
 	$(BIN)/effdet-service run
 
 lint: $(STAMP)
-	$(BIN)/ruff check effdet app worker tests bench
-	$(BIN)/ruff format --check effdet app worker tests bench
+	$(BIN)/ruff check effdet app worker effdet_client tests bench
+	$(BIN)/ruff format --check effdet app worker effdet_client tests bench
 	$(BIN)/mypy
 
 pytest: $(STAMP)
