@@ -7,10 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 import zipfile
@@ -24,14 +21,10 @@ import yaml
 from PIL import Image
 
 from app.settings import Settings
+from tests.e2e.conftest import RACCOON, REPO, Runner, alive, descendants, free_port
 
-REPO = Path(__file__).resolve().parents[2]
-RACCOON = REPO.parent / "shared" / "data" / "raccoon"
 REDIS_PORT = 6379
 POSTGRES = "postgres@127.0.0.1:5432/test"
-EMBEDDED_UNSET = ("EFFDET_DATABASE_URL", "EFFDET_BROKER_URL")
-"""Variables the runner does not inherit from the test's environment unless a test sets them."""
-SERVING = re.compile(r"effdet-service: serving on (http://\S+)")
 
 
 # --- deployment files -----------------------------------------------------------------------------------------
@@ -99,96 +92,8 @@ def test_compose_file_agrees_with_settings_and_dockerfile(monkeypatch: pytest.Mo
 # --- the runner ------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live process below pid (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-class Runner:
-    """`python -m app.runner` in its own process group, as `make run` starts it; output in a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("ab") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.runner"],
-                cwd=REPO,
-                env={k: v for k, v in {**os.environ, **env}.items() if k not in EMBEDDED_UNSET or k in env},
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def url(self, timeout: float = 90) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = SERVING.search(self.log.read_text(errors="replace"))
-            if found:
-                return found.group(1)
-            assert self.process.poll() is None, f"the runner exited:\n{self.tail()}"
-            time.sleep(0.2)
-        raise AssertionError(f"the runner printed no URL within {timeout} s:\n{self.tail()}")
-
-    def interrupt(self, timeout: float = 60) -> None:
-        """Ctrl-C as a terminal sends it (to the runner's process group); waits for the runner to exit."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        self.process.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            for pid in _descendants(self.process.pid):
-                os.kill(pid, signal.SIGKILL)
-            self.process.kill()
-            self.process.wait()
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture
-def start_runner(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Runner]]:
-    runners: list[Runner] = []
-
-    def start(env: dict[str, str]) -> Runner:
-        runner = Runner(env, tmp_path / f"runner-{len(runners)}.log")
-        runners.append(runner)
-        return runner
-
-    yield start
-    for runner in runners:
-        runner.kill()
-
-
 def test_runner_serves_and_ctrl_c_stops_api_and_worker(tmp_path: Path, start_runner: Any) -> None:
-    env = {"EFFDET_DATA_DIR": str(tmp_path / "var"), "PORT": str(_free_port())}
+    env = {"EFFDET_DATA_DIR": str(tmp_path / "var"), "PORT": str(free_port())}
     runner = start_runner(env)  # no database or broker URL: SQLite and the SQLite queue in the data dir
     url = runner.url()
     assert url == f"http://127.0.0.1:{env['PORT']}"
@@ -197,13 +102,13 @@ def test_runner_serves_and_ctrl_c_stops_api_and_worker(tmp_path: Path, start_run
     while "ready." not in runner.log.read_text(errors="replace"):
         assert time.monotonic() < deadline, f"the worker did not become ready:\n{runner.tail()}"
         time.sleep(0.2)
-    processes = _descendants(runner.process.pid)
+    processes = descendants(runner.process.pid)
     assert len(processes) >= 2, "the worker and its pool child run beside the API"
     assert (tmp_path / "var" / "effdet.db").is_file()
     assert (tmp_path / "var" / "broker.db").is_file()
     runner.interrupt()
     time.sleep(0.5)
-    assert not [pid for pid in processes if _alive(pid)], f"left running: {processes}\n{runner.tail()}"
+    assert not [pid for pid in processes if alive(pid)], f"left running: {processes}\n{runner.tail()}"
 
 
 # --- the whole workflow on PostgreSQL + Redis ------------------------------------------------------------------
@@ -249,7 +154,7 @@ def production_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "EFFDET_DATA_DIR": str(tmp_path / "var"),
             "EFFDET_PROGRESS_INTERVAL_S": "0.5",
             "EFFDET_JOB_LEASE_S": "10",
-            "PORT": str(_free_port()),
+            "PORT": str(free_port()),
         }
     finally:
         redis.Redis(port=REDIS_PORT, db=database).flushdb()
@@ -338,7 +243,7 @@ def test_upload_train_predict_download_on_postgres_and_redis(production_env: dic
     assert download.status_code == 200
     assert any(name.endswith("saved_model.pb") for name in zipfile.ZipFile(io.BytesIO(download.content)).namelist())
 
-    processes = _descendants(runner.process.pid)
+    processes = descendants(runner.process.pid)
     runner.interrupt()
     time.sleep(0.5)
-    assert not [pid for pid in processes if _alive(pid)], runner.tail()
+    assert not [pid for pid in processes if alive(pid)], runner.tail()
