@@ -9,12 +9,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from app.db import make_engine, migrate
+from app.errors import register_error_handlers
 from app.metrics import MetricsMiddleware
 from app.predictor import ModelCache
 from app.routers import checkpoints, datasets, health, home, jobs, models, predict
@@ -30,15 +30,6 @@ DESCRIPTION = """Turn a labelled image dataset into a deployed EfficientDet dete
 
 With API keys configured, send `Authorization: Bearer KEY`; each key sees only its own resources.
 """
-
-
-async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    """503 instead of 500 when the database cannot be reached."""
-    log.warning("database unavailable: %s", exc)
-    return JSONResponse(
-        {"detail": "the database is unavailable; try again shortly (GET /readyz tells when it is back)"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-    )
 
 
 def _lifespan(settings: Settings) -> object:
@@ -74,8 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_cache = ModelCache(settings.predict_cache_size)
     app.state.migrated = False
     app.add_middleware(MetricsMiddleware)
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(InterfaceError, _database_unavailable)
+    register_error_handlers(app)
     for module in (home, health, datasets, jobs, models, predict, checkpoints):
         app.include_router(module.router)
     return app
