@@ -14,9 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.settings import get_settings
 
+CONNECT_TIMEOUT_S = 5
+"""Seconds to wait for a database server to accept a connection (an unreachable one is a quick 503)."""
+
 
 def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets WAL and a busy timeout so the API and the worker can share the file."""
+    """An engine; SQLite gets WAL and a busy timeout so the API and the worker can share the file, a server
+    database a connect timeout and a liveness check of pooled connections."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -29,7 +33,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
 
 
 @lru_cache
