@@ -1,12 +1,13 @@
-"""Jobs: submit (validated in full before queueing), list, show, follow as server-sent events, logs, cancel."""
+"""Jobs: submit (validated in full before queueing), list, show, follow as server-sent events, logs, cancel, plots."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -18,7 +19,9 @@ from app.auth import CurrentOwner, get_owned, owned
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.jobspec import JobSpecError, resolve_job
 from app.models import FINISHED, Dataset, Job, JobEvent, JobStatus, utcnow
+from app.plots import Series, line_chart, pr_chart
 from app.schemas import ErrorDetail, JobCreate, JobEventPublic, JobPublic, JobsPublic
+from app.settings import Settings
 from app.storage import train_log
 from worker.queue import send_job
 
@@ -36,7 +39,10 @@ def _state_event(job_id: str, state: JobStatus, **extra: object) -> JobEvent:
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={422: {"model": ErrorDetail, "description": "every problem of the submission, one per entry"}},
+    responses={
+        400: {"model": ErrorDetail, "description": "the body is not readable JSON (e.g. not UTF-8)"},
+        422: {"model": ErrorDetail, "description": "every problem of the submission, one per entry"},
+    },
 )
 def create_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owner: CurrentOwner) -> JobPublic:
     """Submit a fine-tuning job; it is queued once dataset, model, hyperparameters and checkpoint all check out."""
@@ -224,3 +230,96 @@ def cancel_job(job_id: str, response: Response, session: SessionDep, owner: Curr
     session.commit()
     session.refresh(job)
     return JobPublic.from_row(job)
+
+
+PLOTS = ("loss", "learning_rate", "pr_curve")
+LOSS_KEYS = ("loss", "cls_loss", "box_loss")
+
+
+def _progress_reports(session: Session, settings: Settings, job_id: str) -> list[dict[str, Any]]:
+    """The job's progress reports in step order (its progress events, else the run's train.jsonl); a step
+    trained again after a resume keeps its latest report."""
+    query = select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.kind == "progress")
+    reports: list[dict[str, Any]] = list(session.scalars(query.order_by(JobEvent.id)))
+    log_path = train_log(settings, job_id)
+    if not reports and log_path.is_file():
+        reports = [_json_object(line) for line in log_path.read_text(errors="replace").splitlines()]
+    by_step = {report["step"]: report for report in reports if isinstance(report.get("step"), int)}
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def _json_object(line: str) -> dict[str, Any]:
+    """One JSON-lines record; {} for a line cut short (a run still writing, or killed mid-line)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _curves(reports: list[dict[str, Any]], keys: tuple[str, ...]) -> Series:
+    """(step, value) lines for each key that has finite values."""
+    lines = {key: [(float(r["step"]), float(r[key])) for r in reports if _finite(r.get(key))] for key in keys}
+    return {key: points for key, points in lines.items() if points}
+
+
+def _pr_curves(job: Job) -> Series:
+    """Per-class precision-recall points at IoU 0.5 from the job's metrics, labelled with their AP50."""
+    curves = {}
+    for name, values in ((job.metrics or {}).get("per_class") or {}).items():
+        if values.get("pr_curve"):
+            ap50 = values.get("ap50")
+            label = f"{name} (AP50 {ap50:.3f})" if isinstance(ap50, int | float) else name
+            curves[label] = [(float(r), float(p)) for r, p in values["pr_curve"]]
+    return curves
+
+
+def _missing(job: Job, what: str, when: str) -> HTTPException:
+    """409 while the job may still produce the data, 404 once it has finished without it."""
+    if job.status in FINISHED:
+        return HTTPException(status.HTTP_404_NOT_FOUND, f"job {job.id} ended ({job.status}) without {what}")
+    return HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} has no {what} yet ({job.status}); {when}")
+
+
+def _unknown_plot(name: str) -> HTTPException:
+    valid = ", ".join(f"{plot}.png" for plot in PLOTS)
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"no plot named {name!r}; valid names: {valid}")
+
+
+@router.get(
+    "/{job_id}/plots/{name}.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "the plot as a PNG"},
+        404: {"model": ErrorDetail, "description": "no such job or plot name, or the job ended without the data"},
+        409: {"model": ErrorDetail, "description": "the job has not produced the data yet; try again later"},
+    },
+)
+def job_plot(job_id: str, name: str, session: SessionDep, settings: SettingsDep, owner: CurrentOwner) -> Response:
+    """A PNG of the job's loss or learning-rate curve (by step), or of its per-class precision-recall curves."""
+    job = get_owned(session, Job, job_id, owner)
+    if name not in PLOTS:
+        raise _unknown_plot(name)
+    if name == "pr_curve":
+        curves = _pr_curves(job)
+        if not curves:
+            raise _missing(job, "precision-recall points", "they come with the metrics after evaluation")
+        png = pr_chart(curves, f"precision-recall at IoU 0.5, job {job_id[:8]}")
+    else:
+        keys = LOSS_KEYS if name == "loss" else ("learning_rate",)
+        series = _curves(_progress_reports(session, settings, job_id), keys)
+        if not series:
+            raise _missing(job, "progress reports", "the curve starts with the first training step")
+        png = line_chart(series, f"{name.replace('_', ' ')}, job {job_id[:8]}", "step", name, log_y=name == "loss")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/{job_id}/plots/{name}", include_in_schema=False)
+def job_plot_unknown(job_id: str, name: str, session: SessionDep, owner: CurrentOwner) -> None:
+    """Any plot path without .png: 404 listing the valid names."""
+    get_owned(session, Job, job_id, owner)
+    raise _unknown_plot(name)

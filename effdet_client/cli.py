@@ -1,0 +1,321 @@
+"""`effdet-client`: the service from a terminal (datasets, jobs, models), human output or `--json`.
+
+Exit status: 0 done; 1 the service answered an error, cannot be reached, or the watched job did not succeed;
+2 bad command-line usage.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import typer
+
+from effdet_client import output
+from effdet_client.client import DEFAULT_URL, Client
+from effdet_client.errors import ApiError, ClientError
+from effdet_client.models import DatasetFormat, Job, JobSubmission, ModelFormat, PlotName
+
+app = typer.Typer(
+    help="Drive an effdet-service: upload datasets, fine-tune, watch, plot, predict, download.",
+    pretty_exceptions_show_locals=False,  # locals would include the API key
+)
+datasets = typer.Typer(help="Upload and inspect datasets.", no_args_is_help=True)
+jobs = typer.Typer(help="Submit, follow, plot and cancel fine-tuning jobs.", no_args_is_help=True)
+models = typer.Typer(help="List, use and download exported models.", no_args_is_help=True)
+app.add_typer(datasets, name="datasets")
+app.add_typer(jobs, name="jobs")
+app.add_typer(models, name="models")
+
+Command = TypeVar("Command", bound=Callable[..., None])
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON on stdout (for scripts) instead of tables")]
+
+
+@app.callback(no_args_is_help=True)
+def main(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option(envvar="EFFDET_URL", help="where the service serves")] = DEFAULT_URL,
+    api_key: Annotated[str | None, typer.Option(envvar="EFFDET_API_KEY", help="sent as a Bearer token")] = None,
+) -> None:
+    """Drive an effdet-service: upload datasets, fine-tune, watch, plot, predict, download."""
+    http = ctx.obj if isinstance(ctx.obj, httpx.Client) else None  # an embedding program's client (tests)
+    client = Client(url, api_key, http=http)
+    ctx.obj = client
+    ctx.call_on_close(client.close)
+
+
+def handled(command: Command) -> Command:
+    """Turn a ClientError into its message on stderr and exit status 1 (no traceback)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except ClientError as err:
+            output.fail(err)
+            raise typer.Exit(1) from None
+
+    return run  # type: ignore[return-value]
+
+
+def _client(ctx: typer.Context) -> Client:
+    client: Client = ctx.obj
+    return client
+
+
+# --- datasets -----------------------------------------------------------------------------------------------------
+
+
+@datasets.command("upload")
+@handled
+def datasets_upload(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(exists=True, help="a dataset folder (zipped on the fly) or a .zip")],
+    name: Annotated[str | None, typer.Option(help="default: the folder or zip name")] = None,
+    format: Annotated[DatasetFormat, typer.Option(help="annotation format (auto: detected)")] = "auto",
+    val_fraction: Annotated[float | None, typer.Option(help="share held out for evaluation (server: 0.1)")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until it is ready or failed")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Upload a dataset (with a progress bar); exits 1 if --wait ends in failed."""
+    client = _client(ctx)
+    with output.transfer(f"uploading {path.name}") as progress:
+        dataset = client.upload_dataset(path, name=name, format=format, val_fraction=val_fraction, on_progress=progress)
+    if wait:
+        with output.status_console.status(f"validating and converting {dataset.name}"):
+            dataset = client.wait_dataset(dataset.id)
+    output.emit_json(dataset) if json_output else output.dataset_detail(dataset)
+    if dataset.status == "failed":
+        raise typer.Exit(1)
+
+
+@datasets.command("show")
+@handled
+def datasets_show(ctx: typer.Context, dataset_id: str, json_output: JsonFlag = False) -> None:
+    """One dataset: status, counts, classes, problems."""
+    dataset = _client(ctx).get_dataset(dataset_id)
+    output.emit_json(dataset) if json_output else output.dataset_detail(dataset)
+
+
+@datasets.command("list")
+@handled
+def datasets_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """Your datasets, newest first."""
+    page = _client(ctx).list_datasets()
+    output.emit_json(page) if json_output else output.datasets_table(page.items)
+
+
+# --- jobs ---------------------------------------------------------------------------------------------------------
+
+
+def _hparams_yaml(value: str | None) -> str | None:
+    """--hparams: a YAML file's text, or the value itself (inline YAML or an automl 'a=b,c=d' string)."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        return path.read_text()
+    if value.endswith((".yaml", ".yml")):
+        raise typer.BadParameter(f"no such file: {value}", param_hint="--hparams")
+    return value
+
+
+@jobs.command("submit")
+@handled
+def jobs_submit(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="id of a ready dataset")],
+    model: Annotated[str, typer.Option(help="efficientdet-d0 ... d7x, efficientdet-lite0..4")] = "efficientdet-d0",
+    hparams: Annotated[
+        str | None, typer.Option(help="automl hyperparameters: a YAML file, inline YAML or 'a=b,c=d'")
+    ] = None,
+    num_steps: Annotated[int | None, typer.Option(help="training steps")] = None,
+    num_epochs: Annotated[float | None, typer.Option(help="or epochs over the train split")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="server default: 8")] = None,
+    pretrained: Annotated[str | None, typer.Option(help="a checkpoint name of GET /v1/checkpoints")] = None,
+    var_freeze_expr: Annotated[str | None, typer.Option(help="regex of variables not to train")] = None,
+    max_train_seconds: Annotated[float | None, typer.Option(help="wall-clock budget of training")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="then follow it as `jobs watch` does")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Submit a fine-tuning job (every problem of the submission is listed at once)."""
+    submission = JobSubmission(
+        dataset_id=dataset,
+        model=model,
+        hparams_yaml=_hparams_yaml(hparams),
+        num_steps=num_steps,
+        num_epochs=num_epochs,
+        batch_size=batch_size,
+        pretrained=pretrained,
+        var_freeze_expr=var_freeze_expr,
+        max_train_seconds=max_train_seconds,
+    )
+    job = _client(ctx).submit_job(submission)
+    if watch:
+        _watch(_client(ctx), job.id, json_output)
+    else:
+        output.emit_json(job) if json_output else output.job_detail(job)
+
+
+@jobs.command("show")
+@handled
+def jobs_show(ctx: typer.Context, job_id: str, json_output: JsonFlag = False) -> None:
+    """One job: status, progress, metrics, error, model."""
+    job = _client(ctx).get_job(job_id)
+    output.emit_json(job) if json_output else output.job_detail(job)
+
+
+@jobs.command("list")
+@handled
+def jobs_list(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="only jobs in this state")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Your jobs, newest first."""
+    page = _client(ctx).list_jobs(status)
+    output.emit_json(page) if json_output else output.jobs_table(page.items)
+
+
+@jobs.command("cancel")
+@handled
+def jobs_cancel(ctx: typer.Context, job_id: str, json_output: JsonFlag = False) -> None:
+    """Cancel a queued job, or ask a running one to stop."""
+    job = _client(ctx).cancel_job(job_id)
+    output.emit_json(job) if json_output else output.job_detail(job)
+
+
+def _watch(client: Client, job_id: str, json_output: bool) -> None:
+    """Follow the job to its end; exit 1 unless it succeeded."""
+    job: Job
+    if json_output:
+        job = client.watch_job(job_id, output.emit_json)
+    else:
+        with output.job_progress(job_id) as bar:
+            job = client.watch_job(job_id, bar)
+        output.job_detail(job)
+    if job.status != "succeeded":
+        raise typer.Exit(1)
+
+
+@jobs.command("watch")
+@handled
+def jobs_watch(ctx: typer.Context, job_id: str, json_output: JsonFlag = False) -> None:
+    """Follow a job live (progress bar with loss; --json: one event per line); exits 1 unless it succeeds."""
+    _watch(_client(ctx), job_id, json_output)
+
+
+@jobs.command("plot")
+@handled
+def jobs_plot(
+    ctx: typer.Context,
+    job_id: str,
+    output_dir: Annotated[Path, typer.Option("--output", help="folder for the PNGs")] = Path("."),
+    name: Annotated[list[PlotName] | None, typer.Option(help="a plot to save (repeat it; default: all)")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Save the job's plots (loss, learning rate, precision-recall) as PNGs drawn by the service."""
+    client = _client(ctx)
+    client.get_job(job_id)  # an unknown job is an error, not a plot to skip
+    written: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for plot in name or list(PlotName):
+        try:
+            png = client.plot(job_id, plot)
+        except ApiError as err:
+            if err.status_code not in (404, 409):
+                raise
+            skipped[plot] = "; ".join(err.problems)
+            continue
+        path = output_dir / f"job-{job_id}-{plot}.png"
+        path.write_bytes(png)
+        written[plot] = str(path)
+    if json_output:
+        output.emit_json({"written": written, "skipped": skipped})
+    else:
+        for title, saved in written.items():
+            output.console.print(f"{title}: {saved}")
+        for title, reason in skipped.items():
+            output.status_console.print(f"{title}: not written ({reason})", markup=False)
+    if not written:
+        raise typer.Exit(1)
+
+
+# --- models -------------------------------------------------------------------------------------------------------
+
+
+@models.command("list")
+@handled
+def models_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """Your exported model versions, newest first."""
+    page = _client(ctx).list_models()
+    output.emit_json(page) if json_output else output.models_table(page.items)
+
+
+@models.command("show")
+@handled
+def models_show(ctx: typer.Context, model_id: str, json_output: JsonFlag = False) -> None:
+    """One model version: metrics, classes, formats."""
+    model = _client(ctx).get_model(model_id)
+    output.emit_json(model) if json_output else output.model_detail(model)
+
+
+@models.command("predict")
+@handled
+def models_predict(
+    ctx: typer.Context,
+    model_id: str,
+    images: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="image files")],
+    score_threshold: Annotated[float | None, typer.Option(min=0, max=1, help="default: the export's")] = None,
+    max_detections: Annotated[int | None, typer.Option(min=1)] = None,
+    draw: Annotated[Path | None, typer.Option(help="folder for copies of the images with boxes drawn")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Detect objects in images: boxes in pixels, labels and scores (optionally drawn by the service)."""
+    client = _client(ctx)
+    results = []
+    for image in images:
+        detections = client.predict(model_id, image, score_threshold=score_threshold, max_detections=max_detections)
+        drawn = None
+        if draw is not None:
+            draw.mkdir(parents=True, exist_ok=True)
+            drawn = draw / f"{image.stem}.jpg"
+            drawn.write_bytes(
+                client.annotate(model_id, image, score_threshold=score_threshold, max_detections=max_detections)
+            )
+        if json_output:
+            results.append(
+                {
+                    "image": str(image),
+                    "detections": [d.model_dump(mode="json") for d in detections],
+                    "drawn": str(drawn) if drawn else None,
+                }
+            )
+        else:
+            output.detections_table(str(image), detections)
+            if drawn:
+                output.console.print(f"drawn: {drawn}")
+    if json_output:
+        output.emit_json(results)
+
+
+@models.command("download")
+@handled
+def models_download(
+    ctx: typer.Context,
+    model_id: str,
+    format: Annotated[ModelFormat, typer.Option(help="saved_model (a zip) or tflite")] = "saved_model",
+    output_path: Annotated[Path, typer.Option("--output", help="a folder, or the file to write")] = Path("."),
+    json_output: JsonFlag = False,
+) -> None:
+    """Download a model (SavedModel zip or .tflite) with a progress bar."""
+    with output.transfer(f"downloading {model_id}") as progress:
+        path = _client(ctx).download_model(model_id, output_path, format=format, on_progress=progress)
+    if json_output:
+        output.emit_json({"path": str(path), "bytes": path.stat().st_size})
+    else:
+        output.console.print(f"saved {path} ({path.stat().st_size} bytes)")

@@ -1,0 +1,283 @@
+"""`Client`: the effdet-service HTTP API as Python methods that return pydantic models and raise `ApiError` with
+the server's `detail` on any 4xx/5xx."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from effdet_client.archive import ProgressCallback, ProgressReader, zip_folder
+from effdet_client.errors import ApiError, ClientError, ServiceUnreachableError
+from effdet_client.models import (
+    Dataset,
+    DatasetFormat,
+    DatasetList,
+    Detection,
+    Job,
+    JobEvent,
+    JobList,
+    JobSubmission,
+    Model,
+    ModelFormat,
+    ModelList,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+"""Read timeout above the events stream's 15 s keep-alive; connect fails fast when nothing listens."""
+DOWNLOAD_CHUNK = 1 << 20
+RECONNECT_S = 1.0
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+def _detail(response: httpx.Response) -> Any:
+    """The `detail` of an error answer (the body text when it is not the API's JSON)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text or response.reason_phrase
+    return body.get("detail", body) if isinstance(body, dict) else body
+
+
+def _attachment_name(response: httpx.Response, fallback: str) -> str:
+    """The file name of a Content-Disposition attachment, reduced to a plain name."""
+    found = re.search(r'filename="?([^";]+)"?', response.headers.get("content-disposition", ""))
+    return Path(found.group(1)).name if found else fallback
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[JobEvent]:
+    """JobEvents from a text/event-stream: one per blank-line-terminated block with `data:` lines."""
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line and data:
+            yield JobEvent.model_validate_json("\n".join(data))
+            data = []
+
+
+class Client:
+    """A connection to one effdet-service; use as a context manager (or call `close`)."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        *,
+        timeout: httpx.Timeout | float = TIMEOUT,
+        http: httpx.Client | None = None,
+    ) -> None:
+        """Talk to the service at url (or through an existing httpx client, e.g. a FastAPI TestClient)."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._owns_http = http is None
+        self._http = http or httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+        self._headers = headers
+        self.url = str(self._http.base_url).rstrip("/")
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool (not one that was passed in)."""
+        if self._owns_http:
+            self._http.close()
+
+    # --- transport ---------------------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; ApiError for an error status, ServiceUnreachableError when nothing answers."""
+        try:
+            response = self._http.request(method, path, headers=self._headers, **kwargs)
+        except httpx.TransportError as err:
+            raise self._unreachable(err) from err
+        if response.is_error:
+            raise ApiError(response.status_code, _detail(response), method, path)
+        return response
+
+    def _unreachable(self, err: Exception) -> ServiceUnreachableError:
+        return ServiceUnreachableError(
+            f"cannot reach the service at {self.url} ({type(err).__name__}: {err}); is it running (`make run`)? "
+            "Set --url or EFFDET_URL to where it serves"
+        )
+
+    def _get(self, path: str, model: type[Answer], **params: Any) -> Answer:
+        return model.model_validate(self._send("GET", path, params=params or None).json())
+
+    # --- datasets ----------------------------------------------------------------------------------------------
+
+    def list_datasets(self) -> DatasetList:
+        """Your datasets, newest first."""
+        return self._get("/v1/datasets", DatasetList)
+
+    def get_dataset(self, dataset_id: str) -> Dataset:
+        """One dataset: status, counts, classes, statistics and problems."""
+        return self._get(f"/v1/datasets/{dataset_id}", Dataset)
+
+    def upload_dataset(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        format: DatasetFormat = "auto",
+        val_fraction: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Dataset:
+        """Upload a dataset zip, or a folder (zipped on the fly into a temporary file); it is then `validating`."""
+        path = Path(path)
+        fields = {"format": format, "name": name or path.stem, "val_fraction": val_fraction}
+        data = {key: str(value) for key, value in fields.items() if value is not None}
+        if path.is_dir():
+            with tempfile.TemporaryFile(suffix=".zip") as archive:
+                zip_folder(path, archive)
+                return self._upload(archive, f"{path.name}.zip", data, on_progress)
+        if not path.is_file():
+            raise ClientError(f"{path} is neither a folder nor a zip file")
+        with path.open("rb") as archive:
+            return self._upload(archive, path.name, data, on_progress)
+
+    def _upload(
+        self, archive: Any, filename: str, data: dict[str, str], on_progress: ProgressCallback | None
+    ) -> Dataset:
+        archive.seek(0)
+        reader = ProgressReader(archive, on_progress)
+        files = {"file": (filename, reader, "application/zip")}
+        return Dataset.model_validate(self._send("POST", "/v1/datasets", files=files, data=data).json())
+
+    def wait_dataset(self, dataset_id: str, *, timeout: float | None = None, poll_s: float = 1.0) -> Dataset:
+        """Poll until the dataset is no longer `validating` (ready or failed); ClientError after timeout seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (dataset := self.get_dataset(dataset_id)).status == "validating":
+            if deadline is not None and time.monotonic() > deadline:
+                raise ClientError(f"dataset {dataset_id} is still validating after {timeout:.0f} s")
+            time.sleep(poll_s)
+        return dataset
+
+    # --- jobs --------------------------------------------------------------------------------------------------
+
+    def submit_job(self, submission: JobSubmission) -> Job:
+        """Submit a fine-tuning job (validated in full by the server: a 422 lists every problem)."""
+        body = submission.model_dump(mode="json", exclude_none=True)
+        return Job.model_validate(self._send("POST", "/v1/jobs", json=body).json())
+
+    def list_jobs(self, status: str | None = None) -> JobList:
+        """Your jobs, newest first (optionally only those in one state)."""
+        return self._get("/v1/jobs", JobList, **({"status": status} if status else {}))
+
+    def get_job(self, job_id: str) -> Job:
+        """One job: status, progress, metrics, error and the model it produced."""
+        return self._get(f"/v1/jobs/{job_id}", Job)
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a queued job at once, or ask a running one to stop."""
+        return Job.model_validate(self._send("POST", f"/v1/jobs/{job_id}/cancel").json())
+
+    def events(self, job_id: str, *, after: int = 0, follow: bool = True) -> Iterator[JobEvent]:
+        """The job's events after an id, as the server streams them (until the job ends when following)."""
+        params: dict[str, str | int] = {"after": after, "follow": str(follow).lower()}
+        path = f"/v1/jobs/{job_id}/events"
+        try:
+            with self._http.stream("GET", path, params=params, headers=self._headers) as response:
+                if response.is_error:
+                    response.read()
+                    raise ApiError(response.status_code, _detail(response), "GET", path)
+                yield from _sse_events(response.iter_lines())
+        except httpx.TransportError as err:
+            raise self._unreachable(err) from err
+
+    def watch_job(self, job_id: str, on_event: Callable[[JobEvent], None] | None = None) -> Job:
+        """Follow a job's events until it has finished (reconnecting after a dropped stream); the final job."""
+        after = 0
+        while True:
+            try:
+                for event in self.events(job_id, after=after):
+                    after = event.id
+                    if on_event is not None:
+                        on_event(event)
+            except ServiceUnreachableError:
+                time.sleep(RECONNECT_S)
+            job = self.get_job(job_id)
+            if job.finished:
+                return job
+
+    def plot(self, job_id: str, name: str) -> bytes:
+        """A PNG of the job's `loss` or `learning_rate` curve, or of its `pr_curve` (precision-recall) curves."""
+        return self._send("GET", f"/v1/jobs/{job_id}/plots/{name}.png").content
+
+    # --- models ------------------------------------------------------------------------------------------------
+
+    def list_models(self) -> ModelList:
+        """Your exported model versions, newest first."""
+        return self._get("/v1/models", ModelList)
+
+    def get_model(self, model_id: str) -> Model:
+        """One model version: variant, version, metrics, classes and formats."""
+        return self._get(f"/v1/models/{model_id}", Model)
+
+    def _predict(self, model_id: str, image: Path, options: dict[str, Any], annotated: bool) -> httpx.Response:
+        image = Path(image)
+        data = {key: str(value) for key, value in options.items() if value is not None}
+        params = {"annotated": "true"} if annotated else None
+        with image.open("rb") as handle:
+            files = {"file": (image.name, handle)}
+            return self._send("POST", f"/v1/models/{model_id}/predict", files=files, data=data, params=params)
+
+    def predict(
+        self, model_id: str, image: Path, *, score_threshold: float | None = None, max_detections: int | None = None
+    ) -> list[Detection]:
+        """Detections of one image file (boxes in its pixels), above the threshold (default: the export's)."""
+        options = {"score_threshold": score_threshold, "max_detections": max_detections}
+        answer = self._predict(model_id, image, options, annotated=False).json()
+        return [Detection.model_validate(item) for item in answer]
+
+    def annotate(
+        self, model_id: str, image: Path, *, score_threshold: float | None = None, max_detections: int | None = None
+    ) -> bytes:
+        """The image as a JPEG with its detections drawn by the server."""
+        options = {"score_threshold": score_threshold, "max_detections": max_detections}
+        return self._predict(model_id, image, options, annotated=True).content
+
+    def download_model(
+        self,
+        model_id: str,
+        target: Path,
+        *,
+        format: ModelFormat = "saved_model",
+        on_progress: ProgressCallback | None = None,
+    ) -> Path:
+        """Save the model (SavedModel zip or .tflite) into the folder target under the server's file name, or
+        as target itself when it is not a folder; written to a temporary file first, so never half a file."""
+        path = f"/v1/models/{model_id}/download"
+        target = Path(target)
+        try:
+            with self._http.stream("GET", path, params={"format": format}, headers=self._headers) as response:
+                if response.is_error:
+                    response.read()
+                    raise ApiError(response.status_code, _detail(response), "GET", path)
+                destination = target / _attachment_name(response, f"{model_id}.zip") if target.is_dir() else target
+                total = int(response.headers.get("content-length", 0))
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                part = destination.with_name(f".{destination.name}.part")
+                try:
+                    with part.open("wb") as output:
+                        for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                            output.write(chunk)
+                            if on_progress is not None:
+                                on_progress(response.num_bytes_downloaded, total)
+                    os.replace(part, destination)
+                finally:
+                    part.unlink(missing_ok=True)
+        except httpx.TransportError as err:
+            raise self._unreachable(err) from err
+        return destination

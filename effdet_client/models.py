@@ -1,0 +1,148 @@
+"""The API's request and response bodies as the client sees them: typed where the client reads a field, and
+keeping every other field the server sends (so `--json` passes the whole answer through)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "converting", "training", "evaluating", "exporting", "succeeded", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+"""Job states that do not change any more."""
+
+
+class PlotName(StrEnum):
+    """The plots GET /v1/jobs/{id}/plots/{name}.png draws."""
+
+    loss = "loss"
+    learning_rate = "learning_rate"
+    pr_curve = "pr_curve"
+
+
+ModelFormat = Literal["saved_model", "tflite"]
+DatasetFormat = Literal["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"]
+
+
+class _Answer(BaseModel):
+    """A response body: unknown fields are kept, so a newer server's additions are not lost."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Dataset(_Answer):
+    """An uploaded dataset: `validating`, then `ready` (classes, counts, statistics) or `failed`."""
+
+    id: str
+    name: str
+    status: str
+    format: str
+    num_images: int | None = None
+    num_boxes: int | None = None
+    label_map: dict[str, str] | None = None
+    problems: list[dict[str, Any]] = Field(default_factory=list)
+    progress: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime
+
+
+class JobProgress(_Answer):
+    """The latest progress report of a running job."""
+
+    step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    images_per_sec: float | None = None
+    eta_seconds: float | None = None
+
+
+class Job(_Answer):
+    """A fine-tuning job: state, progress, metrics or error, and the model it produced."""
+
+    id: str
+    dataset_id: str
+    model: str
+    status: str
+    progress: JobProgress | None = None
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+    model_id: str | None = None
+    created_at: datetime
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has reached a final state."""
+        return self.status in FINISHED
+
+
+class JobEvent(_Answer):
+    """One entry of a job's event log: a state change, a progress report, a log line or the final metrics."""
+
+    id: int
+    kind: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class Model(_Answer):
+    """An exported model version, its metrics and the formats it can be downloaded in."""
+
+    id: str
+    job_id: str
+    name: str
+    version: int
+    metrics: dict[str, Any] | None = None
+    label_map: dict[str, str] | None = None
+    formats: list[str] = Field(default_factory=list)
+    created_at: datetime
+
+
+class Detection(_Answer):
+    """One detected object: [xmin, ymin, xmax, ymax] in pixels of the original image."""
+
+    box: tuple[float, float, float, float]
+    label: str
+    class_id: int
+    score: float
+
+
+class DatasetList(_Answer):
+    """A page of datasets."""
+
+    items: list[Dataset]
+    count: int
+
+
+class JobList(_Answer):
+    """A page of jobs."""
+
+    items: list[Job]
+    count: int
+
+
+class ModelList(_Answer):
+    """A page of model versions."""
+
+    items: list[Model]
+    count: int
+
+
+class JobSubmission(BaseModel):
+    """What POST /v1/jobs takes; fields left None are not sent, so the server's defaults apply."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str
+    model: str = "efficientdet-d0"
+    hparams: dict[str, Any] | None = None
+    hparams_yaml: str | None = Field(None, description="automl YAML text or an 'a=b,c=d' override string")
+    num_steps: int | None = None
+    num_epochs: float | None = None
+    max_train_seconds: float | None = None
+    batch_size: int | None = None
+    pretrained: str | None = None
+    var_freeze_expr: str | None = None
+    min_score_thresh: float | None = None

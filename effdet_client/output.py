@@ -1,0 +1,201 @@
+"""How the command line shows things: rich tables and progress bars for people (progress on stderr), plain JSON on
+stdout for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from effdet_client.archive import ProgressCallback
+from effdet_client.errors import ApiError, ClientError
+from effdet_client.models import Dataset, Detection, Job, JobEvent, Model
+
+console = Console(highlight=False)
+status_console = Console(stderr=True, highlight=False)
+"""Progress bars and errors: stderr, so that stdout stays parseable."""
+
+STATUS_STYLE = {"ready": "green", "succeeded": "green", "failed": "red", "cancelled": "yellow"}
+
+
+def emit_json(value: BaseModel | list[Any] | dict[str, Any]) -> None:
+    """One JSON document on stdout (pydantic models as the API sent them)."""
+    data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    typer.echo(json.dumps(data, default=str))
+
+
+def fail(err: ClientError) -> None:
+    """Print what went wrong (each problem of a 422 on its own line) to stderr."""
+    if isinstance(err, ApiError):
+        status_console.print(f"[red]error[/red] {err.status_code} ({err.method} {err.path}):", markup=True)
+        for problem in err.problems:
+            status_console.print(f"  {problem}", markup=False)
+    else:
+        status_console.print(f"[red]error[/red]: {err}", markup=True)
+
+
+def _status(value: str) -> str:
+    style = STATUS_STYLE.get(value)
+    return f"[{style}]{value}[/{style}]" if style else value
+
+
+def _metric(metrics: dict[str, Any] | None, key: str) -> str:
+    value = (metrics or {}).get(key)
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def datasets_table(datasets: list[Dataset]) -> None:
+    """Datasets as a table: id, name, status, format, images, boxes, classes."""
+    table = Table("id", "name", "status", "format", "images", "boxes", "classes")
+    for d in datasets:
+        classes = ", ".join((d.label_map or {}).values())
+        table.add_row(
+            d.id, d.name, _status(d.status), d.format, str(d.num_images or "-"), str(d.num_boxes or "-"), classes
+        )
+    console.print(table)
+
+
+def dataset_detail(dataset: Dataset) -> None:
+    """One dataset: status, counts, classes, problems (first few) and the error, if any."""
+    console.print(f"dataset [bold]{dataset.name}[/bold] {dataset.id}: {_status(dataset.status)} ({dataset.format})")
+    if dataset.num_images is not None:
+        console.print(f"  {dataset.num_images} images, {dataset.num_boxes} boxes; classes {dataset.label_map}")
+    for problem in dataset.problems[:10]:
+        console.print(f"  {problem.get('severity', '')} {problem.get('file', '')}: {problem.get('message', '')}")
+    if len(dataset.problems) > 10:
+        console.print(f"  ... and {len(dataset.problems) - 10} more problems (--json lists all)")
+    if dataset.error:
+        console.print(f"  [red]error[/red]: {dataset.error}", markup=True)
+
+
+def jobs_table(jobs: list[Job]) -> None:
+    """Jobs as a table: id, model, status, step, loss, AP, model id."""
+    table = Table("id", "model", "status", "step", "loss", "AP", "model id")
+    for job in jobs:
+        progress = job.progress
+        step = f"{progress.step}/{progress.total_steps}" if progress and progress.step is not None else "-"
+        loss = f"{progress.loss:.4f}" if progress and progress.loss is not None else "-"
+        table.add_row(
+            job.id, job.model, _status(job.status), step, loss, _metric(job.metrics, "ap"), job.model_id or ""
+        )
+    console.print(table)
+
+
+def job_detail(job: Job) -> None:
+    """One job: status, progress, metrics, error and its model."""
+    console.print(f"job {job.id} ({job.model} on dataset {job.dataset_id}): {_status(job.status)}")
+    if job.progress and job.progress.step is not None:
+        p = job.progress
+        console.print(f"  step {p.step}/{p.total_steps}, loss {p.loss}, learning rate {p.learning_rate}")
+    if job.metrics:
+        keys = ("ap", "ap50", "ap75", "ar100")
+        console.print("  " + ", ".join(f"{key} {_metric(job.metrics, key)}" for key in keys))
+    if job.error:
+        console.print(f"  [red]error[/red]: {job.error}", markup=True)
+    if job.model_id:
+        console.print(f"  model {job.model_id}")
+
+
+def models_table(models: list[Model]) -> None:
+    """Model versions as a table: id, name, version, AP, AP50, formats, job."""
+    table = Table("id", "name", "version", "AP", "AP50", "formats", "job")
+    for m in models:
+        table.add_row(
+            m.id,
+            m.name,
+            str(m.version),
+            _metric(m.metrics, "ap"),
+            _metric(m.metrics, "ap50"),
+            ", ".join(m.formats),
+            m.job_id,
+        )
+    console.print(table)
+
+
+def model_detail(model: Model) -> None:
+    """One model version: name, version, metrics, classes, formats."""
+    console.print(f"model {model.id}: {model.name} v{model.version} from job {model.job_id}")
+    console.print(
+        f"  AP {_metric(model.metrics, 'ap')}, AP50 {_metric(model.metrics, 'ap50')}; classes {model.label_map}"
+    )
+    console.print(f"  formats: {', '.join(model.formats) or 'none'}")
+
+
+def detections_table(image: str, detections: list[Detection]) -> None:
+    """The detections of one image: label, score and box in pixels."""
+    table = Table("label", "score", "xmin", "ymin", "xmax", "ymax", title=f"{image}: {len(detections)} detections")
+    for d in detections:
+        table.add_row(d.label, f"{d.score:.3f}", *(f"{v:.1f}" for v in d.box))
+    console.print(table)
+
+
+@contextmanager
+def transfer(description: str) -> Iterator[ProgressCallback]:
+    """A bytes progress bar on stderr; yields the callback that moves it."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=status_console,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total or None)
+
+        yield update
+
+
+class JobProgressBar:
+    """A live bar of a training job (step of total, loss, learning rate, ETA) fed with the job's events."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self.progress, self.task = progress, task
+
+    def __call__(self, event: JobEvent) -> None:
+        data = event.data
+        if event.kind == "state":
+            self.progress.update(self.task, description=str(data.get("status", "")))
+        elif event.kind == "progress":
+            self.progress.update(
+                self.task,
+                description="training",
+                completed=data.get("step", 0),
+                total=data.get("total_steps"),
+                loss=f"{data.get('loss', float('nan')):.4f}",
+                lr=f"{data.get('learning_rate', float('nan')):.2e}",
+                eta=f"{data.get('eta_seconds', 0):.0f}s",
+            )
+        elif event.kind == "log" and data.get("message"):
+            self.progress.console.print(f"  {data['message']}", markup=False)
+
+
+@contextmanager
+def job_progress(job_id: str) -> Iterator[JobProgressBar]:
+    """A job's live progress bar on stderr."""
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  eta {task.fields[eta]}"),
+        console=status_console,
+    ) as progress:
+        task = progress.add_task("waiting", total=None, loss="-", lr="-", eta="-")
+        status_console.print(f"watching job {job_id}")
+        yield JobProgressBar(progress, task)
