@@ -2,8 +2,10 @@
 
 Idempotent: a redelivered or re-sent task for a dataset that is no longer validating does nothing, and one
 whose tfrecords/ already exist only records them. Each attempt unpacks and converts inside its own scratch
-folder (`.convert-<token>/`), removed afterwards, and publishes tfrecords/ with one rename, so two attempts
-running at once (a duplicate delivery) cannot mix their files: the first rename wins.
+folder (`.convert-<host>:<pid>-<token>/`), removed afterwards, and publishes tfrecords/ with one rename, so two
+attempts running at once (a duplicate delivery) cannot mix their files: the first rename wins. A killed
+attempt cannot remove its scratch folder; the next attempt does when its process is gone, and every scratch
+folder goes once the dataset is ready.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 from sqlalchemy import update
 
 from app.db import session_scope
+from app.errors import disk_full_message, is_disk_full
 from app.models import Dataset, DatasetStatus
 from app.settings import get_settings
-from worker.lease import Heartbeat
+from worker.lease import Heartbeat, holder_is_dead, worker_id
 from worker.progress import DatasetProgress
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,7 @@ UPLOAD_FILE = "upload.zip"
 RECORDS_DIR = "tfrecords"
 REPORT_FILE = "dataset.json"
 LOG_FILE = "logs/worker.log"
+SCRATCH_PREFIX = ".convert-"
 
 
 def dataset_dir(dataset_id: str) -> Path:
@@ -51,7 +55,8 @@ def _finish(dataset_id: str, **values: Any) -> bool:
 
 
 def _record_ready(dataset_id: str, records: Path) -> None:
-    """Mark the dataset ready with the counts, label map and report of its converted records."""
+    """Mark the dataset ready with the counts, label map and report of its converted records; no scratch
+    folder is needed any more (an attempt still running lost the race to publish already)."""
     from effdet.data.convert import ConversionReport
 
     report = ConversionReport.model_validate_json((records / REPORT_FILE).read_text())
@@ -66,6 +71,16 @@ def _record_ready(dataset_id: str, records: Path) -> None:
         progress={"done": images, "total": images},
         error=None,
     )
+    _remove_scratch(records.parent, dead_only=False)
+
+
+def _remove_scratch(folder: Path, dead_only: bool) -> None:
+    """Delete conversion scratch folders: those whose attempt's process died (dead_only), or all of them."""
+    for scratch in folder.glob(f"{SCRATCH_PREFIX}*"):
+        holder = scratch.name.removeprefix(SCRATCH_PREFIX).rpartition("-")[0]
+        if not dead_only or holder_is_dead(holder):
+            log.info("removing the conversion scratch folder %s", scratch)
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _convert(dataset_id: str, folder: Path, fmt: str, val_fraction: float, progress: DatasetProgress) -> None:
@@ -77,7 +92,7 @@ def _convert(dataset_id: str, folder: Path, fmt: str, val_fraction: float, progr
     upload = folder / UPLOAD_FILE
     if not upload.is_file():
         raise FileNotFoundError(f"the uploaded file of dataset {dataset_id} is missing; upload the dataset again")
-    scratch = Path(tempfile.mkdtemp(prefix=".convert-", dir=folder))
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{worker_id()}-", dir=folder))
     try:
         root = extract_zip(
             upload, scratch / "raw", max_files=settings.max_files, max_total_bytes=settings.max_uncompressed_bytes
@@ -103,11 +118,23 @@ def _workers() -> int:
 
 
 def _log_failure(folder: Path, exc: BaseException) -> None:
-    """Append the traceback to the dataset's worker log (the row gets one line, this file the details)."""
+    """Append the traceback to the dataset's worker log (the row gets one line, this file the details); best
+    effort, since a full disk must still let the row say so."""
     path = folder / LOG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        handle.write("".join(traceback.format_exception(exc)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            handle.write("".join(traceback.format_exception(exc)))
+    except OSError as err:
+        log.warning("dataset %s: could not write %s: %s", folder.name, path, err)
+
+
+def _crash_message(exc: BaseException) -> str:
+    """The one line a user sees for an unexpected conversion failure (a full disk says what to free)."""
+    if is_disk_full(exc):
+        return disk_full_message("converting the dataset", "upload it again")
+    first = (str(exc).splitlines() or [""])[0][:300]
+    return f"internal error: {type(exc).__name__}: {first}; see the dataset's worker log"
 
 
 def run_conversion(dataset_id: str) -> None:
@@ -119,6 +146,7 @@ def run_conversion(dataset_id: str) -> None:
             return
         fmt, val_fraction = dataset.format, dataset.val_fraction
     folder = dataset_dir(dataset_id)
+    _remove_scratch(folder, dead_only=True)
     if (folder / RECORDS_DIR / REPORT_FILE).is_file():
         _record_ready(dataset_id, folder / RECORDS_DIR)
         return
@@ -135,11 +163,6 @@ def run_conversion(dataset_id: str) -> None:
     except Exception as exc:
         log.exception("dataset %s: conversion crashed", dataset_id)
         _log_failure(folder, exc)
-        first = (str(exc).splitlines() or [""])[0][:300]
-        _finish(
-            dataset_id,
-            status=DatasetStatus.failed.value,
-            error=f"internal error: {type(exc).__name__}: {first}; see the dataset's worker log",
-        )
+        _finish(dataset_id, status=DatasetStatus.failed.value, error=_crash_message(exc))
         return
     _record_ready(dataset_id, folder / RECORDS_DIR)

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, update
 
 from app.db import session_scope
+from app.errors import disk_full_message, is_disk_full
 from app.models import FINISHED, Job, JobEvent, JobStatus, ModelVersion, utcnow
 from app.settings import get_settings
 from worker.convert import RECORDS_DIR, dataset_dir
@@ -151,7 +152,10 @@ def _run_to_end(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> N
 
 
 def internal_error(exc: BaseException) -> str:
-    """The one line a user sees for an unexpected exception (its traceback is in the run's worker.log)."""
+    """The one line a user sees for an unexpected exception (its traceback is in the run's worker.log); a full
+    disk comes first, since TensorFlow reports it as ResourceExhaustedError like an out-of-memory."""
+    if is_disk_full(exc):
+        return disk_full_message("running the job", "submit the job again")
     if type(exc).__name__ == "ResourceExhaustedError":
         return (
             "out of memory: lower batch_size, set mixed_precision=true on a GPU, or freeze the backbone "

@@ -4,8 +4,10 @@ Celery's acks_late + reject_on_worker_lost requeue a task when a pool child dies
 whole (SIGKILL of the process group, a lost machine) leaves its message unacknowledged: Redis gives it back
 only after the visibility timeout, kombu's SQLAlchemy transport never. So each worker also sweeps the
 database, at start and every few seconds: a running job whose lease went stale (or whose holder is a dead
-process of this host) is re-queued, and so is a dataset whose conversion stopped reporting. Duplicate
-deliveries are harmless: the job lease and the dataset status checks let only one of them do the work.
+process of this host) is re-queued, and so is a dataset whose conversion stopped reporting. A message can also
+vanish before any worker took it (Redis restarted without persistence): a job still queued, or a dataset never
+started, that long after it was sent is sent again. Duplicate deliveries are harmless: the job lease and the
+dataset status checks let only one of them do the work.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ MAX_ATTEMPTS = 5
 """Starts after which a job whose worker keeps dying is failed instead of re-queued (e.g. killed for memory)."""
 
 REQUEUED_RESEND_FACTOR = 10
-"""A re-queued job not picked up within this many leases is sent again (its message may have been lost)."""
+"""A queued or re-queued job (or a conversion) not picked up within this many leases of being sent is sent again
+(its message may have been lost); a long queue behind busy workers only gets a harmless duplicate that often."""
+
+UNCLAIMED_MESSAGE = "no worker took the job yet; it is sent to the queue again (its message may have been lost)"
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -74,16 +79,17 @@ def _requeue_job(job: Job, now: datetime) -> bool:
 
 
 def _stale_datasets(now: datetime, lease_s: float) -> list[str]:
-    """Datasets whose conversion started (progress set) and then went silent; their progress is cleared."""
-    cutoff = now - timedelta(seconds=lease_s)
+    """Validating datasets whose conversion started (progress set) and went silent for a lease, or never started
+    within REQUEUED_RESEND_FACTOR leases of being sent; progress is cleared and updated_at stamped by a
+    conditional update, so one sweeper sends each once."""
+    silent = now - timedelta(seconds=lease_s)
+    unclaimed = now - timedelta(seconds=lease_s * REQUEUED_RESEND_FACTOR)
     chosen: list[str] = []
     with session_scope() as session:
-        rows = session.scalars(
-            select(Dataset).where(Dataset.status == DatasetStatus.validating.value, Dataset.progress.is_not(None))
-        ).all()
+        rows = session.scalars(select(Dataset).where(Dataset.status == DatasetStatus.validating.value)).all()
         for dataset in rows:
             updated = _aware(dataset.updated_at)
-            if updated is not None and updated < cutoff:
+            if updated is not None and updated < (silent if dataset.progress is not None else unclaimed):
                 result = session.execute(
                     update(Dataset)
                     .where(Dataset.id == dataset.id, Dataset.updated_at == dataset.updated_at)
@@ -95,8 +101,37 @@ def _stale_datasets(now: datetime, lease_s: float) -> list[str]:
     return chosen
 
 
+def _unclaimed_jobs(now: datetime, lease_s: float) -> list[str]:
+    """Queued jobs no worker took within REQUEUED_RESEND_FACTOR leases of being sent (submission or the last
+    re-send); each is stamped re-sent (heartbeat_at) by a conditional update, so one sweeper sends it once."""
+    cutoff = now - timedelta(seconds=lease_s * REQUEUED_RESEND_FACTOR)
+    chosen: list[str] = []
+    with session_scope() as session:
+        rows = session.execute(
+            select(Job.id, Job.created_at, Job.heartbeat_at).where(
+                Job.status == JobStatus.queued.value, Job.worker.is_(None)
+            )
+        ).all()
+        for job_id, created_at, heartbeat_at in rows:
+            sent = _aware(heartbeat_at) or _aware(created_at)
+            if sent is None or sent >= cutoff:
+                continue
+            same = Job.heartbeat_at.is_(None) if heartbeat_at is None else Job.heartbeat_at == heartbeat_at
+            result = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.queued.value, Job.worker.is_(None), same)
+                .values(heartbeat_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                session.add(JobEvent(job_id=job_id, kind="log", data={"message": UNCLAIMED_MESSAGE}))
+                chosen.append(job_id)
+    return chosen
+
+
 def sweep() -> tuple[list[str], list[str]]:
-    """Re-queue dead workers' jobs and stalled conversions; returns (job ids, dataset ids) sent again."""
+    """Re-queue dead workers' jobs, stalled conversions and work whose message was lost; returns (job ids,
+    dataset ids) sent again."""
     from worker.queue import send_convert, send_job
 
     settings = get_settings()
@@ -104,11 +139,12 @@ def sweep() -> tuple[list[str], list[str]]:
     with session_scope() as session:
         running = session.scalars(select(Job).where(Job.status.in_([s.value for s in RUNNING]))).all()
     jobs = [job.id for job in running if _job_needs_requeue(job, now, settings.job_lease_s) and _requeue_job(job, now)]
+    jobs += _unclaimed_jobs(now, settings.job_lease_s)
     datasets = _stale_datasets(now, settings.job_lease_s)
     for job_id in jobs:
         send_job(job_id)
     for dataset_id in datasets:
-        log.warning("dataset %s: its conversion stopped responding; re-queued", dataset_id)
+        log.warning("dataset %s: its conversion stopped responding or never started; sent again", dataset_id)
         send_convert(dataset_id)
     return jobs, datasets
 
