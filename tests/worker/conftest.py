@@ -1,8 +1,15 @@
-"""Fixtures of the worker tests: a service environment (data dir + SQLite database) and row factories."""
+"""Fixtures of the worker tests: a service environment (data dir + SQLite database), row factories and real
+Celery worker processes."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +20,8 @@ import pytest
 from app.db import make_engine, reset_caches, session_scope
 from app.models import Base, Dataset, Job
 from app.settings import get_settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 TEST_ENV = {"EFFDET_JOB_LEASE_S": "5", "EFFDET_PROGRESS_INTERVAL_S": "0.2"}
 """Short lease and progress interval, so recovery and progress show within a test's seconds."""
@@ -124,3 +133,67 @@ def rows() -> type[Rows]:
 def use_service() -> Callable[..., Path]:
     """`enter_service(monkeypatch, data_dir, database_url=None)` for tests that set up their own database."""
     return enter_service
+
+
+class Worker:
+    """`celery worker` (prefork, one child) in its own process group, its output in a file."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=prefork"]
+        command += ["--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+        command += [f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"]
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(
+                command, cwd=REPO, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool child at once (their process group), as a crash would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Cold shutdown if still running; never leaves a process behind."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[[], Worker]]:
+    """Start workers on demand; all of them are stopped at the end."""
+    started: list[Worker] = []
+
+    def start() -> Worker:
+        worker = Worker(tmp_path / f"worker-{len(started) + 1}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, worker: Worker) -> None:
+    """Poll condition() until it holds; fail with the worker's log when it times out or the worker exits."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; worker log:\n{worker.tail()}")
+        if worker.process.poll() is not None:
+            raise AssertionError(f"the worker exited ({worker.process.returncode}) before {what}:\n{worker.tail()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def wait() -> Callable[..., None]:
+    """`wait(condition, timeout, what, worker)`: see wait_for."""
+    return wait_for

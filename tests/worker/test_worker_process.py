@@ -5,13 +5,7 @@ its metrics and a new model version."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,55 +18,6 @@ from app.settings import get_settings
 from worker.celery_app import TRAIN_TASK, make_celery
 from worker.tasks import convert_dataset
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-class Worker:
-    """`celery worker` (prefork, one child) in its own process group, its output in a file."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-        command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=prefork"]
-        command += ["--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
-        command += [f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"]
-        with log.open("ab") as output:
-            self.process = subprocess.Popen(
-                command, cwd=REPO, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool child at once (their process group), as a crash would."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        """Cold shutdown if still running; never leaves a process behind."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Callable[[], Worker]]:
-    """Start workers on demand; all of them are stopped at the end."""
-    started: list[Worker] = []
-
-    def start() -> Worker:
-        worker = Worker(tmp_path / f"worker-{len(started) + 1}.log")
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
 
 @pytest.fixture
 def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_service: Any) -> str:
@@ -81,16 +26,6 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_service: Any) -
     use_service(monkeypatch, tmp_path / "var")
     monkeypatch.delenv("EFFDET_BROKER_URL", raising=False)
     return "sqlite"
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str, worker: Worker) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; worker log:\n{worker.tail()}")
-        if worker.process.poll() is not None:
-            raise AssertionError(f"the worker exited ({worker.process.returncode}) before {what}:\n{worker.tail()}")
-        time.sleep(0.1)
 
 
 def _train_log_runs(path: Path) -> list[list[int]]:
@@ -106,7 +41,7 @@ def _train_log_runs(path: Path) -> list[list[int]]:
 
 @pytest.mark.slow
 def test_sigkilled_worker_job_resumes_from_its_checkpoint_and_succeeds(
-    backend: str, tmp_path: Path, rows: Any, workers: Callable[[], Worker]
+    backend: str, tmp_path: Path, rows: Any, workers: Callable[[], Any], wait: Any
 ) -> None:
     from effdet.data.synthetic import write_dataset
 
@@ -118,13 +53,13 @@ def test_sigkilled_worker_job_resumes_from_its_checkpoint_and_succeeds(
     make_celery().send_task(TRAIN_TASK, args=[job_id])
 
     first = workers()
-    _wait(lambda: (rows.job(job_id).progress or {}).get("step", 0) >= 10, 240, "step 10", first)
+    wait(lambda: (rows.job(job_id).progress or {}).get("step", 0) >= 10, 240, "step 10", first)
     killed_at = rows.job(job_id).progress["step"]
     first.kill()
     assert rows.job(job_id).status == JobStatus.training
 
     second = workers()
-    _wait(lambda: rows.job(job_id).status in (JobStatus.succeeded, JobStatus.failed), 300, "the job's end", second)
+    wait(lambda: rows.job(job_id).status in (JobStatus.succeeded, JobStatus.failed), 300, "the job's end", second)
     job = rows.job(job_id)
     assert job.status == JobStatus.succeeded, job.error
     assert job.attempts == 2, "one start per worker: the duplicate deliveries did not run it again"
