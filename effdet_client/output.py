@@ -26,8 +26,8 @@ from effdet_client.archive import ProgressCallback
 from effdet_client.errors import ApiError, ClientError
 from effdet_client.models import Dataset, Detection, Job, JobEvent, Model
 
-console = Console(highlight=False)
-status_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+status_console = Console(stderr=True, highlight=False, soft_wrap=True)
 """Progress bars and errors: stderr, so that stdout stays parseable."""
 
 STATUS_STYLE = {"ready": "green", "succeeded": "green", "failed": "red", "cancelled": "yellow"}
