@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
@@ -68,4 +69,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(app)
     for module in (home, health, datasets, jobs, models, predict, checkpoints):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=home.STATIC_DIR), name="static")
     return app

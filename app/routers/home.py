@@ -1,23 +1,35 @@
-"""The root page: a placeholder for the dashboard, linking to the API documentation."""
+"""The browser dashboard: `GET /` serves app/static/index.html (plain ES modules under /static, no build step)
+and `GET /dashboard/options` the choices its forms offer."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from effdet.config import MODEL_NAMES
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+"""The dashboard's files, mounted at /static by the app factory."""
 
 router = APIRouter(tags=["home"])
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>effdet-service</title></head>
-<body><h1>effdet-service</h1>
-<p>Fine-tune and serve EfficientDet detectors.</p>
-<ul><li><a href="docs">API documentation (Swagger UI)</a></li><li><a href="redoc">ReDoc</a></li>
-<li><a href="openapi.json">OpenAPI schema</a></li><li><a href="healthz">health</a></li></ul>
-</body></html>
-"""
+
+class DashboardOptions(BaseModel):
+    """What the dashboard's job form lets a user pick."""
+
+    models: list[str]
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def home() -> str:
-    """A small HTML page with links to the API documentation (the dashboard will live here)."""
-    return PAGE
+@router.get("/", response_class=FileResponse, include_in_schema=False)
+def home() -> FileResponse:
+    """The dashboard page (datasets, jobs with live progress, models with a try-it box)."""
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/dashboard/options", include_in_schema=False)
+def dashboard_options() -> DashboardOptions:
+    """The model variants the job form offers (the API's own list, so the two never disagree)."""
+    return DashboardOptions(models=list(MODEL_NAMES))

@@ -1,0 +1,280 @@
+// Jobs: the submission form and list, and one job's live progress, curves, metrics and log.
+
+import * as api from "./api.js";
+import { lineChart } from "./charts.js";
+import { badge, card, duration, h, num, poll, table, when } from "./dom.js";
+import { field, submitting } from "./forms.js";
+
+const FINISHED = ["succeeded", "failed", "cancelled"];
+const REFRESH_MS = 2000;
+const NUMBER_FIELDS = ["num_steps", "num_epochs", "batch_size", "max_train_seconds"];
+const TEXT_FIELDS = ["dataset_id", "model", "pretrained", "var_freeze_expr", "hparams_yaml"];
+const YAML_EXAMPLE = "image_size: 512\nlearning_rate: 0.008\nautoaugment_policy: v0";
+
+function options(values, selected) {
+  return values.map(([value, label]) => h("option", { value, selected: value === selected }, label));
+}
+
+/** The job a form describes: empty fields left out, so the API's defaults apply. */
+function jobBody(form) {
+  const body = {};
+  for (const name of TEXT_FIELDS) if (form.elements[name].value.trim()) body[name] = form.elements[name].value;
+  for (const name of NUMBER_FIELDS)
+    if (form.elements[name].value !== "") body[name] = Number(form.elements[name].value);
+  return body;
+}
+
+async function jobForm(signal, datasetId) {
+  const [datasets, checkpoints, dashboard] = await Promise.all([
+    api.get("v1/datasets?limit=1000", signal),
+    api.get("v1/checkpoints", signal),
+    api.get("dashboard/options", signal),
+  ]);
+  const ready = datasets.items.filter((dataset) => dataset.status === "ready");
+  const usable = checkpoints.items.filter((checkpoint) => checkpoint.usable);
+  const form = h(
+    "form",
+    { class: "stacked", id: "job-form" },
+    field(
+      "Dataset",
+      h(
+        "select",
+        { name: "dataset_id", required: true },
+        options(
+          ready.map((d) => [d.id, `${d.name} (${d.num_images} images)`]),
+          datasetId,
+        ),
+      ),
+    ),
+    field(
+      "Model",
+      h(
+        "select",
+        { name: "model" },
+        options(
+          dashboard.models.map((m) => [m, m]),
+          "efficientdet-d0",
+        ),
+      ),
+    ),
+    field("Steps", h("input", { name: "num_steps", type: "number", min: 1, placeholder: "or give epochs" })),
+    field(
+      "Epochs",
+      h("input", { name: "num_epochs", type: "number", min: 0, step: "any", placeholder: "or give steps" }),
+    ),
+    field("Batch size", h("input", { name: "batch_size", type: "number", min: 1, value: 8 })),
+    field(
+      "Time budget (seconds)",
+      h("input", { name: "max_train_seconds", type: "number", min: 1, placeholder: "none" }),
+    ),
+    field(
+      "Pretrained checkpoint",
+      h(
+        "select",
+        { name: "pretrained" },
+        options([["", "none (from scratch)"], ...usable.map((c) => [c.name, `${c.name} (${c.format})`])]),
+      ),
+    ),
+    field(
+      "Freeze regex (var_freeze_expr)",
+      h("input", { name: "var_freeze_expr", placeholder: "(efficientnet|fpn_cells|resample_p6)" }),
+    ),
+    field(
+      "Hyperparameters (google/automl YAML)",
+      h("textarea", { name: "hparams_yaml", placeholder: YAML_EXAMPLE, spellcheck: false }),
+      true,
+    ),
+    h("p", { class: "form-error wide" }),
+    h("button", { type: "submit" }, "Start training"),
+  );
+  if (!ready.length)
+    form.querySelector("[data-error-for=dataset_id]").textContent = "no dataset is ready: upload one first";
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, async () => {
+      const job = await api.post("v1/jobs", jobBody(form));
+      location.hash = `#/jobs/${job.id}`;
+    });
+  });
+  return form;
+}
+
+function progressText(progress) {
+  if (!progress?.total_steps) return "–";
+  return `${num(progress.step)} / ${num(progress.total_steps)}`;
+}
+
+function jobRow(job) {
+  return [
+    h("a", { href: `#/jobs/${job.id}` }, job.id.slice(0, 8)),
+    job.model,
+    badge(job.status),
+    progressText(job.progress),
+    num(job.progress?.loss),
+    num(job.metrics?.ap),
+    job.model_id ? h("a", { href: `#/models/${job.model_id}` }, "model") : "–",
+    when(job.created_at),
+  ];
+}
+
+/** #/jobs: start a job, and every job with its state and progress (refreshed while the page is open). */
+export async function jobsView(main, { signal, query }) {
+  const list = h("div", { id: "job-list" });
+  main.append(card("Start a fine-tuning job", await jobForm(signal, query.get("dataset"))), card("Jobs", list));
+  await poll(signal, REFRESH_MS, async () => {
+    const page = await api.get("v1/jobs", signal);
+    const headers = ["job", "model", "status", "step", "loss", "AP", "model", "submitted"];
+    list.replaceChildren(table(headers, page.items.map(jobRow), "no job yet"));
+  });
+}
+
+/** The live part of a job page: progress bar, figures, curves, log and metrics, updated from events. */
+class JobMonitor {
+  constructor(job) {
+    this.job = job;
+    this.status = h("span", {}, badge(job.status));
+    this.bar = h("progress", { id: "job-progress", value: 0, max: 1 });
+    this.figures = h("div", { class: "progress-line", id: "job-figures" });
+    this.lossTarget = h("div", { class: "chart", id: "loss-chart" });
+    this.rateTarget = h("div", { class: "chart", id: "lr-chart" });
+    this.log = h("ol", { class: "log", id: "job-log" });
+    this.metrics = h("div", { id: "job-metrics" }, h("p", { class: "notice" }, "after evaluation"));
+    this.result = h("div", { id: "job-result" });
+  }
+
+  sections(onCancel) {
+    const cancel = h("button", { type: "button", class: "danger", id: "cancel-job", onclick: onCancel }, "Cancel job");
+    this.cancel = cancel;
+    const job = this.job;
+    return [
+      h("div", { class: "title" }, h("h2", {}, `Job ${job.id.slice(0, 8)} · ${job.model}`), this.status, cancel),
+      card("Progress", this.bar, this.figures, this.result),
+      card("Training curves", h("div", { class: "grid" }, this.lossTarget, this.rateTarget)),
+      card("Metrics on the val split", this.metrics),
+      card("Events", this.log),
+      card(
+        "Settings",
+        h("pre", { class: "json" }, JSON.stringify({ options: job.options, config: job.config }, null, 2)),
+      ),
+    ];
+  }
+
+  drawCharts(width) {
+    const size = { width: Math.max(320, Math.floor(width / 2) - 40), height: 240 };
+    this.loss = lineChart(this.lossTarget, {
+      title: "loss",
+      xLabel: "step",
+      series: ["loss", "class", "box"],
+      ...size,
+    });
+    this.rate = lineChart(this.rateTarget, {
+      title: "learning rate",
+      xLabel: "step",
+      series: ["learning rate"],
+      ...size,
+    });
+  }
+
+  onEvent(kind, data, at) {
+    if (kind === "progress") this.progress(data);
+    else if (kind === "state") this.state(data, at);
+    else if (kind === "log") this.line(at, data.message);
+    else if (kind === "metrics") this.showMetrics(data);
+  }
+
+  progress(data) {
+    this.bar.max = data.total_steps;
+    this.bar.value = data.step;
+    this.loss.push(data.step, [data.loss, data.cls_loss, data.box_loss]);
+    this.rate.push(data.step, [data.learning_rate]);
+    this.figures.replaceChildren(
+      h("span", {}, `step ${progressText(data)}`),
+      h("span", {}, `loss ${num(data.loss)}`),
+      h("span", {}, `learning rate ${num(data.learning_rate)}`),
+      h("span", {}, `${num(data.images_per_sec)} images/s`),
+      h("span", {}, `ETA ${duration(data.eta_seconds)}`),
+    );
+  }
+
+  state(data, at) {
+    this.status.replaceChildren(badge(data.status));
+    this.cancel.hidden = FINISHED.includes(data.status);
+    this.line(at, `→ ${data.status}${data.error ? `: ${data.error}` : ""}`);
+  }
+
+  line(at, message) {
+    this.log.append(h("li", {}, `${new Date(at).toLocaleTimeString()}  ${message}`));
+    this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  showMetrics(metrics) {
+    this.hasMetrics = true;
+    const overall = ["ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar100"];
+    const classes = Object.entries(metrics.per_class ?? {});
+    const prTarget = h("div", { class: "chart", id: "pr-chart" });
+    this.metrics.replaceChildren(
+      table(overall, [overall.map((name) => num(metrics[name]))], "", { id: "overall-metrics" }),
+      h("p", { class: "notice" }, `COCO box metrics on ${num(metrics.num_images)} val images; per class:`),
+      h(
+        "div",
+        { class: "grid" },
+        table(
+          ["class", "AP", "AP50"],
+          classes.map(([name, m]) => [name, num(m.ap), num(m.ap50)]),
+          "",
+          { id: "class-metrics" },
+        ),
+        prTarget,
+      ),
+    );
+    const curves = classes.filter(([, m]) => m.pr_curve.length);
+    if (!curves.length) return;
+    const chart = lineChart(prTarget, {
+      title: "precision / recall at IoU 0.5",
+      xLabel: "recall",
+      series: curves.map(([name]) => name),
+      range: { x: [0, 1], y: [0, 1] },
+      width: 420,
+    });
+    chart.set(
+      curves[0][1].pr_curve.map(([recall]) => recall),
+      curves.map(([, m]) => m.pr_curve.map(([, precision]) => precision)),
+    );
+  }
+
+  finish(job) {
+    this.status.replaceChildren(badge(job.status));
+    this.cancel.hidden = FINISHED.includes(job.status);
+    if (job.metrics && !this.hasMetrics) this.showMetrics(job.metrics);
+    const parts = [];
+    if (job.error) parts.push(h("p", { class: "error-box" }, job.error));
+    if (job.model_id)
+      parts.push(
+        h("p", {}, h("a", { href: `#/models/${job.model_id}`, id: "model-link" }, "Open the exported model →")),
+      );
+    this.result.replaceChildren(...parts);
+  }
+}
+
+/** #/jobs/{id}: follows the job's event stream (progress, curves, state, metrics) until it ends. */
+export async function jobView(main, { params: [id], signal }) {
+  const job = await api.get(`v1/jobs/${id}`, signal);
+  const monitor = new JobMonitor(job);
+  const cancel = async () => {
+    try {
+      await api.post(`v1/jobs/${id}/cancel`);
+      monitor.line(Date.now(), "cancellation requested");
+    } catch (error) {
+      monitor.line(Date.now(), `cancel failed: ${error.message}`);
+    }
+  };
+  main.append(...monitor.sections(cancel));
+  monitor.drawCharts(main.clientWidth);
+  monitor.cancel.hidden = FINISHED.includes(job.status);
+  await api.follow(
+    `v1/jobs/${id}/events`,
+    (kind, event) => monitor.onEvent(kind, event.data, event.created_at),
+    signal,
+  );
+  if (!signal.aborted) monitor.finish(await api.get(`v1/jobs/${id}`, signal));
+}

@@ -1,0 +1,161 @@
+// Models: the exported versions, one model's metrics and downloads, and a "try it" box that draws detections.
+
+import * as api from "./api.js";
+import { apiKey } from "./auth.js";
+import { card, h, num, poll, s, table, when } from "./dom.js";
+
+const REFRESH_MS = 5000;
+const METRICS = ["ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar100"];
+
+function modelRow(model) {
+  return [
+    h("a", { href: `#/models/${model.id}` }, `${model.name} v${model.version}`),
+    num(model.metrics?.ap),
+    num(model.metrics?.ap50),
+    Object.values(model.label_map ?? {}).join(", ") || "–",
+    model.formats.join(", "),
+    h("a", { href: `#/jobs/${model.job_id}` }, model.job_id.slice(0, 8)),
+    when(model.created_at),
+  ];
+}
+
+/** #/models: every exported model (refreshed while the page is open). */
+export async function modelsView(main, { signal }) {
+  const list = h("div", { id: "model-list" });
+  main.append(card("Models", list));
+  await poll(signal, REFRESH_MS, async () => {
+    const page = await api.get("v1/models", signal);
+    const headers = ["model", "AP", "AP50", "classes", "formats", "job", "exported"];
+    list.replaceChildren(table(headers, page.items.map(modelRow), "no model yet: a job that succeeds exports one"));
+  });
+}
+
+/** A download link that also works with an API key (then the file is fetched with the key first). */
+function downloadLink(model, format) {
+  const path = `v1/models/${model.id}/download?format=${format}`;
+  const filename = `${model.name}-v${model.version}.${format === "tflite" ? "tflite" : "zip"}`;
+  const onclick = (event) => {
+    if (!apiKey()) return;
+    event.preventDefault();
+    api.download(path, filename);
+  };
+  return h(
+    "a",
+    { href: path, download: filename, onclick, class: "download" },
+    format === "tflite" ? "TFLite file" : "SavedModel (zip)",
+  );
+}
+
+async function imageSize(url) {
+  const image = new Image();
+  image.src = url;
+  await image.decode();
+  return [image.naturalWidth, image.naturalHeight];
+}
+
+/** The image with each detection's box and "label score" drawn over it, in the image's own pixels. */
+function drawDetections(picture, url, [width, height], detections) {
+  const font = Math.max(12, Math.round(width / 40));
+  picture.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  picture.replaceChildren(
+    s("image", { href: url, width, height }),
+    ...detections.map(({ box: [xmin, ymin, xmax, ymax], label, score }) =>
+      s(
+        "g",
+        {},
+        s("rect", { class: "box", x: xmin, y: ymin, width: xmax - xmin, height: ymax - ymin }),
+        s("text", { x: xmin + 4, y: Math.max(font, ymin - 4), "font-size": font }, `${label} ${score.toFixed(2)}`),
+      ),
+    ),
+  );
+  picture.dataset.boxes = String(detections.length);
+}
+
+function tryIt(model) {
+  const threshold = h("input", { type: "number", id: "score-threshold", min: 0, max: 1, step: 0.05, value: 0.3 });
+  const fileInput = h("input", { type: "file", accept: "image/*", id: "tryit-file" });
+  const drop = h("div", { class: "dropzone", id: "dropzone" }, "Drop an image here, or choose one: ", fileInput);
+  const picture = s("svg", { id: "tryit-image", viewBox: "0 0 4 3" });
+  const output = h("pre", { class: "json", id: "tryit-json" }, "pick an image to see the detections");
+  const message = h("p", { class: "form-error" });
+  let chosen = null;
+
+  async function detect() {
+    if (!chosen) return;
+    const form = new FormData();
+    form.append("file", chosen.file);
+    form.append("score_threshold", threshold.value || "0");
+    message.textContent = "";
+    output.textContent = "detecting…";
+    try {
+      const detections = await api.post(`v1/models/${model.id}/predict`, form);
+      drawDetections(picture, chosen.url, chosen.size, detections);
+      output.textContent = JSON.stringify(detections, null, 2);
+    } catch (error) {
+      message.textContent = error.message;
+      output.textContent = "";
+    }
+  }
+
+  async function choose(file) {
+    if (!file) return;
+    if (chosen) URL.revokeObjectURL(chosen.url);
+    const url = URL.createObjectURL(file);
+    chosen = { file, url, size: await imageSize(url) };
+    await detect();
+  }
+
+  fileInput.addEventListener("change", () => choose(fileInput.files[0]));
+  threshold.addEventListener("change", detect);
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    choose(event.dataTransfer.files[0]);
+  });
+  return [
+    h("div", { class: "grid" }, drop, h("label", {}, "Score threshold", threshold)),
+    message,
+    h("div", { class: "tryit" }, picture, output),
+  ];
+}
+
+/** #/models/{id}: metrics, classes, downloads and the try-it box. */
+export async function modelView(main, { params: [id], signal }) {
+  const model = await api.get(`v1/models/${id}`, signal);
+  const metrics = model.metrics;
+  const perClass = Object.entries(metrics?.per_class ?? {}).map(([name, m]) => [name, num(m.ap), num(m.ap50)]);
+  main.append(
+    h(
+      "div",
+      { class: "title" },
+      h("h2", {}, `${model.name} v${model.version}`),
+      h("a", { href: `#/jobs/${model.job_id}` }, "training job"),
+    ),
+    h(
+      "div",
+      { class: "grid" },
+      card(
+        "Metrics",
+        metrics
+          ? table(METRICS, [METRICS.map((name) => num(metrics[name]))])
+          : h("p", { class: "notice" }, "not evaluated"),
+        perClass.length ? table(["class", "AP", "AP50"], perClass) : null,
+      ),
+      card(
+        "Download",
+        h(
+          "ul",
+          {},
+          model.formats.map((format) => h("li", {}, downloadLink(model, format))),
+        ),
+        h("p", { class: "notice" }, `exported ${when(model.created_at)}`),
+      ),
+    ),
+    card("Try it", ...tryIt(model)),
+  );
+}
