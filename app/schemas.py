@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.models import Dataset, Job, JobEvent, ModelVersion
 from app.storage import SAVED_MODEL_DIR, TFLITE_FILE
@@ -16,6 +16,15 @@ ModelFormat = Literal["saved_model", "tflite"]
 UploadFormat = Literal["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"]
 
 _TIME_EXAMPLE = "2026-01-01T12:00:00Z"
+
+
+def _as_utc(value: datetime) -> datetime:
+    """SQLite returns timestamps without their zone; they are UTC (`app.models.utcnow`), so say it (RFC 3339)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+"""A UTC time as the API shows it: always with its offset, on every database."""
 
 
 class DatasetPublic(BaseModel):
@@ -70,8 +79,8 @@ class DatasetPublic(BaseModel):
     anchors: dict[str, Any] | None = Field(None, description="k-means suggestion of aspect_ratios and anchor_scale")
     progress: dict[str, Any] | None = None
     error: str | None = None
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
     @classmethod
     def from_row(cls, row: Dataset) -> DatasetPublic:
@@ -204,9 +213,9 @@ class JobPublic(BaseModel):
     model_id: str | None = None
     config: dict[str, Any] = Field(description="the resolved automl hyperparameters the job trains with")
     options: dict[str, Any] = Field(description="run settings (effdet TrainOptions) and export settings")
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
 
     @classmethod
     def from_row(cls, row: Job) -> JobPublic:
@@ -243,7 +252,7 @@ class JobEventPublic(BaseModel):
     id: int
     kind: str = Field(description="state | progress | log | metrics")
     data: dict[str, Any]
-    created_at: datetime
+    created_at: Timestamp
 
     @classmethod
     def from_row(cls, row: JobEvent) -> JobEventPublic:
@@ -278,7 +287,7 @@ class ModelPublic(BaseModel):
     metrics: dict[str, Any] | None = None
     label_map: dict[str, str] | None = None
     formats: list[ModelFormat] = Field(description="what GET /v1/models/{id}/download?format= can serve")
-    created_at: datetime
+    created_at: Timestamp
 
     @classmethod
     def from_row(cls, row: ModelVersion) -> ModelPublic:
@@ -370,3 +379,15 @@ class ErrorDetail(BaseModel):
     """What every 4xx/5xx answers: `detail` says what to fix (a string, or a list of problems for a 422)."""
 
     detail: str | list[Any]
+
+
+MAX_OFFSET = 2**31 - 1
+"""The largest `offset` a list accepts (larger ones overflow the databases' integers)."""
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorDetail,
+        "description": "API keys are on and the request has no valid `Authorization: Bearer KEY`",
+    }
+}
+"""The answer every route behind API keys may give (routers declare it, so the OpenAPI page lists it)."""

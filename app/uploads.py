@@ -21,6 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from app.settings import Settings
 
 MAX_FIELD_BYTES = 64 * 1024
+BAD_NAME_ENCODING = (
+    "the zip marks its file names as UTF-8 but one is not valid UTF-8; re-create the zip (e.g. `zip -r` or "
+    "`python -m zipfile -c`) from the folder"
+)
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
 
@@ -166,6 +170,8 @@ def check_zip(path: Path, settings: Settings) -> int:
         raise HTTPException(
             unprocessable, f"the upload is not a zip file ({err}); upload a .zip of images and annotations"
         ) from err
+    except UnicodeDecodeError as err:
+        raise HTTPException(unprocessable, BAD_NAME_ENCODING) from err
     if len(members) > settings.max_files:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
@@ -182,10 +188,19 @@ def check_zip(path: Path, settings: Settings) -> int:
             f"the zip unpacks to {declared} bytes, more than the limit of {settings.max_uncompressed_bytes} "
             "(EFFDET_MAX_UNCOMPRESSED_BYTES); upload less data",
         )
-    files = sum(1 for info in members if not info.is_dir())
+    files = sum(1 for info in members if not info.is_dir() and not _is_debris(info.filename))
     if files == 0:
-        raise HTTPException(unprocessable, "the zip is empty; put the images and annotations in it")
+        raise HTTPException(
+            unprocessable,
+            "the zip is empty (folders, hidden files or __MACOSX/ only); put the images and annotations in it",
+        )
     return files
+
+
+def _is_debris(name: str) -> bool:
+    """Whether an entry is one the worker skips: in `__MACOSX/`, or hidden (a part starting with '.')."""
+    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
+    return bool(parts) and (parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts))
 
 
 def _member_problem(info: zipfile.ZipInfo) -> str | None:

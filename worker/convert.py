@@ -98,7 +98,15 @@ def _convert(dataset_id: str, folder: Path, fmt: str, val_fraction: float, progr
             upload, scratch / "raw", max_files=settings.max_files, max_total_bytes=settings.max_uncompressed_bytes
         )
         staged = scratch / RECORDS_DIR
-        convert_dataset(root, staged, format=fmt, val_fraction=val_fraction, workers=_workers(), progress=progress)
+        convert_dataset(
+            root,
+            staged,
+            format=fmt,
+            val_fraction=val_fraction,
+            workers=_workers(),
+            progress=progress,
+            max_pixels=settings.max_image_pixels,
+        )
         try:
             staged.rename(folder / RECORDS_DIR)
         except OSError:
@@ -156,13 +164,21 @@ def run_conversion(dataset_id: str) -> None:
     try:
         with Heartbeat(f"dataset-{dataset_id[:8]}", progress.touch, max(0.5, lease_s / 3)):
             _convert(dataset_id, folder, fmt, val_fraction, progress)
+        _record_ready(dataset_id, folder / RECORDS_DIR)
     except (ValueError, FileNotFoundError) as exc:
-        # DatasetFormatError, UnsafeArchiveError, "no usable image ...": effdet writes these for users
-        _finish(dataset_id, status=DatasetStatus.failed.value, error=str(exc))
-        return
+        # DatasetFormatError, UnsafeArchiveError, NoUsableImagesError: effdet writes these for users
+        _finish(dataset_id, status=DatasetStatus.failed.value, error=str(exc), report=_failure_report(exc))
     except Exception as exc:
         log.exception("dataset %s: conversion crashed", dataset_id)
         _log_failure(folder, exc)
+        shutil.rmtree(folder / RECORDS_DIR, ignore_errors=True)  # records whose row could not be marked ready
         _finish(dataset_id, status=DatasetStatus.failed.value, error=_crash_message(exc))
-        return
-    _record_ready(dataset_id, folder / RECORDS_DIR)
+
+
+def _failure_report(exc: Exception) -> dict[str, Any] | None:
+    """The report of a dataset that failed for its content: the problems of every file, so they can be fixed."""
+    from effdet.data.convert import NoUsableImagesError
+
+    if isinstance(exc, NoUsableImagesError):
+        return {"problems": [problem.model_dump(mode="json") for problem in exc.problems]}
+    return None

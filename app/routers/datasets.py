@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -15,13 +15,13 @@ from starlette.concurrency import run_in_threadpool
 from app.auth import CurrentOwner, get_owned, owned
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.models import Dataset, DatasetStatus, Job
-from app.schemas import DatasetPublic, DatasetsPublic, ErrorDetail, UploadFormat
+from app.schemas import AUTH_RESPONSES, MAX_OFFSET, DatasetPublic, DatasetsPublic, ErrorDetail, UploadFormat
 from app.settings import Settings
 from app.storage import dataset_dir, move_atomic, remove, upload_path, uploads_dir
 from app.uploads import check_zip, receive_file_form
 from worker.queue import send_convert
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES)
 
 _FORMATS: list[str] = list(UploadFormat.__args__)  # type: ignore[attr-defined]
 _UPLOAD_BODY: dict[str, Any] = {
@@ -39,7 +39,7 @@ _UPLOAD_BODY: dict[str, Any] = {
                             "description": "a .zip of images and annotations (or of automl TFRecord files)",
                         },
                         "format": {"type": "string", "enum": _FORMATS, "default": "auto"},
-                        "name": {"type": "string", "description": "default: the zip's file name"},
+                        "name": {"type": "string", "maxLength": 200, "description": "default: the zip's file name"},
                         "val_fraction": {
                             "type": "number",
                             "default": 0.1,
@@ -62,6 +62,14 @@ class _UploadFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     format: UploadFormat = "auto"
     val_fraction: float = Field(0.1, gt=0, lt=1)
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str) -> str:
+        """Control characters (a NUL above all, which PostgreSQL cannot store) have no place in a name."""
+        if any(ord(char) < 32 or ord(char) == 127 for char in name):
+            raise ValueError("the name holds a control character (e.g. NUL or a line break); use printable text")
+        return name
 
 
 def _fields(form: dict[str, str], filename: str | None) -> _UploadFields:
@@ -130,7 +138,7 @@ def list_datasets(
     session: SessionDep,
     owner: CurrentOwner,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DatasetsPublic:
     """Your datasets, newest first."""
     count = session.scalar(owned(select(func.count()).select_from(Dataset), Dataset, owner)) or 0

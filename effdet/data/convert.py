@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -22,16 +23,26 @@ from pydantic import BaseModel, Field
 from effdet.config import ModelConfig
 from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
 from effdet.data.detect import extract_zip, read_dataset
-from effdet.data.labels import build_label_map, label_names_of
-from effdet.data.records import Problem, Record, warning
+from effdet.data.labels import build_label_map, is_printable, label_names_of
+from effdet.data.records import Problem, Record, Severity, warning
 from effdet.data.split import split_items
 from effdet.data.stats import DatasetStats, box_shapes, compute_stats
-from effdet.data.validate import ItemResult, ValidItem, validate_record
+from effdet.data.validate import MAX_IMAGE_PIXELS, ItemResult, ValidItem, validate_record
 
 Progress = Callable[[int, int], None]
 """progress(done, total): called as items are validated and then written."""
 
 IMAGES_PER_SHARD = 1000
+
+
+class NoUsableImagesError(ValueError):
+    """Every image was left out; carries the problems that say why (a failed dataset still lists them)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        counts = Counter(problem.code for problem in problems if problem.severity == Severity.ERROR)
+        found = ", ".join(f"{count} {code}" for code, count in counts.most_common(5)) or "no image found"
+        super().__init__(f"no usable image in the dataset ({found}); fix the files its problems name")
+        self.problems = problems
 
 
 class SplitSummary(BaseModel):
@@ -76,11 +87,16 @@ class Validated(BaseModel):
 
 
 def _validate_all(
-    records: list[Record], known: frozenset[str] | None, workers: int, progress: Progress | None, total: int
+    records: list[Record],
+    known: frozenset[str] | None,
+    workers: int,
+    progress: Progress | None,
+    total: int,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Iterator[ItemResult]:
     """Validate records in `workers` processes (spawned: the parent may hold TensorFlow), in order."""
     if workers <= 1 or len(records) < 32:
-        results: Iterator[ItemResult] = (validate_record(r, known) for r in records)
+        results: Iterator[ItemResult] = (validate_record(r, known, max_pixels) for r in records)
         for done, result in enumerate(results, start=1):
             if progress:
                 progress(done, total)
@@ -88,7 +104,7 @@ def _validate_all(
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        results = pool.map(validate_record, records, [known] * len(records), chunksize=8)
+        results = pool.map(validate_record, records, [known] * len(records), [max_pixels] * len(records), chunksize=8)
         for done, result in enumerate(results, start=1):
             if progress:
                 progress(done, total)
@@ -125,6 +141,7 @@ def validate_records(
     workers: int | None = None,
     progress: Progress | None = None,
     total: int | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Validated:
     """Validate every record in parallel and drop byte-identical copies of an image."""
     problems = list(read_problems or [])
@@ -132,7 +149,7 @@ def validate_records(
     seen: dict[str, str] = {}
     dropped: list[str] = []
     known = frozenset(label_map.values())
-    results = _validate_all(records, known, workers or os.cpu_count() or 1, progress, total or len(records))
+    results = _validate_all(records, known, workers or os.cpu_count() or 1, progress, total or len(records), max_pixels)
     for result in results:
         problems.extend(result.problems)
         item = result.item
@@ -195,7 +212,7 @@ def write_tfrecords(
 
     items = validated.items
     if not items:
-        raise ValueError("no usable image in the dataset; see the problems reported for each file")
+        raise NoUsableImagesError(validated.problems)
     train, val = split_items(items, val_fraction, seed)
     stats, anchors = describe(items, model)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +287,8 @@ def _read(
     """Read the dataset and number its classes (a format's own ids are kept unless the user gives a map);
     box labels are rewritten to the map's spelling."""
     result = read_dataset(root, format, scratch, user_map)
-    label_map = build_label_map(label_names_of(result), user_map or result.label_ids or None, aliases)
+    names = [name for name in label_names_of(result) if is_printable(name)]  # the others' boxes are reported
+    label_map = build_label_map(names, user_map or result.label_ids or None, aliases)
     records = [
         r.model_copy(update={"boxes": [b.model_copy(update={"label": label_map.canonical(b.label)}) for b in r.boxes]})
         for r in result.records
@@ -290,14 +308,17 @@ def convert_dataset(
     model: ModelConfig | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> ConversionReport:
-    """Convert a dataset folder or zip to TFRecords in output_dir (new or empty); see the module docstring."""
+    """Convert a dataset folder or zip to TFRecords in output_dir (new or empty); see the module docstring.
+
+    Images over max_pixels pixels are left out (the service passes EFFDET_MAX_IMAGE_PIXELS)."""
     if output_dir.exists() and any(output_dir.iterdir()):
         raise FileExistsError(f"output folder {output_dir} is not empty; choose a new folder or empty it")
     with _Opened(source, output_dir.parent) as (root, scratch):
         records, names, found_format, problems = _read(root, scratch, format, label_map, aliases)
         total = 2 * len(records)
-        validated = validate_records(records, names, problems, workers, progress, total)
+        validated = validate_records(records, names, problems, workers, progress, total, max_pixels)
         return write_tfrecords(
             validated,
             output_dir,

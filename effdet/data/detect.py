@@ -84,9 +84,10 @@ def detect_format(root: Path) -> DatasetFormat:
         return DatasetFormat.CCPD
     found = ", ".join(f"{count} {suffix or 'no-extension'}" for suffix, count in suffixes.most_common(8)) or "no files"
     signs = "; ".join(f"{name.value}: {sign}" for name, sign in FORMAT_SIGNS.items())
+    nested = " A zip inside the zip is not unpacked: upload the inner zip itself." if suffixes[".zip"] else ""
     raise DatasetFormatError(
-        f"cannot tell the annotation format of the dataset: found {found}. Supported formats and what marks "
-        f"them: {signs}. Add the annotations, or name the format if they are there."
+        f"cannot tell the annotation format of the dataset: found {found}.{nested} Supported formats and what "
+        f"marks them: {signs}. Add the annotations, or name the format if they are there."
     )
 
 
@@ -163,8 +164,16 @@ def extract_zip(zip_path: Path, dest: Path, max_files: int = 100_000, max_total_
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise UnsafeArchiveError(f"{zip_path.name} is not a readable zip file ({exc}); upload a .zip") from exc
+    except UnicodeDecodeError as exc:
+        raise UnsafeArchiveError(
+            f"{zip_path.name} marks its file names as UTF-8 but one is not valid UTF-8; re-create the zip"
+        ) from exc
     with archive:
         members = _members(archive)
+        if not members:
+            raise UnsafeArchiveError(
+                "the zip holds no files to unpack (only folders, hidden files or __MACOSX/); zip the dataset folder"
+            )
         if len(members) > max_files:
             raise UnsafeArchiveError(f"the zip holds {len(members)} files, more than the limit of {max_files}")
         declared = sum(info.file_size for info, _ in members)

@@ -34,6 +34,11 @@ class LabelMap(BaseModel):
         raise KeyError(f"class {name!r} is not in the label map; known: {sorted(self.names.values())}")
 
 
+def is_printable(name: str) -> bool:
+    """Whether a class name is free of control characters (a NUL cannot even be stored in PostgreSQL JSON)."""
+    return not any(ord(char) < 32 or ord(char) == 127 for char in name)
+
+
 def build_label_map(
     names_in_order: list[str], user_map: dict[int, str] | None = None, aliases: dict[str, str] | None = None
 ) -> LabelMap:

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
+from effdet.data.labels import is_printable
 from effdet.data.records import Box, Problem, Record, error, warning
 
 MAX_IMAGE_PIXELS = 64_000_000
@@ -123,8 +124,10 @@ def _check_box(box: Box, index: int, width: int, height: int, file: str, problem
     return clipped
 
 
-def validate_record(record: Record, known_labels: frozenset[str] | None = None) -> ItemResult:
-    """Open the image, check it and every box; never raises on bad data."""
+def validate_record(
+    record: Record, known_labels: frozenset[str] | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+) -> ItemResult:
+    """Open the image, check it (at most max_pixels pixels) and every box; never raises on bad data."""
     file = record.filename
     problems: list[Problem] = []
 
@@ -139,10 +142,10 @@ def validate_record(record: Record, known_labels: frozenset[str] | None = None) 
     try:
         with Image.open(io.BytesIO(data)) as image:
             stored_w, stored_h = image.size
-            if stored_w * stored_h > MAX_IMAGE_PIXELS:
+            if stored_w * stored_h > max_pixels:
                 return drop(
                     "image_too_large",
-                    f"image is {stored_w}x{stored_h} pixels, above the limit of {MAX_IMAGE_PIXELS:,}; downscale it",
+                    f"image is {stored_w}x{stored_h} pixels, above the limit of {max_pixels:,}; downscale it",
                 )
             image_format = image.format or ""
             image.load()
@@ -184,6 +187,10 @@ def validate_record(record: Record, known_labels: frozenset[str] | None = None) 
 
     kept: list[Box] = []
     for index, box in enumerate(boxes):
+        if not is_printable(box.label):
+            message = f"class name {box.label!r} holds a control character (e.g. NUL); fix its spelling"
+            problems.append(error(file, "invalid_label", message, index))
+            continue
         if known_labels is not None and box.label not in known_labels:
             problems.append(
                 error(

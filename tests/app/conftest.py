@@ -8,6 +8,7 @@ import subprocess
 import uuid
 import zipfile
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +62,24 @@ def postgres() -> str:
     return PG_ADMIN_URL
 
 
-@pytest.fixture
-def pg_schema(postgres: str) -> Iterator[str]:
-    """A database URL on a fresh PostgreSQL schema, dropped after the test."""
+@contextmanager
+def _fresh_pg_schema(admin_url: str) -> Iterator[str]:
+    """A database URL on a new PostgreSQL schema, dropped on exit."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield f"{postgres}?options=-csearch_path%3D{schema}"
+    yield f"{admin_url}?options=-csearch_path%3D{schema}"
     with admin.connect() as connection:
         connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def pg_schema(postgres: str) -> Iterator[str]:
+    """A database URL on a fresh PostgreSQL schema, dropped after the test."""
+    with _fresh_pg_schema(postgres) as url:
+        yield url
 
 
 class Service:
@@ -227,6 +235,37 @@ def module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
         service = start_service(monkeypatch, tmp_path_factory.mktemp("service") / "var", None)
         yield service
         stop_service(service)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_backend_service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """One service per backend (SQLite, then PostgreSQL) shared by a module's tests, for many cheap cases."""
+    with pytest.MonkeyPatch.context() as monkeypatch, ExitStack() as stack:
+        url = (
+            stack.enter_context(_fresh_pg_schema(request.getfixturevalue("postgres")))
+            if request.param == "postgresql"
+            else None
+        )
+        service = start_service(monkeypatch, tmp_path_factory.mktemp("service") / "var", url)
+        yield service
+        stop_service(service)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+    """A model folder holding saved_model/ of an untrained D0 (128 px, class 1 'raccoon'), and its variable paths
+    (exported once per session: every test that serves a real model shares it)."""
+    from effdet.config import get_config
+    from effdet.export import export_saved_model
+    from effdet.model import build_model
+
+    config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, "label_map": {1: "raccoon"}})
+    model = build_model(config)
+    folder = tmp_path_factory.mktemp("model")
+    export_saved_model(model, config, folder / "saved_model")
+    return folder, {variable.path for variable in model.weights}
 
 
 @pytest.fixture(params=BACKENDS)
