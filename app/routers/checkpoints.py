@@ -7,9 +7,9 @@ from fastapi import APIRouter
 from app.auth import CurrentOwner
 from app.deps import SettingsDep
 from app.pretrained import list_checkpoints
-from app.schemas import CheckpointsPublic
+from app.schemas import AUTH_RESPONSES, CheckpointsPublic
 
-router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
+router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], responses=AUTH_RESPONSES)
 
 
 @router.get("")

@@ -15,7 +15,7 @@ from app.auth import CurrentOwner
 from app.db import migrate
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.metrics import render
-from app.schemas import Health, Readiness
+from app.schemas import AUTH_RESPONSES, Health, Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -70,7 +70,9 @@ async def readyz(request: Request, engine: EngineDep, settings: SettingsDep) -> 
     return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+@router.get(
+    "/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **AUTH_RESPONSES}
+)
 def metrics(session: SessionDep, _owner: CurrentOwner) -> Response:
     """Prometheus metrics: requests and latency by route, jobs by state, predict latency."""
     return Response(render(session), media_type=CONTENT_TYPE_LATEST)

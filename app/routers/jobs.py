@@ -20,12 +20,12 @@ from app.deps import EngineDep, SessionDep, SettingsDep
 from app.jobspec import JobSpecError, resolve_job
 from app.models import FINISHED, Dataset, Job, JobEvent, JobStatus, utcnow
 from app.plots import Series, line_chart, pr_chart
-from app.schemas import ErrorDetail, JobCreate, JobEventPublic, JobPublic, JobsPublic
+from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, JobCreate, JobEventPublic, JobPublic, JobsPublic
 from app.settings import Settings
 from app.storage import train_log
 from worker.queue import send_job
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
@@ -85,7 +85,7 @@ def list_jobs(
     owner: CurrentOwner,
     job_status: Annotated[JobStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobsPublic:
     """Your jobs, newest first (optionally only those in one state)."""
     count_query = owned(select(func.count()).select_from(Job), Job, owner)

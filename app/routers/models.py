@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from app.auth import CurrentOwner, get_owned, owned
 from app.deps import SessionDep
 from app.models import ModelVersion
-from app.schemas import ErrorDetail, ModelFormat, ModelPublic, ModelsPublic
+from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, ModelFormat, ModelPublic, ModelsPublic
 from app.storage import SAVED_MODEL_DIR, TFLITE_FILE, zip_stream
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)
 
 
 @router.get("")
@@ -23,7 +23,7 @@ def list_models(
     session: SessionDep,
     owner: CurrentOwner,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ModelsPublic:
     """Your exported models, newest first."""
     count = session.scalar(owned(select(func.count()).select_from(ModelVersion), ModelVersion, owner)) or 0

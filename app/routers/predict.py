@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import Response
+from pydantic import WithJsonSchema
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -16,12 +17,17 @@ from app.deps import SessionDep, SettingsDep
 from app.metrics import PREDICT_SECONDS
 from app.models import ModelVersion
 from app.predictor import annotate, checked_image, predict
-from app.schemas import DetectionPublic, ErrorDetail
+from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail
 from app.storage import SAVED_MODEL_DIR
 
-router = APIRouter(prefix="/v1/models", tags=["predict"])
+router = APIRouter(prefix="/v1/models", tags=["predict"], responses=AUTH_RESPONSES)
 
 Detections = list[DetectionPublic]
+_FORM_SCHEMA = {
+    "score_threshold": WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1}),
+    "max_detections": WithJsonSchema({"type": "integer", "minimum": 1}),
+}
+"""Optional form fields as a form can send them: a number or nothing (a multipart form has no null)."""
 
 
 def _saved_model(session: Session, model_id: str, owner: str | None) -> Path:
@@ -41,6 +47,7 @@ def _saved_model(session: Session, model_id: str, owner: str | None) -> Path:
             "annotated=true: the first image as a JPEG with its boxes drawn",
             "content": {"image/jpeg": {}},
         },
+        400: {"model": ErrorDetail, "description": "the body is not a readable multipart form"},
         404: {"model": ErrorDetail},
         413: {"model": ErrorDetail, "description": "an image over EFFDET_MAX_IMAGE_PIXELS"},
         422: {"model": ErrorDetail, "description": "a file that is not a readable image"},
@@ -52,9 +59,9 @@ async def predict_route(
     session: SessionDep,
     settings: SettingsDep,
     owner: CurrentOwner,
-    file: Annotated[list[UploadFile], File(description="one or several images (JPEG, PNG, ...)")],
-    score_threshold: Annotated[float | None, Form(ge=0, le=1)] = None,
-    max_detections: Annotated[int | None, Form(ge=1)] = None,
+    file: Annotated[list[UploadFile], File(min_length=1, description="one or several images (JPEG, PNG, ...)")],
+    score_threshold: Annotated[float | None, Form(ge=0, le=1), _FORM_SCHEMA["score_threshold"]] = None,
+    max_detections: Annotated[int | None, Form(ge=1), _FORM_SCHEMA["max_detections"]] = None,
     score_threshold_query: Annotated[
         float | None, Query(alias="score_threshold", ge=0, le=1, description="default: the export's threshold")
     ] = None,
