@@ -89,7 +89,10 @@ def job_log(run: Path) -> Iterator[Path]:
         for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)
             logger.setLevel(level)
-        handler.close()
+        try:
+            handler.close()
+        except OSError as err:  # a full disk loses the last lines of the log, never the job's outcome
+            log.warning("could not finish writing %s: %s", path, err)
 
 
 def _cancel_queued(job_id: str) -> None:

@@ -5,9 +5,10 @@ whole (SIGKILL of the process group, a lost machine) leaves its message unacknow
 only after the visibility timeout, kombu's SQLAlchemy transport never. So each worker also sweeps the
 database, at start and every few seconds: a running job whose lease went stale (or whose holder is a dead
 process of this host) is re-queued, and so is a dataset whose conversion stopped reporting. A message can also
-vanish before any worker took it (Redis restarted without persistence): a job still queued, or a dataset never
-started, that long after it was sent is sent again. Duplicate deliveries are harmless: the job lease and the
-dataset status checks let only one of them do the work.
+vanish before any worker took it (Redis restarted without persistence): an idle worker, which would have taken
+any message waiting in its queue, sends again a job still queued, or a dataset never started, a few leases after
+it was sent. Duplicate deliveries are harmless: the job lease and the dataset status checks let only one of
+them do the work.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ MAX_ATTEMPTS = 5
 """Starts after which a job whose worker keeps dying is failed instead of re-queued (e.g. killed for memory)."""
 
 REQUEUED_RESEND_FACTOR = 10
-"""A queued or re-queued job (or a conversion) not picked up within this many leases of being sent is sent again
-(its message may have been lost); a long queue behind busy workers only gets a harmless duplicate that often."""
+"""A re-queued job not picked up within this many leases is sent again (its message may have been lost)."""
+
+UNCLAIMED_RESEND_FACTOR = 2
+"""A queued job or a never-started conversion still waiting this many leases after it was sent, while a worker
+sits idle, is sent again by that worker (busy workers never do, so a long queue gets no duplicates)."""
 
 UNCLAIMED_MESSAGE = "no worker took the job yet; it is sent to the queue again (its message may have been lost)"
 
@@ -78,17 +82,19 @@ def _requeue_job(job: Job, now: datetime) -> bool:
     return kind == "log"
 
 
-def _stale_datasets(now: datetime, lease_s: float) -> list[str]:
-    """Validating datasets whose conversion started (progress set) and went silent for a lease, or never started
-    within REQUEUED_RESEND_FACTOR leases of being sent; progress is cleared and updated_at stamped by a
-    conditional update, so one sweeper sends each once."""
+def _stale_datasets(now: datetime, lease_s: float, idle: bool) -> list[str]:
+    """Validating datasets whose conversion started (progress set) and went silent for a lease, or (when `idle`)
+    never started within UNCLAIMED_RESEND_FACTOR leases of being sent; progress is cleared and updated_at
+    stamped by a conditional update, so one sweeper sends each once."""
     silent = now - timedelta(seconds=lease_s)
-    unclaimed = now - timedelta(seconds=lease_s * REQUEUED_RESEND_FACTOR)
+    unclaimed = now - timedelta(seconds=lease_s * UNCLAIMED_RESEND_FACTOR)
     chosen: list[str] = []
     with session_scope() as session:
         rows = session.scalars(select(Dataset).where(Dataset.status == DatasetStatus.validating.value)).all()
         for dataset in rows:
             updated = _aware(dataset.updated_at)
+            if dataset.progress is None and not idle:
+                continue
             if updated is not None and updated < (silent if dataset.progress is not None else unclaimed):
                 result = session.execute(
                     update(Dataset)
@@ -102,9 +108,9 @@ def _stale_datasets(now: datetime, lease_s: float) -> list[str]:
 
 
 def _unclaimed_jobs(now: datetime, lease_s: float) -> list[str]:
-    """Queued jobs no worker took within REQUEUED_RESEND_FACTOR leases of being sent (submission or the last
+    """Queued jobs no worker took within UNCLAIMED_RESEND_FACTOR leases of being sent (submission or the last
     re-send); each is stamped re-sent (heartbeat_at) by a conditional update, so one sweeper sends it once."""
-    cutoff = now - timedelta(seconds=lease_s * REQUEUED_RESEND_FACTOR)
+    cutoff = now - timedelta(seconds=lease_s * UNCLAIMED_RESEND_FACTOR)
     chosen: list[str] = []
     with session_scope() as session:
         rows = session.execute(
@@ -125,13 +131,21 @@ def _unclaimed_jobs(now: datetime, lease_s: float) -> list[str]:
             )
             if result.rowcount:  # type: ignore[attr-defined]
                 session.add(JobEvent(job_id=job_id, kind="log", data={"message": UNCLAIMED_MESSAGE}))
+                log.warning("job %s: %s", job_id, UNCLAIMED_MESSAGE)
                 chosen.append(job_id)
     return chosen
 
 
-def sweep() -> tuple[list[str], list[str]]:
-    """Re-queue dead workers' jobs, stalled conversions and work whose message was lost; returns (job ids,
-    dataset ids) sent again."""
+def worker_is_idle() -> bool:
+    """True in a worker's main process that holds no task, neither running nor prefetched."""
+    from celery.worker import state
+
+    return not state.active_requests and not state.reserved_requests
+
+
+def sweep(idle: bool = True) -> tuple[list[str], list[str]]:
+    """Re-queue dead workers' jobs and stalled conversions, and (when this worker is `idle`) work whose message
+    was lost; returns (job ids, dataset ids) sent again."""
     from worker.queue import send_convert, send_job
 
     settings = get_settings()
@@ -139,8 +153,9 @@ def sweep() -> tuple[list[str], list[str]]:
     with session_scope() as session:
         running = session.scalars(select(Job).where(Job.status.in_([s.value for s in RUNNING]))).all()
     jobs = [job.id for job in running if _job_needs_requeue(job, now, settings.job_lease_s) and _requeue_job(job, now)]
-    jobs += _unclaimed_jobs(now, settings.job_lease_s)
-    datasets = _stale_datasets(now, settings.job_lease_s)
+    if idle:
+        jobs += _unclaimed_jobs(now, settings.job_lease_s)
+    datasets = _stale_datasets(now, settings.job_lease_s, idle)
     for job_id in jobs:
         send_job(job_id)
     for dataset_id in datasets:
@@ -160,7 +175,7 @@ class Sweeper:
     def _run(self) -> None:
         while True:
             try:
-                sweep()
+                sweep(idle=worker_is_idle())
             except Exception:  # e.g. the database is not migrated yet or briefly unreachable
                 log.warning("recovery sweep failed; retrying in %.0f s", self.interval, exc_info=True)
             if self._stop.wait(self.interval):
