@@ -82,11 +82,16 @@ def _fields(form: dict[str, str], filename: str | None) -> _UploadFields:
 
 
 def _register(engine: Engine, settings: Settings, row: Dataset, part: Path) -> DatasetPublic:
-    """Move the checked upload into place, create the row, then queue conversion (undone if queueing fails)."""
-    move_atomic(part, upload_path(settings, row.id))
+    """Move the checked upload into place, create the row, then queue conversion (undone if a step fails, e.g. a
+    full disk or an unreachable database or queue: neither the files nor the row are left)."""
     with Session(engine, expire_on_commit=False) as session:
-        session.add(row)
-        session.commit()
+        try:
+            move_atomic(part, upload_path(settings, row.id))
+            session.add(row)
+            session.commit()
+        except BaseException:
+            remove(dataset_dir(settings, row.id))
+            raise
         try:
             send_convert(row.id)
         except Exception as err:
@@ -107,6 +112,7 @@ def _register(engine: Engine, settings: Settings, row: Dataset, part: Path) -> D
         413: {"model": ErrorDetail, "description": "upload, file count or unpacked size over the limits"},
         415: {"model": ErrorDetail, "description": "not multipart/form-data"},
         422: {"model": ErrorDetail, "description": "not a zip, unsafe paths or links, bad form fields"},
+        507: {"model": ErrorDetail, "description": "the server's data volume is full"},
     },
 )
 async def upload_dataset(
@@ -115,8 +121,8 @@ async def upload_dataset(
     """Upload a dataset zip; it is validated and converted in the background (status `validating`)."""
     dataset_id = uuid.uuid4().hex
     part = uploads_dir(settings) / f"{dataset_id}.part"
-    form = await receive_file_form(request, part, settings.max_upload_bytes)
     try:
+        form = await receive_file_form(request, part, settings.max_upload_bytes)
         fields = _fields(form.fields, form.filename)
         await run_in_threadpool(check_zip, part, settings)
         row = Dataset(
