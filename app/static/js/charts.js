@@ -42,7 +42,8 @@ export function lineChart(target, { title, xLabel, series, width = 540, height =
   };
 }
 
-/** A histogram from `edges` (n + 1 bin edges) and `counts` (n): bars at bin indices, edges on the axis. */
+/** A histogram from `edges` (n + 1 bin edges) and `counts` (n): bars at bin indices, edges on the axis; returns
+ * the target. */
 export function histogram(target, { title, edges, counts, width = 360, height = 200 }) {
   const bins = counts.map((_, i) => i);
   const range = (i) => `${num(edges[i])} – ${num(edges[i + 1])}`;
@@ -74,4 +75,5 @@ export function histogram(target, { title, edges, counts, width = 360, height = 
     target,
   );
   target.dataset.points = String(counts.length);
+  return target;
 }

@@ -2,12 +2,13 @@
 
 import * as api from "./api.js";
 import { histogram } from "./charts.js";
-import { badge, card, h, num, poll, table, when } from "./dom.js";
+import { badge, card, facts, h, num, poll, table, when } from "./dom.js";
 import { field, submitting } from "./forms.js";
 
 const FORMATS = ["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"];
 const PROBLEMS_SHOWN = 200;
 const REFRESH_MS = 2000;
+const VAL_FRACTION = { min: 0.01, max: 0.99, step: 0.01, value: 0.1 };
 
 function uploadForm(refresh) {
   const form = h(
@@ -23,10 +24,7 @@ function uploadForm(refresh) {
         FORMATS.map((format) => h("option", {}, format)),
       ),
     ),
-    field(
-      "Val fraction",
-      h("input", { name: "val_fraction", type: "number", min: 0.01, max: 0.99, step: 0.01, value: 0.1 }),
-    ),
+    field("Val fraction", h("input", { name: "val_fraction", type: "number", ...VAL_FRACTION })),
     h("p", { class: "form-error wide" }),
     h("button", { type: "submit" }, "Upload"),
     h("p", { class: "notice wide", id: "upload-notice" }),
@@ -83,8 +81,7 @@ function classBars(stats) {
 
 function histograms(stats) {
   const boxes = stats.boxes;
-  if (!boxes) return [h("p", { class: "notice" }, "no boxes, so no box statistics"), []];
-  const grid = h("div", { class: "grid", id: "histograms" });
+  if (!boxes) return h("p", { class: "notice" }, "no boxes, so no box statistics");
   const charts = [
     ["box width (pixels)", boxes.width],
     ["box height (pixels)", boxes.height],
@@ -92,13 +89,13 @@ function histograms(stats) {
     ["aspect ratio w/h (log bins)", boxes.aspect],
     ["box area / image area (log bins)", stats.relative_boxes?.area],
   ];
-  const pending = [];
-  for (const [title, distribution] of charts.filter(([, d]) => d)) {
-    const target = h("div", { class: "chart" });
-    grid.append(target);
-    pending.push(() => histogram(target, { title, ...distribution.histogram }));
-  }
-  return [grid, pending];
+  return h(
+    "div",
+    { class: "grid", id: "histograms" },
+    charts
+      .filter(([, distribution]) => distribution)
+      .map(([title, distribution]) => histogram(h("div", { class: "chart" }), { title, ...distribution.histogram })),
+  );
 }
 
 function anchorsTable(anchors) {
@@ -148,54 +145,37 @@ function summary(dataset) {
     ([name, split]) => `${name}: ${num(split.images)} images, ${num(split.boxes)} boxes`,
   );
   const sizes = dataset.stats?.image_sizes;
-  return h(
-    "dl",
-    { class: "facts" },
-    h("dt", {}, "format"),
-    h("dd", {}, dataset.format),
-    h("dt", {}, "images"),
-    h("dd", {}, num(dataset.num_images)),
-    h("dt", {}, "boxes"),
-    h("dd", {}, num(dataset.num_boxes)),
-    h("dt", {}, "classes"),
-    h("dd", {}, Object.values(dataset.label_map ?? {}).join(", ") || "–"),
-    h("dt", {}, "splits"),
-    h("dd", {}, splits.join("; ") || "–"),
-    h("dt", {}, "median image"),
-    h("dd", {}, sizes?.width ? `${num(sizes.width.median)} × ${num(sizes.height.median)}` : "–"),
-    h("dt", {}, "max boxes / image"),
-    h("dd", {}, num(dataset.stats?.max_boxes_per_image)),
-    h("dt", {}, "uploaded"),
-    h("dd", {}, when(dataset.created_at)),
-  );
+  return facts([
+    ["format", dataset.format],
+    ["images", num(dataset.num_images)],
+    ["boxes", num(dataset.num_boxes)],
+    ["classes", Object.values(dataset.label_map ?? {}).join(", ") || "–"],
+    ["splits", splits.join("; ") || "–"],
+    ["median image", sizes?.width ? `${num(sizes.width.median)} × ${num(sizes.height.median)}` : "–"],
+    ["max boxes / image", num(dataset.stats?.max_boxes_per_image)],
+    ["uploaded", when(dataset.created_at)],
+  ]);
+}
+
+function validating(dataset) {
+  const { done = 0, total = 0 } = dataset.progress ?? {};
+  const bar = h("progress", { value: done, max: total || 1 });
+  return card("Validating", bar, h("p", { class: "notice" }, `${done} of ${total || "?"} images checked`));
 }
 
 function datasetPage(dataset) {
+  const train = h("a", { href: `#/jobs?dataset=${dataset.id}` }, "Train a model on it →");
   const title = h(
     "div",
     { class: "title" },
     h("h2", {}, dataset.name),
     badge(dataset.status),
-    dataset.status === "ready" ? h("a", { href: `#/jobs?dataset=${dataset.id}` }, "Train a model on it →") : null,
+    dataset.status === "ready" ? train : null,
   );
-  if (dataset.status === "validating") {
-    const { done = 0, total = 0 } = dataset.progress ?? {};
-    return [
-      [
-        title,
-        card(
-          "Validating",
-          h("progress", { value: done, max: total || 1 }),
-          h("p", { class: "notice" }, `${done} of ${total || "?"} images checked`),
-        ),
-      ],
-      [],
-    ];
-  }
-  if (dataset.status === "failed") return [[title, card(null, h("p", { class: "error-box" }, dataset.error))], []];
+  if (dataset.status === "validating") return [title, validating(dataset)];
+  if (dataset.status === "failed") return [title, card(null, h("p", { class: "error-box" }, dataset.error))];
   const stats = dataset.stats;
-  const [charts, pending] = stats ? histograms(stats) : [h("p", {}, "no statistics"), []];
-  const sections = [
+  return [
     title,
     h(
       "div",
@@ -203,20 +183,17 @@ function datasetPage(dataset) {
       card("Summary", summary(dataset)),
       card("Boxes per class", stats ? classBars(stats) : "–"),
     ),
-    card("Box sizes and aspect ratios", charts),
+    card("Box sizes and aspect ratios", stats ? histograms(stats) : "no statistics"),
     card("Anchors: default vs suggested", anchorsTable(dataset.anchors)),
     card(`Problems (${dataset.problems.length})`, problemsList(dataset.problems)),
   ];
-  return [sections, pending];
 }
 
 /** #/datasets/{id}: one dataset, refreshed until its validation ends. */
 export async function datasetView(main, { params: [id], signal }) {
   await poll(signal, REFRESH_MS, async () => {
     const dataset = await api.get(`v1/datasets/${id}`, signal);
-    const [sections, pending] = datasetPage(dataset);
-    main.replaceChildren(...sections);
-    pending.forEach((draw) => draw());
+    main.replaceChildren(...datasetPage(dataset));
     return dataset.status !== "validating";
   });
 }

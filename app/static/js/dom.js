@@ -8,7 +8,9 @@ function build(element, attrs, children) {
     if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
     else element.setAttribute(name, value === true ? "" : String(value));
   }
-  element.append(...children.flat(Infinity).filter((child) => child !== undefined && child !== null && child !== false));
+  element.append(
+    ...children.flat(Infinity).filter((child) => child !== undefined && child !== null && child !== false),
+  );
   return element;
 }
 
@@ -55,6 +57,11 @@ export function badge(status) {
 /** A card: a titled section of a page. */
 export function card(title, ...children) {
   return h("section", { class: "card" }, title ? h("h2", {}, title) : null, ...children);
+}
+
+/** A definition list of [term, value] pairs. */
+export function facts(pairs) {
+  return h("dl", { class: "facts" }, ...pairs.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
 }
 
 /** A table with a header row; `rows` are arrays of cells (strings or elements); `empty` when there is none. */

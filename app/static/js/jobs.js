@@ -4,6 +4,7 @@ import * as api from "./api.js";
 import { lineChart } from "./charts.js";
 import { badge, card, duration, h, num, poll, table, when } from "./dom.js";
 import { field, submitting } from "./forms.js";
+import { classTable, overallTable } from "./metrics.js";
 
 const FINISHED = ["succeeded", "failed", "cancelled"];
 const REFRESH_MS = 2000;
@@ -11,16 +12,25 @@ const NUMBER_FIELDS = ["num_steps", "num_epochs", "batch_size", "max_train_secon
 const TEXT_FIELDS = ["dataset_id", "model", "pretrained", "var_freeze_expr", "hparams_yaml"];
 const YAML_EXAMPLE = "image_size: 512\nlearning_rate: 0.008\nautoaugment_policy: v0";
 
-function options(values, selected) {
-  return values.map(([value, label]) => h("option", { value, selected: value === selected }, label));
+function select(name, choices, selected) {
+  return h(
+    "select",
+    { name },
+    choices.map(([value, label]) => h("option", { value, selected: value === selected }, label)),
+  );
+}
+
+function input(name, attrs) {
+  return h("input", { name, ...attrs });
 }
 
 /** The job a form describes: empty fields left out, so the API's defaults apply. */
 function jobBody(form) {
   const body = {};
   for (const name of TEXT_FIELDS) if (form.elements[name].value.trim()) body[name] = form.elements[name].value;
-  for (const name of NUMBER_FIELDS)
+  for (const name of NUMBER_FIELDS) {
     if (form.elements[name].value !== "") body[name] = Number(form.elements[name].value);
+  }
   return body;
 }
 
@@ -31,59 +41,23 @@ async function jobForm(signal, datasetId) {
     api.get("dashboard/options", signal),
   ]);
   const ready = datasets.items.filter((dataset) => dataset.status === "ready");
+  const datasetChoices = ready.map((d) => [d.id, `${d.name} (${d.num_images} images)`]);
+  const modelChoices = dashboard.models.map((name) => [name, name]);
   const usable = checkpoints.items.filter((checkpoint) => checkpoint.usable);
+  const checkpointChoices = [["", "none (from scratch)"], ...usable.map((c) => [c.name, `${c.name} (${c.format})`])];
+  const yaml = h("textarea", { name: "hparams_yaml", placeholder: YAML_EXAMPLE, spellcheck: false });
   const form = h(
     "form",
     { class: "stacked", id: "job-form" },
-    field(
-      "Dataset",
-      h(
-        "select",
-        { name: "dataset_id", required: true },
-        options(
-          ready.map((d) => [d.id, `${d.name} (${d.num_images} images)`]),
-          datasetId,
-        ),
-      ),
-    ),
-    field(
-      "Model",
-      h(
-        "select",
-        { name: "model" },
-        options(
-          dashboard.models.map((m) => [m, m]),
-          "efficientdet-d0",
-        ),
-      ),
-    ),
-    field("Steps", h("input", { name: "num_steps", type: "number", min: 1, placeholder: "or give epochs" })),
-    field(
-      "Epochs",
-      h("input", { name: "num_epochs", type: "number", min: 0, step: "any", placeholder: "or give steps" }),
-    ),
-    field("Batch size", h("input", { name: "batch_size", type: "number", min: 1, value: 8 })),
-    field(
-      "Time budget (seconds)",
-      h("input", { name: "max_train_seconds", type: "number", min: 1, placeholder: "none" }),
-    ),
-    field(
-      "Pretrained checkpoint",
-      h(
-        "select",
-        { name: "pretrained" },
-        options([["", "none (from scratch)"], ...usable.map((c) => [c.name, `${c.name} (${c.format})`])]),
-      ),
-    ),
-    field(
-      "Freeze regex (var_freeze_expr)",
-      h("input", { name: "var_freeze_expr", placeholder: "(efficientnet|fpn_cells|resample_p6)" }),
-    ),
-    field(
-      "Hyperparameters (google/automl YAML)",
-      h("textarea", { name: "hparams_yaml", placeholder: YAML_EXAMPLE, spellcheck: false }),
-      true,
-    ),
+    field("Dataset", select("dataset_id", datasetChoices, datasetId)),
+    field("Model", select("model", modelChoices, "efficientdet-d0")),
+    field("Steps", input("num_steps", { type: "number", min: 1, placeholder: "or give epochs" })),
+    field("Epochs", input("num_epochs", { type: "number", min: 0, step: "any", placeholder: "or give steps" })),
+    field("Batch size", input("batch_size", { type: "number", min: 1, value: 8 })),
+    field("Time budget (seconds)", input("max_train_seconds", { type: "number", min: 1, placeholder: "none" })),
+    field("Pretrained checkpoint", select("pretrained", checkpointChoices, "")),
+    field("Freeze regex (var_freeze_expr)", input("var_freeze_expr", { placeholder: "(efficientnet|fpn_cells)" })),
+    field("Hyperparameters (google/automl YAML)", yaml, true),
     h("p", { class: "form-error wide" }),
     h("button", { type: "submit" }, "Start training"),
   );
@@ -146,21 +120,19 @@ class JobMonitor {
     const cancel = h("button", { type: "button", class: "danger", id: "cancel-job", onclick: onCancel }, "Cancel job");
     this.cancel = cancel;
     const job = this.job;
+    const settings = h("pre", { class: "json" }, JSON.stringify({ options: job.options, config: job.config }, null, 2));
     return [
       h("div", { class: "title" }, h("h2", {}, `Job ${job.id.slice(0, 8)} · ${job.model}`), this.status, cancel),
       card("Progress", this.bar, this.figures, this.result),
-      card("Training curves", h("div", { class: "grid" }, this.lossTarget, this.rateTarget)),
+      card("Training curves", h("div", { class: "pair" }, this.lossTarget, this.rateTarget)),
       card("Metrics on the val split", this.metrics),
       card("Events", this.log),
-      card(
-        "Settings",
-        h("pre", { class: "json" }, JSON.stringify({ options: job.options, config: job.config }, null, 2)),
-      ),
+      card("Settings", h("details", {}, h("summary", {}, "resolved hyperparameters and run options"), settings)),
     ];
   }
 
-  drawCharts(width) {
-    const size = { width: Math.max(320, Math.floor(width / 2) - 40), height: 240 };
+  drawCharts() {
+    const size = { width: this.lossTarget.clientWidth, height: 240 };
     this.loss = lineChart(this.lossTarget, {
       title: "loss",
       xLabel: "step",
@@ -209,23 +181,12 @@ class JobMonitor {
 
   showMetrics(metrics) {
     this.hasMetrics = true;
-    const overall = ["ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar100"];
     const classes = Object.entries(metrics.per_class ?? {});
     const prTarget = h("div", { class: "chart", id: "pr-chart" });
     this.metrics.replaceChildren(
-      table(overall, [overall.map((name) => num(metrics[name]))], "", { id: "overall-metrics" }),
+      overallTable(metrics, { id: "overall-metrics" }),
       h("p", { class: "notice" }, `COCO box metrics on ${num(metrics.num_images)} val images; per class:`),
-      h(
-        "div",
-        { class: "grid" },
-        table(
-          ["class", "AP", "AP50"],
-          classes.map(([name, m]) => [name, num(m.ap), num(m.ap50)]),
-          "",
-          { id: "class-metrics" },
-        ),
-        prTarget,
-      ),
+      h("div", { class: "grid" }, classTable(metrics, { id: "class-metrics" }), prTarget),
     );
     const curves = classes.filter(([, m]) => m.pr_curve.length);
     if (!curves.length) return;
@@ -269,7 +230,7 @@ export async function jobView(main, { params: [id], signal }) {
     }
   };
   main.append(...monitor.sections(cancel));
-  monitor.drawCharts(main.clientWidth);
+  monitor.drawCharts();
   monitor.cancel.hidden = FINISHED.includes(job.status);
   await api.follow(
     `v1/jobs/${id}/events`,

@@ -3,9 +3,9 @@
 import * as api from "./api.js";
 import { apiKey } from "./auth.js";
 import { card, h, num, poll, s, table, when } from "./dom.js";
+import { classTable, overallTable } from "./metrics.js";
 
 const REFRESH_MS = 5000;
-const METRICS = ["ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar100"];
 
 function modelRow(model) {
   return [
@@ -73,6 +73,7 @@ function drawDetections(picture, url, [width, height], detections) {
 
 function tryIt(model) {
   const threshold = h("input", { type: "number", id: "score-threshold", min: 0, max: 1, step: 0.05, value: 0.3 });
+  const limit = h("input", { type: "number", id: "max-detections", min: 1, step: 1, value: 20 });
   const fileInput = h("input", { type: "file", accept: "image/*", id: "tryit-file" });
   const drop = h("div", { class: "dropzone", id: "dropzone" }, "Drop an image here, or choose one: ", fileInput);
   const picture = s("svg", { id: "tryit-image", viewBox: "0 0 4 3" });
@@ -85,6 +86,7 @@ function tryIt(model) {
     const form = new FormData();
     form.append("file", chosen.file);
     form.append("score_threshold", threshold.value || "0");
+    if (limit.value) form.append("max_detections", limit.value);
     message.textContent = "";
     output.textContent = "detecting…";
     try {
@@ -107,6 +109,7 @@ function tryIt(model) {
 
   fileInput.addEventListener("change", () => choose(fileInput.files[0]));
   threshold.addEventListener("change", detect);
+  limit.addEventListener("change", detect);
   drop.addEventListener("dragover", (event) => {
     event.preventDefault();
     drop.classList.add("over");
@@ -118,7 +121,13 @@ function tryIt(model) {
     choose(event.dataTransfer.files[0]);
   });
   return [
-    h("div", { class: "grid" }, drop, h("label", {}, "Score threshold", threshold)),
+    h(
+      "div",
+      { class: "grid" },
+      drop,
+      h("label", {}, "Score threshold", threshold),
+      h("label", {}, "At most this many boxes", limit),
+    ),
     message,
     h("div", { class: "tryit" }, picture, output),
   ];
@@ -127,35 +136,19 @@ function tryIt(model) {
 /** #/models/{id}: metrics, classes, downloads and the try-it box. */
 export async function modelView(main, { params: [id], signal }) {
   const model = await api.get(`v1/models/${id}`, signal);
-  const metrics = model.metrics;
-  const perClass = Object.entries(metrics?.per_class ?? {}).map(([name, m]) => [name, num(m.ap), num(m.ap50)]);
+  const metrics = model.metrics
+    ? [overallTable(model.metrics, { id: "model-metrics" }), classTable(model.metrics)]
+    : h("p", { class: "notice" }, "not evaluated (the dataset had no val split)");
+  const downloads = h(
+    "ul",
+    {},
+    model.formats.map((format) => h("li", {}, downloadLink(model, format))),
+  );
+  const title = `${model.name} v${model.version}`;
   main.append(
-    h(
-      "div",
-      { class: "title" },
-      h("h2", {}, `${model.name} v${model.version}`),
-      h("a", { href: `#/jobs/${model.job_id}` }, "training job"),
-    ),
-    h(
-      "div",
-      { class: "grid" },
-      card(
-        "Metrics",
-        metrics
-          ? table(METRICS, [METRICS.map((name) => num(metrics[name]))])
-          : h("p", { class: "notice" }, "not evaluated"),
-        perClass.length ? table(["class", "AP", "AP50"], perClass) : null,
-      ),
-      card(
-        "Download",
-        h(
-          "ul",
-          {},
-          model.formats.map((format) => h("li", {}, downloadLink(model, format))),
-        ),
-        h("p", { class: "notice" }, `exported ${when(model.created_at)}`),
-      ),
-    ),
+    h("div", { class: "title" }, h("h2", {}, title), h("a", { href: `#/jobs/${model.job_id}` }, "training job")),
+    card("Metrics on the val split", metrics),
+    card("Download", downloads, h("p", { class: "notice" }, `exported ${when(model.created_at)}`)),
     card("Try it", ...tryIt(model)),
   );
 }
