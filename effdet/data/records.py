@@ -71,6 +71,7 @@ class Record(BaseModel):
     width: int | None = Field(None, description="width the annotation declares, if it does")
     height: int | None = Field(None, description="height the annotation declares, if it does")
     boxes: list[Box] = Field(default_factory=list)
+    dropped_boxes: int = Field(0, description="objects the reader could not parse (each reported as a problem)")
     split: Split | None = None
 
 

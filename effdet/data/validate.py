@@ -212,7 +212,7 @@ def validate_record(
             )
             continue
         kept.append(checked)
-    if boxes and not kept:
+    if (boxes or record.dropped_boxes) and not kept:
         return drop(
             "no_valid_boxes",
             "every box of this image was dropped; the image is left out so its objects "

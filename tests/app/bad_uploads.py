@@ -298,10 +298,20 @@ CORPUS: list[BadUpload] = [
         ("malformed_json", "broken.json"),
     ),
     ready(
-        "coco_unknown_category", coco_box(category_id=7, bbox=[1, 1, 20, 20]), 2, ("unknown_category", "labels.json")
+        "coco_unknown_category",
+        coco_box(category_id=7, bbox=[1, 1, 20, 20]),
+        1,
+        ("unknown_category", "labels.json"),
+        ("no_valid_boxes", "other.jpg"),
     ),
     ready("coco_negative_size", coco_box(bbox=[30, 30, -20, -20]), 1, ("degenerate_box", "other.jpg")),
-    ready("coco_string_bbox", coco_box(bbox=["1", "1", "20", "20"]), 2, ("invalid_bbox", "labels.json")),
+    ready(
+        "coco_string_bbox",
+        coco_box(bbox=["1", "1", "20", "20"]),
+        1,
+        ("invalid_bbox", "labels.json"),
+        ("no_valid_boxes", "other.jpg"),
+    ),
     ready(
         "coco_unknown_image_id",
         coco(

@@ -167,7 +167,9 @@ def _add_boxes(
         object_index = context.object_counts.get(image_id, 0)
         context.object_counts[image_id] = object_index + 1
         box = _box(entry, position, categories, record, object_index, context)
-        if box is not None:
+        if box is None:
+            record.dropped_boxes += 1
+        else:
             record.boxes.append(box)
 
 

@@ -45,7 +45,7 @@ _MODEL_MAKER_CORNERS = (3, 4, 7, 8)
 
 @dataclass
 class _Row:
-    """One usable CSV row: which image, and its box (None for an image without objects)."""
+    """One CSV row naming an image: its box (None for an image without objects, or a box too broken to read)."""
 
     name: str
     label: str | None
@@ -53,6 +53,7 @@ class _Row:
     split: Split | None = None
     width: int | None = None
     height: int | None = None
+    dropped: bool = False
 
 
 def read_csv(root: Path) -> ReadResult:
@@ -138,11 +139,10 @@ def _header_row(
     if not label and not any(values[key] for key in _CORNERS):
         return _Row(name, None, None)
     corners = _corners(file, line, [(key, values[key]) for key in _CORNERS], problems)
-    if corners is None:
-        return None
-    if not label:
+    if corners is not None and not label:
         problems.append(error(file, "missing_label", f"line {line}: the box has no class; fill it in"))
-        return None
+    if corners is None or not label:
+        return _Row(name, None, None, dropped=True)
     return _Row(name, label, corners, width=_pixels(values.get("width")), height=_pixels(values.get("height")))
 
 
@@ -173,10 +173,10 @@ def _model_maker_rows(lines: list[list[str]], file: str, problems: list[Problem]
         corners = _corners(
             file, line, [(key, padded[c]) for key, c in zip(keys, _MODEL_MAKER_CORNERS, strict=True)], problems
         )
-        if corners is None:
-            continue
-        if not label:
+        if corners is not None and not label:
             problems.append(error(file, "missing_label", f"line {line}: the box has no label; fill it in"))
+        if corners is None or not label:
+            rows.append((line, _Row(name, None, None, split, dropped=True)))
             continue
         rows.append((line, _Row(name, label, corners, split)))
     return rows
@@ -238,6 +238,7 @@ def _group(
                 continue
             scale = (float(record.width), float(record.height))
         for _, row in named_rows:
+            record.dropped_boxes += row.dropped
             if row.corners is not None and row.label is not None:
                 xmin, ymin, xmax, ymax = row.corners
                 record.boxes.append(

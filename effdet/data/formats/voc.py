@@ -90,11 +90,10 @@ def _read_xml(xml_path: Path, root: Path, index: ImageIndex, problems: list[Prob
 
     width = _size(annotation, "width", file, problems)
     height = _size(annotation, "height", file, problems)
-    boxes = []
-    for object_index, element in enumerate(annotation.findall("object")):
-        box = _read_object(element, file, object_index, problems)
-        if box is not None:
-            boxes.append(box)
+    objects = [
+        _read_object(element, file, index, problems) for index, element in enumerate(annotation.findall("object"))
+    ]
+    boxes = [box for box in objects if box is not None]
     return Record(
         image_path=image,
         filename=relative_name(image, root),
@@ -102,6 +101,7 @@ def _read_xml(xml_path: Path, root: Path, index: ImageIndex, problems: list[Prob
         width=width,
         height=height,
         boxes=boxes,
+        dropped_boxes=len(objects) - len(boxes),
     )
 
 

@@ -152,11 +152,8 @@ def _read_labels(
     except OSError as exc:
         problems.append(error(filename, "unreadable_image", f"cannot read the image header ({exc}); replace it"))
         return None
-    boxes = []
-    for object_index, line in enumerate(lines):
-        box = _parse_line(line, width, height, names, file, object_index, problems)
-        if box is not None:
-            boxes.append(box)
+    objects = [_parse_line(line, width, height, names, file, index, problems) for index, line in enumerate(lines)]
+    boxes = [box for box in objects if box is not None]
     return Record(
         image_path=image,
         filename=filename,
@@ -164,6 +161,7 @@ def _read_labels(
         width=width,
         height=height,
         boxes=boxes,
+        dropped_boxes=len(objects) - len(boxes),
     )
 
 

@@ -17,6 +17,7 @@ from effdet.data.formats.csv import read_csv
 from effdet.data.formats.voc import read_voc
 from effdet.data.formats.yolo import read_yolo
 from effdet.data.records import ReadResult, Severity, Split
+from effdet.data.validate import validate_record
 
 Reader = Callable[[Path], ReadResult]
 Corners = tuple[float, float, float, float]
@@ -537,3 +538,27 @@ def test_every_reader_survives_every_broken_input(tmp_path: Path) -> None:
         root = _write(tmp_path / str(position), case.values[1])
         for reader in (read_voc, read_coco, read_yolo, read_csv, read_ccpd):
             assert isinstance(reader(root), ReadResult)
+
+
+@pytest.mark.parametrize(
+    ("reader", "files"),
+    [
+        (read_voc, {"a.xml": _voc_xml(objects=_object("raccoon", "1", "2", "x", "4")), "a.jpg": JPEG}),
+        (read_yolo, {**YOLO_NAMES, "a.txt": "0 0.5 0.5\n"}),
+        (
+            read_coco,
+            {"a.json": _coco_json(annotations=[{"image_id": 1, "category_id": 5, "bbox": [1]}]), "a.jpg": JPEG},
+        ),
+        (read_csv, {"l.csv": CSV_HEADER + "a.jpg,40,30,raccoon,1,2,x,4\n", "a.jpg": JPEG}),
+    ],
+    ids=["voc", "yolo", "coco", "csv"],
+)
+def test_image_whose_only_box_is_unreadable_is_left_out_not_made_background(
+    reader: Reader, files: dict[str, str | bytes], tmp_path: Path
+) -> None:
+    _write(tmp_path, files)
+    (record,) = reader(tmp_path).records
+    assert (record.boxes, record.dropped_boxes) == ([], 1)
+    result = validate_record(record)
+    assert result.item is None
+    assert [problem.code for problem in result.problems] == ["no_valid_boxes"]
