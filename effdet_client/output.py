@@ -20,7 +20,7 @@ from rich.progress import (
     TextColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from effdet_client.archive import ProgressCallback
 from effdet_client.errors import ApiError, ClientError
@@ -30,6 +30,8 @@ console = Console(highlight=False, soft_wrap=True)
 status_console = Console(stderr=True, highlight=False, soft_wrap=True)
 """Progress bars and errors: stderr, so that stdout stays parseable."""
 
+ID_COLUMNS = frozenset({"id", "model id", "job"})
+"""Columns of 32-character ids: never shortened (people copy them into the next command)."""
 STATUS_STYLE = {"ready": "green", "succeeded": "green", "failed": "red", "cancelled": "yellow"}
 
 
@@ -49,6 +51,14 @@ def fail(err: ClientError) -> None:
         status_console.print(f"[red]error[/red]: {err}", markup=True)
 
 
+def _table(*headers: str, title: str | None = None) -> Table:
+    """A table whose id columns keep their full width; the other columns shrink or wrap instead."""
+    columns = [
+        Column(h, no_wrap=True, min_width=32) if h in ID_COLUMNS else Column(h, overflow="fold") for h in headers
+    ]
+    return Table(*columns, title=title)
+
+
 def _status(value: str) -> str:
     style = STATUS_STYLE.get(value)
     return f"[{style}]{value}[/{style}]" if style else value
@@ -61,7 +71,7 @@ def _metric(metrics: dict[str, Any] | None, key: str) -> str:
 
 def datasets_table(datasets: list[Dataset]) -> None:
     """Datasets as a table: id, name, status, format, images, boxes, classes."""
-    table = Table("id", "name", "status", "format", "images", "boxes", "classes")
+    table = _table("id", "name", "status", "format", "images", "boxes", "classes")
     for d in datasets:
         classes = ", ".join((d.label_map or {}).values())
         table.add_row(
@@ -85,7 +95,7 @@ def dataset_detail(dataset: Dataset) -> None:
 
 def jobs_table(jobs: list[Job]) -> None:
     """Jobs as a table: id, model, status, step, loss, AP, model id."""
-    table = Table("id", "model", "status", "step", "loss", "AP", "model id")
+    table = _table("id", "model", "status", "step", "loss", "AP", "model id")
     for job in jobs:
         progress = job.progress
         step = f"{progress.step}/{progress.total_steps}" if progress and progress.step is not None else "-"
@@ -113,7 +123,7 @@ def job_detail(job: Job) -> None:
 
 def models_table(models: list[Model]) -> None:
     """Model versions as a table: id, name, version, AP, AP50, formats, job."""
-    table = Table("id", "name", "version", "AP", "AP50", "formats", "job")
+    table = _table("id", "name", "version", "AP", "AP50", "formats", "job")
     for m in models:
         table.add_row(
             m.id,
@@ -138,7 +148,7 @@ def model_detail(model: Model) -> None:
 
 def detections_table(image: str, detections: list[Detection]) -> None:
     """The detections of one image: label, score and box in pixels."""
-    table = Table("label", "score", "xmin", "ymin", "xmax", "ymax", title=f"{image}: {len(detections)} detections")
+    table = _table("label", "score", "xmin", "ymin", "xmax", "ymax", title=f"{image}: {len(detections)} detections")
     for d in detections:
         table.add_row(d.label, f"{d.score:.3f}", *(f"{v:.1f}" for v in d.box))
     console.print(table)

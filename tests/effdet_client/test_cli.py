@@ -39,6 +39,7 @@ def test_submit_then_list_and_show_as_json(cli: Cli, sqlite_service: Service) ->
     assert submitted["config"]["image_size"] == 128
     listed = json.loads(cli("jobs", "list", "--json").stdout)
     assert [job["id"] for job in listed["items"]] == [submitted["id"]]
+    assert submitted["id"] in cli("jobs", "list").stdout  # the table keeps whole ids, even 80 columns wide
     shown = json.loads(cli("datasets", "show", dataset_id, "--json").stdout)
     assert shown["label_map"] == {"1": "raccoon"}
     human = cli("jobs", "show", submitted["id"])
@@ -53,7 +54,8 @@ def test_upload_with_progress_then_list_as_a_table(cli: Cli, raccoon_folder: Pat
     assert result.exit_code == 0, result.output
     assert "validating" in result.stdout
     assert "uploading raccoons" in result.stderr
-    assert "raccoons" in cli("datasets", "list").stdout
+    dataset_id = result.stdout.split()[2].rstrip(":")  # "dataset raccoons <id>: validating (voc)"
+    assert dataset_id in cli("datasets", "list").stdout
 
 
 def test_watch_exits_1_for_a_failed_job_and_0_for_a_succeeded_one(cli: Cli, sqlite_service: Service) -> None:
