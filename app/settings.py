@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     max_files: int = 200_000
     max_image_pixels: int = 80_000_000
     predict_cache_size: int = Field(4, ge=1, description="SavedModels kept loaded (LRU)")
+    predict_max_queued_images: int = Field(
+        100, ge=1, description="images waiting for inference beyond which predict answers 503 with Retry-After"
+    )
     progress_interval_s: float = Field(2.0, gt=0, description="seconds between progress rows of a running job")
     job_lease_s: float = Field(60.0, gt=0, description="a running job whose worker is silent this long is resumed")
 

@@ -72,22 +72,19 @@ def predict_images(
         outputs = loaded.module.signatures["serving_with_threshold"](
             images=images, score_threshold=tf.constant(score_threshold, tf.float32)
         )
-    boxes, scores, classes, counts = (outputs[k].numpy() for k in ("boxes", "scores", "classes", "num_detections"))
+    boxes, scores, classes, counts = (
+        outputs[k].numpy().tolist() for k in ("boxes", "scores", "classes", "num_detections")
+    )
     results = []
     for row in range(len(image_bytes_list)):
-        count = int(counts[row]) if max_detections is None else min(int(counts[row]), max_detections)
+        count = counts[row] if max_detections is None else min(counts[row], max_detections)
         results.append(
             [
                 Detection(
-                    box=(
-                        float(boxes[row, i, 0]),
-                        float(boxes[row, i, 1]),
-                        float(boxes[row, i, 2]),
-                        float(boxes[row, i, 3]),
-                    ),
-                    class_id=int(classes[row, i]),
-                    label=loaded.label_map.get(int(classes[row, i]), str(int(classes[row, i]))),
-                    score=float(scores[row, i]),
+                    box=tuple(boxes[row][i]),
+                    class_id=classes[row][i],
+                    label=loaded.label_map.get(classes[row][i], str(classes[row][i])),
+                    score=scores[row][i],
                 )
                 for i in range(count)
             ]

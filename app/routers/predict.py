@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import Response
-from pydantic import WithJsonSchema
+from pydantic import TypeAdapter, WithJsonSchema
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -16,9 +17,10 @@ from app.auth import CurrentOwner, get_owned
 from app.deps import SessionDep, SettingsDep
 from app.metrics import PREDICT_SECONDS
 from app.models import ModelVersion
-from app.predictor import annotate, checked_image, predict
+from app.predictor import ModelCache, QueueFullError, annotate, checked_image
 from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail
 from app.storage import SAVED_MODEL_DIR
+from effdet.predict import Detection
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=AUTH_RESPONSES)
 
@@ -30,12 +32,26 @@ _FORM_SCHEMA = {
 """Optional form fields as a form can send them: a number or nothing (a multipart form has no null)."""
 
 
+_ONE = TypeAdapter(list[Detection])
+_MANY = TypeAdapter(list[list[Detection]])
+"""Answers are serialised straight from the detections (the same fields as DetectionPublic, the documented model)."""
+
+
 def _saved_model(session: Session, model_id: str, owner: str | None) -> Path:
     row = get_owned(session, ModelVersion, model_id, owner)
     folder = Path(row.path) / SAVED_MODEL_DIR
     if not folder.is_dir():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model_id!r} has no SavedModel on the server")
     return folder
+
+
+def _checked_request(
+    session: Session, model_id: str, owner: str | None, names: list[str], uploads: list[bytes], max_pixels: int
+) -> tuple[Path, list[bytes]]:
+    """The model's SavedModel folder (404 when unknown) and each upload checked (422/413), in one thread hop."""
+    return _saved_model(session, model_id, owner), [
+        checked_image(name, data, max_pixels) for name, data in zip(names, uploads, strict=True)
+    ]
 
 
 @router.post(
@@ -51,6 +67,7 @@ def _saved_model(session: Session, model_id: str, owner: str | None) -> Path:
         404: {"model": ErrorDetail},
         413: {"model": ErrorDetail, "description": "an image over EFFDET_MAX_IMAGE_PIXELS"},
         422: {"model": ErrorDetail, "description": "a file that is not a readable image"},
+        503: {"model": ErrorDetail, "description": "too many images wait for inference; retry after Retry-After s"},
     },
 )
 async def predict_route(
@@ -69,20 +86,28 @@ async def predict_route(
     annotated: Annotated[bool, Query(description="answer the first image as a JPEG with boxes drawn")] = False,
 ) -> Detections | list[Detections] | Response:
     """Detect objects: boxes [xmin, ymin, xmax, ymax] in pixels of each original image, with label and score."""
-    saved_model = await run_in_threadpool(_saved_model, session, model_id, owner)
-    images = []
-    for upload in file:
-        data = await upload.read()
-        name = upload.filename or "upload"
-        images.append(await run_in_threadpool(checked_image, name, data, settings.max_image_pixels))
+    names = [upload.filename or "upload" for upload in file]
+    uploads = [await upload.read() for upload in file]
+    saved_model, images = await run_in_threadpool(
+        _checked_request, session, model_id, owner, names, uploads, settings.max_image_pixels
+    )
     threshold = score_threshold if score_threshold is not None else score_threshold_query
     limit = max_detections if max_detections is not None else max_detections_query
+    cache: ModelCache = request.app.state.model_cache
     start = time.perf_counter()
-    results = await run_in_threadpool(
-        predict, request.app.state.model_cache, model_id, saved_model, images, threshold, limit
-    )
+    if not cache.loaded(model_id):
+        await run_in_threadpool(cache.get, model_id, saved_model)
+    try:
+        future = cache.queue.submit(model_id, saved_model, names, images, threshold)
+    except QueueFullError as full:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"{full}: the server is busy with other predictions; send this request again then",
+            headers={"Retry-After": str(full.retry_after)},
+        ) from full
+    results = [detections[:limit] for detections in await asyncio.wrap_future(future)]
     PREDICT_SECONDS.observe(time.perf_counter() - start)
     if annotated:
         return Response(await run_in_threadpool(annotate, images[0], results[0]), media_type="image/jpeg")
-    answers = [[DetectionPublic(**d.model_dump()) for d in detections] for detections in results]
-    return answers[0] if len(answers) == 1 else answers
+    body = _ONE.dump_json(results[0]) if len(results) == 1 else _MANY.dump_json(results)
+    return Response(body, media_type="application/json")
