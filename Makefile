@@ -30,11 +30,10 @@ pytest: $(STAMP)
 
 test: lint pytest
 
+# Every benchmark (long: about an hour here), results in var/bench/{results.jsonl,report.md}; QUICK=1 runs each
+# with its smoke-run defaults in a few minutes. One alone: $(BIN)/python -m bench.<name> --help.
 bench: $(STAMP)
-	$(BIN)/python bench/data_throughput.py
-	$(BIN)/python bench/train_throughput.py
-	$(BIN)/python bench/export_latency.py
-	$(BIN)/python bench/learning_synthetic.py
+	$(BIN)/python -m bench.run_all $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,36 +1,26 @@
 """Conversion images/s and tf.data pipeline images/s (training path, 512x512) on a dataset folder.
 
-Usage: .venv/bin/python bench/data_throughput.py [DATASET_DIR] [--seconds 20]
+Usage: .venv/bin/python -m bench.data_throughput [DATASET_DIR] [--seconds 20]
 Prints one JSON line per measurement (machine, versions, settings, figures).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import tensorflow as tf
-
+from bench.common import QUICK, RACCOON, emit
 from effdet.config import get_config
 from effdet.data.convert import convert_dataset
 from effdet.data.pipeline import build_dataset
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raccoon"
-
-
-def machine() -> dict[str, object]:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__}
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("dataset", nargs="?", type=Path, default=RACCOON)
+    parser.add_argument("--seconds", type=float, default=3.0 if QUICK else 20.0)
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -39,17 +29,7 @@ def main() -> None:
         report = convert_dataset(args.dataset, out, val_fraction=0.1)
         elapsed = time.perf_counter() - start
         images = sum(s.images for s in report.splits.values())
-        print(
-            json.dumps(
-                {
-                    "bench": "convert",
-                    **machine(),
-                    "images": images,
-                    "seconds": round(elapsed, 2),
-                    "images_per_sec": round(images / elapsed, 1),
-                }
-            )
-        )
+        emit("convert", images=images, seconds=round(elapsed, 2), images_per_sec=round(images / elapsed, 1))
         config = get_config("efficientdet-d0", {"num_classes": len(report.label_map)})
         dataset = build_dataset(str(out / "train-*.tfrecord"), config, args.batch_size, training=True, seed=0)
         iterator = iter(dataset)
@@ -58,19 +38,14 @@ def main() -> None:
         while time.perf_counter() - start < args.seconds:
             count += int(next(iterator)["images"].shape[0])
         elapsed = time.perf_counter() - start
-        print(
-            json.dumps(
-                {
-                    "bench": "pipeline",
-                    **machine(),
-                    "image_size": 512,
-                    "batch_size": args.batch_size,
-                    "training": True,
-                    "images": count,
-                    "seconds": round(elapsed, 2),
-                    "images_per_sec": round(count / elapsed, 1),
-                }
-            )
+        emit(
+            "pipeline",
+            image_size=512,
+            batch_size=args.batch_size,
+            training=True,
+            images=count,
+            seconds=round(elapsed, 2),
+            images_per_sec=round(count / elapsed, 1),
         )
 
 

@@ -1,6 +1,6 @@
 """The longer learning run: EfficientDet-D0 from scratch on synthetic licence plates; AP/AP50/AP75 and minutes.
 
-Usage: .venv/bin/python bench/learning_synthetic.py [--image-size 128] [--steps 600] [--num-images 400]
+Usage: .venv/bin/python -m bench.learning_synthetic [--image-size 128] [--steps 600] [--num-images 400]
 Same recipe as tests/effdet/test_learning.py (Adam, lr 0.016 x batch/64, jitter 0.8-1.2), more steps and
 images. Prints one JSON line with machine, versions, settings and the metrics of the exported weights.
 """
@@ -8,15 +8,11 @@ images. Prints one JSON line with machine, versions, settings and the metrics of
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import tensorflow as tf
-
+from bench.common import QUICK, emit
 from effdet.checkpoints import load_run_model
 from effdet.config import get_config
 from effdet.data.convert import convert_dataset
@@ -28,8 +24,8 @@ from effdet.train import TrainOptions, train
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--num-images", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=20 if QUICK else 600)
+    parser.add_argument("--num-images", type=int, default=40 if QUICK else 400)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     recipe = {
@@ -59,25 +55,18 @@ def main() -> None:
         metrics = evaluate_model(
             model, config, str(root / "data" / "val-*.tfrecord"), root / "data" / "val_annotations.json"
         )
-    print(
-        json.dumps(
-            {
-                "bench": "learning_synthetic",
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "tensorflow": tf.__version__,
-                "model": "efficientdet-d0",
-                **recipe,
-                "images": args.num_images,
-                "steps": args.steps,
-                "batch_size": args.batch_size,
-                "train_minutes": round(minutes, 1),
-                "train_images_per_sec": round(result.images_per_sec or 0, 1),
-                "ap": round(metrics.ap or 0, 3),
-                "ap50": round(metrics.ap50 or 0, 3),
-                "ap75": round(metrics.ap75 or 0, 3),
-            }
-        )
+    emit(
+        "learning_synthetic",
+        model="efficientdet-d0",
+        **recipe,
+        images=args.num_images,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        train_minutes=round(minutes, 1),
+        train_images_per_sec=round(result.images_per_sec or 0, 1),
+        ap=round(metrics.ap or 0, 3),
+        ap50=round(metrics.ap50 or 0, 3),
+        ap75=round(metrics.ap75 or 0, 3),
     )
 
 

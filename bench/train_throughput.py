@@ -1,6 +1,6 @@
 """Training images/s and peak memory per variant, input size and batch, on the shared raccoon dataset.
 
-Usage: .venv/bin/python bench/train_throughput.py [--models d0,d1,d2] [--sizes 256,512] [--batches 2,4]
+Usage: .venv/bin/python -m bench.train_throughput [--models d0,d1,d2] [--sizes 256,512] [--batches 2,4]
        [--steps 8]
 Each setting runs in its own process (so peak RSS is that setting's alone): build, one traced step, then
 `--steps` timed steps of the real training loop (effdet.train.train). Prints one JSON line per setting.
@@ -9,9 +9,6 @@ Each setting runs in its own process (so peak RSS is that setting's alone): buil
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -19,13 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raccoon"
+from bench.common import QUICK, RACCOON, REPO, emit
 
 
 def _one(model: str, size: int, batch: int, steps: int, records: Path) -> None:
     """Child process: time `steps` training steps after the first (traced) one."""
-    import tensorflow as tf
-
     from effdet.config import get_config
     from effdet.train import Progress, TrainOptions, train
 
@@ -46,32 +41,24 @@ def _one(model: str, size: int, batch: int, steps: int, records: Path) -> None:
         train(config, str(records / "train-*.tfrecord"), None, Path(run), options, on_progress=mark)
     (first, t0), (last, t1) = marks[0], marks[-1]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {
-                "bench": "train",
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "tensorflow": tf.__version__,
-                "model": f"efficientdet-{model}",
-                "image_size": size,
-                "batch_size": batch,
-                "timed_steps": last - first,
-                "images_per_sec": round((last - first) * batch / (t1 - t0), 2),
-                "peak_rss_mb": round(peak_mb),
-            }
-        ),
-        flush=True,
+    emit(
+        "train",
+        model=f"efficientdet-{model}",
+        image_size=size,
+        batch_size=batch,
+        timed_steps=last - first,
+        images_per_sec=round((last - first) * batch / (t1 - t0), 2),
+        peak_rss_mb=round(peak_mb),
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--models", default="d0,d1,d2")
-    parser.add_argument("--sizes", default="256,512")
-    parser.add_argument("--batches", default="2,4")
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--models", default="d0" if QUICK else "d0,d1,d2")
+    parser.add_argument("--sizes", default="128" if QUICK else "256,512")
+    parser.add_argument("--batches", default="2" if QUICK else "2,4")
+    parser.add_argument("--steps", type=int, default=2 if QUICK else 8)
+    parser.add_argument("--dataset", type=Path, default=RACCOON)
     parser.add_argument("--child", nargs=4, metavar=("MODEL", "SIZE", "BATCH", "RECORDS"))
     args = parser.parse_args()
     if args.child:
@@ -86,8 +73,8 @@ def main() -> None:
         for model in args.models.split(","):
             for size in args.sizes.split(","):
                 for batch in args.batches.split(","):
-                    command = [sys.executable, __file__, "--steps", str(args.steps), "--child"]
-                    subprocess.run([*command, model, size, batch, str(records)], check=True)
+                    command = [sys.executable, "-m", "bench.train_throughput", "--steps", str(args.steps), "--child"]
+                    subprocess.run([*command, model, size, batch, str(records)], check=True, cwd=REPO)
 
 
 if __name__ == "__main__":

@@ -17,20 +17,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
-    """A model folder holding saved_model/ of an untrained D0 (128 px, class 1 'raccoon'), and its variable paths."""
-    from effdet.config import get_config
-    from effdet.export import export_saved_model
-    from effdet.model import build_model
-
-    config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, "label_map": {1: "raccoon"}})
-    model = build_model(config)
-    folder = tmp_path_factory.mktemp("model")
-    export_saved_model(model, config, folder / "saved_model")
-    return folder, {variable.path for variable in model.weights}
-
-
-@pytest.fixture(scope="module")
 def model_id(module_service: Any, exported: tuple[Path, set[str]]) -> str:
     job = module_service.job(module_service.dataset(), JobStatus.succeeded)
     return str(module_service.model(job, exported[0]))
