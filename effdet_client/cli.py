@@ -87,7 +87,7 @@ def datasets_upload(
     if wait:
         with output.status_console.status(f"validating and converting {dataset.name}"):
             dataset = client.wait_dataset(dataset.id)
-    output.emit_json(dataset) if json_output else output.dataset_detail(dataset)
+    output.show(dataset, json_output, output.dataset_detail)
     if dataset.status == "failed":
         raise typer.Exit(1)
 
@@ -97,7 +97,7 @@ def datasets_upload(
 def datasets_show(ctx: typer.Context, dataset_id: str, json_output: JsonFlag = False) -> None:
     """One dataset: status, counts, classes, problems."""
     dataset = _client(ctx).get_dataset(dataset_id)
-    output.emit_json(dataset) if json_output else output.dataset_detail(dataset)
+    output.show(dataset, json_output, output.dataset_detail)
 
 
 @datasets.command("list")
@@ -105,7 +105,7 @@ def datasets_show(ctx: typer.Context, dataset_id: str, json_output: JsonFlag = F
 def datasets_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Your datasets, newest first."""
     page = _client(ctx).list_datasets()
-    output.emit_json(page) if json_output else output.datasets_table(page.items)
+    output.show(page, json_output, output.datasets_table)
 
 
 # --- jobs ---------------------------------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def jobs_submit(
     if watch:
         _watch(_client(ctx), job.id, json_output)
     else:
-        output.emit_json(job) if json_output else output.job_detail(job)
+        output.show(job, json_output, output.job_detail)
 
 
 @jobs.command("show")
@@ -165,7 +165,7 @@ def jobs_submit(
 def jobs_show(ctx: typer.Context, job_id: str, json_output: JsonFlag = False) -> None:
     """One job: status, progress, metrics, error, model."""
     job = _client(ctx).get_job(job_id)
-    output.emit_json(job) if json_output else output.job_detail(job)
+    output.show(job, json_output, output.job_detail)
 
 
 @jobs.command("list")
@@ -177,7 +177,7 @@ def jobs_list(
 ) -> None:
     """Your jobs, newest first."""
     page = _client(ctx).list_jobs(status)
-    output.emit_json(page) if json_output else output.jobs_table(page.items)
+    output.show(page, json_output, output.jobs_table)
 
 
 @jobs.command("cancel")
@@ -185,7 +185,7 @@ def jobs_list(
 def jobs_cancel(ctx: typer.Context, job_id: str, json_output: JsonFlag = False) -> None:
     """Cancel a queued job, or ask a running one to stop."""
     job = _client(ctx).cancel_job(job_id)
-    output.emit_json(job) if json_output else output.job_detail(job)
+    output.show(job, json_output, output.job_detail)
 
 
 def _watch(client: Client, job_id: str, json_output: bool) -> None:
@@ -253,7 +253,7 @@ def jobs_plot(
 def models_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Your exported model versions, newest first."""
     page = _client(ctx).list_models()
-    output.emit_json(page) if json_output else output.models_table(page.items)
+    output.show(page, json_output, output.models_table)
 
 
 @models.command("show")
@@ -261,7 +261,7 @@ def models_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
 def models_show(ctx: typer.Context, model_id: str, json_output: JsonFlag = False) -> None:
     """One model version: metrics, classes, formats."""
     model = _client(ctx).get_model(model_id)
-    output.emit_json(model) if json_output else output.model_detail(model)
+    output.show(model, json_output, output.model_detail)
 
 
 @models.command("predict")

@@ -4,9 +4,9 @@ stdout for scripts."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -24,7 +24,7 @@ from rich.table import Column, Table
 
 from effdet_client.archive import ProgressCallback
 from effdet_client.errors import ApiError, ClientError
-from effdet_client.models import Dataset, Detection, Job, JobEvent, Model
+from effdet_client.models import Dataset, DatasetList, Detection, Job, JobEvent, JobList, Model, ModelList
 
 console = Console(highlight=False, soft_wrap=True)
 status_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -32,6 +32,7 @@ status_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ID_COLUMNS = frozenset({"id", "model id", "job"})
 """Columns of 32-character ids: never shortened (people copy them into the next command)."""
+Shown = TypeVar("Shown", bound=BaseModel)
 STATUS_STYLE = {"ready": "green", "succeeded": "green", "failed": "red", "cancelled": "yellow"}
 
 
@@ -39,6 +40,14 @@ def emit_json(value: BaseModel | list[Any] | dict[str, Any]) -> None:
     """One JSON document on stdout (pydantic models as the API sent them)."""
     data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
     typer.echo(json.dumps(data, default=str))
+
+
+def show(value: Shown, as_json: bool, render: Callable[[Shown], None]) -> None:
+    """The answer as JSON on stdout for scripts, else as render draws it for people."""
+    if as_json:
+        emit_json(value)
+    else:
+        render(value)
 
 
 def fail(err: ClientError) -> None:
@@ -69,10 +78,10 @@ def _metric(metrics: dict[str, Any] | None, key: str) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "-"
 
 
-def datasets_table(datasets: list[Dataset]) -> None:
+def datasets_table(page: DatasetList) -> None:
     """Datasets as a table: id, name, status, format, images, boxes, classes."""
     table = _table("id", "name", "status", "format", "images", "boxes", "classes")
-    for d in datasets:
+    for d in page.items:
         classes = ", ".join((d.label_map or {}).values())
         table.add_row(
             d.id, d.name, _status(d.status), d.format, str(d.num_images or "-"), str(d.num_boxes or "-"), classes
@@ -93,10 +102,10 @@ def dataset_detail(dataset: Dataset) -> None:
         console.print(f"  [red]error[/red]: {dataset.error}", markup=True)
 
 
-def jobs_table(jobs: list[Job]) -> None:
+def jobs_table(page: JobList) -> None:
     """Jobs as a table: id, model, status, step, loss, AP, model id."""
     table = _table("id", "model", "status", "step", "loss", "AP", "model id")
-    for job in jobs:
+    for job in page.items:
         progress = job.progress
         step = f"{progress.step}/{progress.total_steps}" if progress and progress.step is not None else "-"
         loss = f"{progress.loss:.4f}" if progress and progress.loss is not None else "-"
@@ -121,10 +130,10 @@ def job_detail(job: Job) -> None:
         console.print(f"  model {job.model_id}")
 
 
-def models_table(models: list[Model]) -> None:
+def models_table(page: ModelList) -> None:
     """Model versions as a table: id, name, version, AP, AP50, formats, job."""
     table = _table("id", "name", "version", "AP", "AP50", "formats", "job")
-    for m in models:
+    for m in page.items:
         table.add_row(
             m.id,
             m.name,
