@@ -154,11 +154,12 @@ class Worker:
         self.process.wait(timeout=30)
 
     def stop(self) -> None:
-        """Cold shutdown if still running; never leaves a process behind."""
+        """Cold shutdown if still running, SIGKILL after 5 s (its work is in the database; a prefork worker with
+        TensorFlow loaded sometimes takes 20 s to exit); never leaves a process behind."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGQUIT)
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
