@@ -108,7 +108,7 @@ def _given_hparams(body: JobCreate, problems: list[dict[str, Any]]) -> dict[str,
         given = dict(body.hparams)
     elif body.hparams_yaml is not None:
         try:
-            given = parse_overrides(body.hparams_yaml)
+            given = parse_overrides(body.hparams_yaml, allow_path=False)
         except ConfigError as err:
             problems += [_problem("hparams_yaml", p) for p in err.problems]
     if body.var_freeze_expr is not None:

@@ -403,8 +403,9 @@ def get_config(model_name: str, overrides: Mapping[str, Any] | str | None = None
     return _validate(_merge(base, updates), _unknown_key_problems(updates))
 
 
-def parse_overrides(overrides: Mapping[str, Any] | str | None) -> dict[str, Any]:
-    """Turn a dict, an automl 'a=b,c.d=e' string, a YAML text or a .yaml path into a nested dict."""
+def parse_overrides(overrides: Mapping[str, Any] | str | None, allow_path: bool = True) -> dict[str, Any]:
+    """Turn a dict, an automl 'a=b,c.d=e' string, a YAML text or (allow_path: a local CLI) a .yaml path into a
+    nested dict; a server passes allow_path=False so that a request cannot make it read its own files."""
     if overrides is None:
         return {}
     if isinstance(overrides, Mapping):
@@ -413,6 +414,8 @@ def parse_overrides(overrides: Mapping[str, Any] | str | None) -> dict[str, Any]
     if not text:
         return {}
     if text.endswith((".yaml", ".yml")) and "\n" not in text:
+        if not allow_path:
+            raise ConfigError([f"{text!r} looks like a file name: send the YAML text itself, not a path"])
         return load_yaml(Path(text))
     if "=" in text and "\n" not in text and ": " not in text:
         return parse_override_string(text)

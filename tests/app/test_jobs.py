@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from app.models import DatasetStatus, Job, JobEvent, JobStatus
@@ -42,6 +43,17 @@ def test_job_validation_reports_every_problem_at_once(service: Any) -> None:
     assert "'imagenet' not found" in problems["pretrained"][0]
     assert service.count(Job) == 0
     assert service.broker_messages() == []
+
+
+def test_hparams_yaml_is_never_read_as_a_server_path(sqlite_service: Any, tmp_path: Path) -> None:
+    secret = tmp_path / "server.yaml"
+    secret.write_text("learning_rate: 0.5\n")
+    dataset = sqlite_service.dataset()
+    problems = _problems(_submit(sqlite_service, dataset_id=dataset, hparams_yaml=str(secret), num_steps=5))
+    assert problems["hparams_yaml"] == [
+        f"{str(secret)!r} looks like a file name: send the YAML text itself, not a path"
+    ]
+    assert sqlite_service.count(Job) == 0
 
 
 def test_job_rejects_freeze_expr_matching_nothing_and_unready_dataset(sqlite_service: Any) -> None:
