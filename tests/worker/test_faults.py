@@ -162,6 +162,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'effdet.db'}"
 
 
+@pytest.fixture
+def enter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_service: Any) -> Callable[..., Path]:
+    """`enter(database_url, broker_url=None, data_dir=None)`: point this test (and the workers it starts) at a
+    data dir (default tmp_path/var), a database and a broker (default: the embedded queue in the data dir)."""
+
+    def enter_with(database_url: str, broker_url: str | None = None, data_dir: Path | None = None) -> Path:
+        folder = use_service(monkeypatch, data_dir or tmp_path / "var", database_url)
+        if broker_url:
+            monkeypatch.setenv("EFFDET_BROKER_URL", broker_url)
+        else:
+            monkeypatch.delenv("EFFDET_BROKER_URL", raising=False)
+        reset_caches()
+        return Path(folder)
+
+    return enter_with
+
+
 def _plates_zip(tmp_path: Path, rows: Any, num_images: int, name: str = "plates") -> Path:
     from effdet.data.synthetic import write_dataset
 
@@ -195,15 +212,12 @@ def _models_of(job_id: str) -> list[ModelVersion]:
 def test_sigkilled_conversion_is_finished_once_by_the_next_worker_without_scratch_left(
     database_url: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    use_service: Any,
+    enter: Callable[..., Path],
     rows: Any,
     workers: Callable[[], Any],
     wait: Any,
 ) -> None:
-    data_dir = use_service(monkeypatch, tmp_path / "var", database_url)
-    monkeypatch.delenv("EFFDET_BROKER_URL", raising=False)  # the embedded queue on SQLite in the data dir
-    reset_caches()
+    data_dir = enter(database_url)  # the embedded queue on SQLite in the data dir
     dataset_id = rows.add_dataset(_plates_zip(tmp_path, rows, 12), val_fraction=0.25)
     folder = data_dir / "datasets" / dataset_id
     send_convert(dataset_id)
@@ -246,15 +260,12 @@ def test_work_queued_in_redis_survives_a_restart_that_loses_it_and_runs_once(
     redis_server: Redis,
     pg_url: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    use_service: Any,
+    enter: Callable[..., Path],
     rows: Any,
     workers: Callable[[], Any],
     wait: Any,
 ) -> None:
-    use_service(monkeypatch, tmp_path / "var", pg_url)
-    monkeypatch.setenv("EFFDET_BROKER_URL", redis_server.url)
-    reset_caches()
+    enter(pg_url, redis_server.url)
     # no val split and a training budget spent before the first step: the job still goes training -> evaluating
     # -> exporting -> succeeded with a model, without the minutes that tracing a train step and an evaluation
     # cost on this CPU
@@ -322,13 +333,10 @@ def test_api_answers_503_while_postgres_is_down_and_200_after_without_a_restart(
     postgres_server: Postgres,
     pg_url: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    use_service: Any,
+    enter: Callable[..., Path],
     rows: Any,
 ) -> None:
-    data_dir = use_service(monkeypatch, tmp_path / "var", pg_url)
-    monkeypatch.delenv("EFFDET_BROKER_URL", raising=False)
-    reset_caches()
+    data_dir = enter(pg_url)
     job_id = rows.add_job(rows.add_dataset(rows.zip_folder(data_dir, tmp_path / "empty.zip")), {}, {"num_steps": 1})
     paths = [f"/v1/jobs/{job_id}", "/readyz"]
     with TestClient(create_app(get_settings())) as client:
@@ -416,13 +424,10 @@ def test_full_data_volume_fails_the_job_with_advice_and_uploads_get_507(
     database_url: str,
     small_volume: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    use_service: Any,
+    enter: Callable[..., Path],
     rows: Any,
 ) -> None:
-    use_service(monkeypatch, small_volume, database_url)
-    monkeypatch.setenv("EFFDET_BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.db'}")
-    reset_caches()
+    enter(database_url, f"sqla+sqlite:///{tmp_path / 'broker.db'}", small_volume)
     dataset_id = _ready_dataset(tmp_path, rows)
     options = {"num_steps": 4, "batch_size": 2, "checkpoint_every": 2, "bn_recalibration_batches": 0}
     job_id = rows.add_job(dataset_id, {}, options)
