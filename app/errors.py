@@ -1,6 +1,6 @@
 """Faults of the services under the API, as answers a client can act on instead of a 500: an unreachable
 database is a 503 (try again shortly), a full data volume a 507 (free space). The worker uses `is_disk_full`
-and `DISK_FULL_ADVICE` too, so a job that hits a full disk fails with the same advice."""
+and `disk_full_message` too, so a job or a conversion that hits a full disk fails with the same advice."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ DISK_FULL_TEXTS = ("no space left on device", "database or disk is full", "disk 
 """How a full disk reads in messages that carry no errno: TensorFlow's file writes, SQLite, PostgreSQL."""
 POSTGRES_DISK_FULL = "53100"
 """PostgreSQL's SQLSTATE disk_full."""
-
-DISK_FULL_ADVICE = "free space there (delete datasets, runs or models you no longer need)"
 
 UNAVAILABLE = "the database is unavailable; try again shortly (GET /readyz tells when it is back)"
 
@@ -44,9 +42,17 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
+def disk_full_message(doing: str, retry: str) -> str:
+    """What a user reads when the data volume filled up while `doing` something, ending with how to `retry`."""
+    return (
+        f"no space left on the data volume (EFFDET_DATA_DIR) while {doing}; free space there (delete datasets, "
+        f"runs or models you no longer need), then {retry}"
+    )
+
+
 def disk_full_response() -> JSONResponse:
     """507 Insufficient Storage with what to do."""
-    detail = f"no space left on the server's data volume (EFFDET_DATA_DIR); {DISK_FULL_ADVICE}, then try again"
+    detail = disk_full_message("storing this request's data", "try again")
     return JSONResponse({"detail": detail}, status_code=status.HTTP_507_INSUFFICIENT_STORAGE)
 
 
