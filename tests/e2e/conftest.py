@@ -1,5 +1,6 @@
 """Fixtures of the end-to-end tests: the embedded runner (`effdet-service run` = uvicorn + a real Celery worker)
-as a subprocess in its own process group, and the process helpers that check nothing is left running."""
+as a subprocess in its own process group, the process helpers that check nothing is left running, and the
+production environment (a fresh schema on the local PostgreSQL, an unused database on the local Redis)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +22,8 @@ RACCOON = REPO.parent / "shared" / "data" / "raccoon"
 EMBEDDED_UNSET = ("EFFDET_DATABASE_URL", "EFFDET_BROKER_URL")
 """Variables the runner does not inherit from the test's environment unless a test sets them."""
 SERVING = re.compile(r"effdet-service: serving on (http://\S+)")
+REDIS_PORT = 6379
+POSTGRES = "postgres@127.0.0.1:5432/test"
 
 
 def free_port() -> int:
@@ -111,3 +115,51 @@ def start_runner(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Runner]]
     yield start
     for runner in runners:
         runner.kill()
+
+
+@pytest.fixture
+def production_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL schema and an unused Redis database on this machine (started if down; never skipped)."""
+    import psycopg
+    import redis
+
+    client = redis.Redis(port=REDIS_PORT)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        subprocess.run(["redis-server", "--daemonize", "yes", "--port", str(REDIS_PORT), "--save", ""], check=False)
+        time.sleep(1)
+        client.ping()  # fails loudly: this test needs the real Redis
+    database = next(
+        (
+            index
+            for index in range(15, 0, -1)
+            if redis.Redis(port=REDIS_PORT, db=index).dbsize() == 0
+            and redis.Redis(port=REDIS_PORT, db=index).set("effdet-test-owner", uuid.uuid4().hex, nx=True, ex=900)
+        ),
+        None,
+    )
+    assert database is not None, "no unused Redis database (1-15) on 127.0.0.1:6379"
+    try:
+        connection = psycopg.connect(f"postgresql://{POSTGRES}", autocommit=True)
+    except psycopg.OperationalError:
+        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False)
+        time.sleep(2)
+        connection = psycopg.connect(f"postgresql://{POSTGRES}", autocommit=True)  # fails loudly
+    schema = f"e2e_{uuid.uuid4().hex[:12]}"
+    with connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield {
+            "EFFDET_DATABASE_URL": f"postgresql+psycopg://{POSTGRES}?options=-csearch_path%3D{schema}",
+            "EFFDET_BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/{database}",
+            "EFFDET_DATA_DIR": str(tmp_path / "var"),
+            "EFFDET_PROGRESS_INTERVAL_S": "0.5",
+            "EFFDET_JOB_LEASE_S": "10",
+            "PORT": str(free_port()),
+        }
+    finally:
+        redis.Redis(port=REDIS_PORT, db=database).flushdb()
+        with psycopg.connect(f"postgresql://{POSTGRES}", autocommit=True) as cleanup:
+            cleanup.execute(f"DROP SCHEMA {schema} CASCADE")
