@@ -8,10 +8,10 @@ Why the request path looks like this (bench/predict_load.py measures it against 
 - Uploads are checked from their header only (format, size): the SavedModel decodes the image itself, so a
   full Pillow decode here would decode every image twice. An image whose data is broken past its header makes
   the model's decode fail; only then is each image of that request decoded by Pillow to name the bad one.
-- One thread runs every inference (`InferenceQueue`). Requests waiting for the same model and threshold when
-  it picks work are run as one batch (no waiting for more: a lone request is never delayed). TensorFlow already
+- One thread runs every inference (`InferenceQueue`), a request at a time in arrival order. TensorFlow already
   uses every core for one call, so concurrent calls from many request threads only thrash and hold one set of
-  activations each; one thread keeps memory flat and answers in arrival order.
+  activations each. Batching waiting requests was measured and dropped: on the 2-core CPU, 8 clients served
+  in batches of up to 8 images got 0.38x the throughput of sequential batch-1 calls (BENCHMARKS.md).
 - A request that finds more than EFFDET_PREDICT_MAX_QUEUED_IMAGES images waiting is answered 503 with
   Retry-After (the seconds the queue needs at the recent pace) instead of queueing without bound.
 """
@@ -36,8 +36,6 @@ from effdet.predict import Detection, ExportedModel, draw_detections, load_expor
 
 TF_DECODABLE = frozenset({"JPEG", "PNG", "GIF", "BMP"})
 """Formats the SavedModel decodes itself; others (WebP, TIFF, ...) are re-encoded as PNG first."""
-MAX_BATCH_IMAGES = 8
-"""Most images one inference call takes when requests queue up."""
 
 
 class ModelCache:
@@ -102,11 +100,10 @@ class _Request:
 
 
 class InferenceQueue:
-    """Runs every prediction on one thread, batching the requests that wait for the same model and threshold."""
+    """Runs every prediction on one thread, one request (all its images) at a time, in arrival order."""
 
-    def __init__(self, cache: ModelCache, max_queued_images: int, max_batch_images: int = MAX_BATCH_IMAGES) -> None:
+    def __init__(self, cache: ModelCache, max_queued_images: int) -> None:
         self._cache = cache
-        self.max_batch_images = max_batch_images
         self.max_queued_images = max_queued_images
         self._pending: deque[_Request] = deque()
         self._queued_images = 0
@@ -133,7 +130,7 @@ class InferenceQueue:
         return request.future
 
     def stop(self) -> None:
-        """Let the thread finish its current batch and exit; requests still waiting fail."""
+        """Let the thread finish its current request and exit; requests still waiting fail."""
         with self._wakeup:
             self._stopping = True
             waiting = list(self._pending)
@@ -143,52 +140,30 @@ class InferenceQueue:
         for request in waiting:
             request.future.set_exception(RuntimeError("the service is shutting down"))
 
-    def _next_batch(self) -> list[_Request] | None:
-        """The oldest request and those behind it for the same model and threshold (up to max_batch_images),
-        less those whose client went away; None when stopping."""
-        with self._wakeup:
-            while not self._pending and not self._stopping:
-                self._wakeup.wait()
-            if self._stopping:
-                self._thread = None
-                return None
-            first = self._pending.popleft()
-            batch, size = [first], len(first.images)
-            for request in list(self._pending):
-                if size + len(request.images) > self.max_batch_images:
-                    break
-                if (request.model_id, request.threshold) == (first.model_id, first.threshold):
-                    self._pending.remove(request)
-                    batch.append(request)
-                    size += len(request.images)
-            self._queued_images -= size
-        return [request for request in batch if request.future.set_running_or_notify_cancel()]
+    def _next(self) -> _Request | None:
+        """The oldest waiting request whose client is still there; None when stopping."""
+        while True:
+            with self._wakeup:
+                while not self._pending and not self._stopping:
+                    self._wakeup.wait()
+                if self._stopping:
+                    self._thread = None
+                    return None
+                request = self._pending.popleft()
+                self._queued_images -= len(request.images)
+            if request.future.set_running_or_notify_cancel():
+                return request
 
     def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            if not batch:
-                continue
+        while (request := self._next()) is not None:
             start = time.perf_counter()
-            self._predict(batch)
-            images = sum(len(request.images) for request in batch)
-            self._seconds_per_image = 0.8 * self._seconds_per_image + 0.2 * (time.perf_counter() - start) / images
-
-    def _predict(self, batch: list[_Request]) -> None:
-        """Answer every request of the batch; after a failure, each request alone (so one bad image fails one)."""
-        first = batch[0]
-        try:
-            loaded = self._cache.get(first.model_id, first.saved_model)
-            results = predict_images(loaded, [i for r in batch for i in r.images], score_threshold=first.threshold)
-        except Exception as err:
-            if len(batch) > 1:
-                for request in batch:
-                    self._predict([request])
-            else:
-                first.future.set_exception(_explained(first, err))
-            return
-        for request in batch:
-            request.future.set_result(results[: len(request.images)])
-            results = results[len(request.images) :]
+            try:
+                loaded = self._cache.get(request.model_id, request.saved_model)
+                request.future.set_result(predict_images(loaded, request.images, score_threshold=request.threshold))
+            except Exception as err:
+                request.future.set_exception(_explained(request, err))
+            elapsed = time.perf_counter() - start
+            self._seconds_per_image = 0.8 * self._seconds_per_image + 0.2 * elapsed / len(request.images)
 
 
 def _explained(request: _Request, err: Exception) -> Exception:
