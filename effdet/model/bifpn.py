@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from effdet.model.layers import activation, batch_norm
+from effdet.model.layers import Composite, activation, batch_norm
 
 FUSION_EPSILON = 1e-4
 
@@ -46,7 +46,7 @@ def bifpn_nodes(min_level: int, max_level: int) -> list[FusionNode]:
     return nodes
 
 
-class ResampleFeatureMap(keras.layers.Layer):
+class ResampleFeatureMap(Composite):
     """Bring a feature map to a target level: 1x1 conv (+BN) to the target width if it differs, then
     max-pool (downsampling) or nearest-neighbour resize (upsampling) to the target size."""
 
@@ -104,7 +104,7 @@ class ResampleFeatureMap(keras.layers.Layer):
         }
 
 
-class OpAfterCombine(keras.layers.Layer):
+class OpAfterCombine(Composite):
     """What follows a fusion: activation -> (separable) 3x3 conv -> BN (or conv -> BN -> activation)."""
 
     def __init__(
@@ -226,7 +226,7 @@ class FNode(keras.layers.Layer):
         }
 
 
-class FPNCell(keras.layers.Layer):
+class FPNCell(Composite):
     """One BiFPN layer: all fused nodes in order; returns the newest feature of every level."""
 
     def __init__(
@@ -268,7 +268,7 @@ class FPNCell(keras.layers.Layer):
         }
 
 
-class FPNCells(keras.layers.Layer):
+class FPNCells(Composite):
     """`fpn_cell_repeats` stacked BiFPN layers; the first adapts the backbone widths."""
 
     def __init__(

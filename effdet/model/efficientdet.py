@@ -85,6 +85,10 @@ class EfficientDet(keras.Model):
         self.class_net = class_net(config.num_classes, config.num_anchors, **head_args)
         self.box_net = box_net(config.num_anchors, **head_args)
 
+    def build(self, input_shape: Any) -> None:
+        """Sub-layers build on the first call (see layers.Composite: no symbolic pre-run of the network)."""
+        self.built = True
+
     def call(self, images: tf.Tensor, training: bool = False) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
         # is_training_bn=False freezes batch statistics (and stochastic depth) even while training.
         training = bool(training) and self.hparams.is_training_bn

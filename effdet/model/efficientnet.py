@@ -20,7 +20,14 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from effdet.model.layers import DepthwiseConv, activation, batch_norm, conv_kernel_initializer, drop_connect
+from effdet.model.layers import (
+    Composite,
+    DepthwiseConv,
+    activation,
+    batch_norm,
+    conv_kernel_initializer,
+    drop_connect,
+)
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ def _conv(filters: int, kernel_size: int, name: str, strides: int = 1, use_bias:
     )
 
 
-class SqueezeExcite(keras.layers.Layer):
+class SqueezeExcite(Composite):
     """Squeeze-and-excitation: channel gates from globally pooled features."""
 
     def __init__(self, reduced_filters: int, filters: int, act_type: str, **kwargs: Any) -> None:
@@ -157,7 +164,7 @@ class SqueezeExcite(keras.layers.Layer):
         }
 
 
-class MBConvBlock(keras.layers.Layer):
+class MBConvBlock(Composite):
     """Mobile inverted bottleneck: 1x1 expand -> depthwise -> SE -> 1x1 project, residual when shapes allow."""
 
     def __init__(self, args: BlockArgs, act_type: str, survival_prob: float | None, **kwargs: Any) -> None:
@@ -211,7 +218,7 @@ class MBConvBlock(keras.layers.Layer):
         }
 
 
-class Stem(keras.layers.Layer):
+class Stem(Composite):
     """3x3 stride-2 convolution that opens the network."""
 
     def __init__(self, filters: int, act_type: str, **kwargs: Any) -> None:
@@ -228,7 +235,7 @@ class Stem(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "act_type": self.act_type}
 
 
-class EfficientNet(keras.layers.Layer):
+class EfficientNet(Composite):
     """EfficientNet feature extractor: returns the last feature map of each stride 2, 4, 8, 16, 32.
 
     call(images: float32 [batch, H, W, 3], normalised) -> list of 5 tensors, element i at stride 2**(i+1)

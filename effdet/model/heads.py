@@ -14,12 +14,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from effdet.model.layers import activation, batch_norm, drop_connect
+from effdet.model.layers import Composite, activation, batch_norm, drop_connect
 
 CLASS_PRIOR = 0.01
 
 
-class HeadNet(keras.layers.Layer):
+class HeadNet(Composite):
     """Shared conv tower plus a prediction conv with `outputs_per_anchor` channels per anchor.
 
     call(feats: list of float [batch, h_l, w_l, filters], one per level) ->

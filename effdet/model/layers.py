@@ -31,6 +31,18 @@ def activation(x: tf.Tensor, act_type: str) -> tf.Tensor:
     return _ACTIVATIONS[act_type](x)
 
 
+class Composite(keras.layers.Layer):
+    """A layer made only of sub-layers, which build themselves when first called.
+
+    Without a build() of its own, Keras 3 builds such a layer by first running call() on symbolic inputs, and
+    each nested composite does so again inside its parent's run: D0 was traced about five times over before
+    its first real forward pass. Marking it built lets the first real call build the sub-layers instead.
+    """
+
+    def build(self, input_shape: Any) -> None:
+        self.built = True
+
+
 class FusedBatchNorm(keras.layers.BatchNormalization):
     """Keras batch norm computed by TensorFlow's fused kernel (one op instead of about ten).
 
