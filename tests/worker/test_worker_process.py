@@ -22,7 +22,7 @@ from worker.tasks import convert_dataset
 @pytest.fixture
 def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_service: Any) -> str:
     """The embedded environment: SQLite database and kombu's SQLAlchemy broker on SQLite, in a temp data dir.
-    (The PostgreSQL + Redis variant with a real worker is tests/e2e/test_service.py.)"""
+    (The PostgreSQL + Redis variant with a real worker is tests/e2e/test_journey.py.)"""
     use_service(monkeypatch, tmp_path / "var")
     monkeypatch.delenv("EFFDET_BROKER_URL", raising=False)
     return "sqlite"
