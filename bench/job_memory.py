@@ -128,7 +128,7 @@ def main() -> None:
                 batch_size=args.batch_size,
                 status=job["status"],
                 job_seconds=round(seconds, 1),
-                train_images_per_sec=(job.get("progress") or {}).get("images_per_sec"),
+                train_images_per_sec=round((job.get("progress") or {}).get("images_per_sec") or 0, 2),
                 api_peak_rss_mb=sampler.api_mb,
                 worker_peak_rss_mb=sampler.worker_mb,
             )
