@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 from bench.common import QUICK, emit
-from effdet.checkpoints import load_run_model
+from bench.fit import train_and_evaluate
 from effdet.config import get_config
 from effdet.data.convert import convert_dataset
 from effdet.data.synthetic import write_dataset
-from effdet.evaluate import evaluate_model
-from effdet.train import TrainOptions, train
+from effdet.train import TrainOptions
 
 
 def main() -> None:
@@ -42,31 +40,15 @@ def main() -> None:
         write_dataset(root / "raw", args.num_images, "voc", seed=11)
         convert_dataset(root / "raw", root / "data", val_fraction=0.15)
         config = get_config("efficientdet-d0", recipe)
-        start = time.perf_counter()
-        result = train(
-            config,
-            str(root / "data" / "train-*.tfrecord"),
-            None,
-            root / "run",
-            TrainOptions(batch_size=args.batch_size, num_steps=args.steps, checkpoint_every=10**6),
-        )
-        minutes = (time.perf_counter() - start) / 60
-        config, model = load_run_model(root / "run")
-        metrics = evaluate_model(
-            model, config, str(root / "data" / "val-*.tfrecord"), root / "data" / "val_annotations.json"
-        )
+        options = TrainOptions(batch_size=args.batch_size, num_steps=args.steps, checkpoint_every=10**6)
+        figures = train_and_evaluate(config, root / "data", root / "run", options)
     emit(
         "learning_synthetic",
         model="efficientdet-d0",
         **recipe,
         images=args.num_images,
-        steps=args.steps,
         batch_size=args.batch_size,
-        train_minutes=round(minutes, 1),
-        train_images_per_sec=round(result.images_per_sec or 0, 1),
-        ap=round(metrics.ap or 0, 3),
-        ap50=round(metrics.ap50 or 0, 3),
-        ap75=round(metrics.ap75 or 0, 3),
+        **figures,
     )
 
 

@@ -15,17 +15,15 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
 from bench.common import QUICK, RACCOON, emit
-from effdet.checkpoints import load_run_model
+from bench.fit import train_and_evaluate
 from effdet.config import get_config, parse_overrides
 from effdet.data.convert import convert_dataset
-from effdet.evaluate import evaluate_model
 from effdet.torch_import import import_backbone
-from effdet.train import TrainOptions, train
+from effdet.train import TrainOptions
 
 
 def backbone_pth(model: str, folder: Path) -> Path:
@@ -65,13 +63,7 @@ def main() -> None:
             pretrained=pretrained,
             checkpoint_every=10**6,
         )
-        start = time.perf_counter()
-        result = train(config, str(root / "data" / "train-*.tfrecord"), None, root / "run", options)
-        minutes = (time.perf_counter() - start) / 60
-        config, model = load_run_model(root / "run")
-        metrics = evaluate_model(
-            model, config, str(root / "data" / "val-*.tfrecord"), root / "data" / "val_annotations.json"
-        )
+        figures = train_and_evaluate(config, root / "data", root / "run", options)
     emit(
         "transfer_raccoon",
         model=args.model,
@@ -79,15 +71,9 @@ def main() -> None:
         hparams=overrides,
         train_images=report.splits["train"].images,
         val_images=report.splits["val"].images,
-        steps=result.step,
         planned_steps=args.steps,
-        ended=result.status,
         batch_size=args.batch_size,
-        train_minutes=round(minutes, 1),
-        train_images_per_sec=round(result.images_per_sec or 0, 2),
-        ap=round(metrics.ap or 0, 3),
-        ap50=round(metrics.ap50 or 0, 3),
-        ap75=round(metrics.ap75 or 0, 3),
+        **figures,
     )
 
 

@@ -1,0 +1,31 @@
+"""Train on converted records and score the exported weights on their val split: the shared core of the
+learning benchmarks, returning the figures they report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from effdet.checkpoints import load_run_model
+from effdet.config import Config
+from effdet.evaluate import evaluate_model
+from effdet.train import TrainOptions, train
+
+
+def train_and_evaluate(config: Config, data_dir: Path, run_dir: Path, options: TrainOptions) -> dict[str, Any]:
+    """Steps done, how the run ended, training minutes and images/s, then AP/AP50/AP75 on data_dir's val split."""
+    start = time.perf_counter()
+    result = train(config, str(data_dir / "train-*.tfrecord"), None, run_dir, options)
+    minutes = (time.perf_counter() - start) / 60
+    config, model = load_run_model(run_dir)
+    metrics = evaluate_model(model, config, str(data_dir / "val-*.tfrecord"), data_dir / "val_annotations.json")
+    return {
+        "steps": result.step,
+        "ended": result.status,
+        "train_minutes": round(minutes, 1),
+        "train_images_per_sec": round(result.images_per_sec or 0, 2),
+        "ap": round(metrics.ap or 0, 3),
+        "ap50": round(metrics.ap50 or 0, 3),
+        "ap75": round(metrics.ap75 or 0, 3),
+    }
