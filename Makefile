@@ -30,8 +30,9 @@ pytest: $(STAMP)
 
 test: lint pytest
 
-# Every benchmark (long: about an hour here), results in var/bench/{results.jsonl,report.md}; QUICK=1 runs each
-# with its smoke-run defaults in a few minutes. One alone: $(BIN)/python -m bench.<name> --help.
+# Every benchmark (long: about two hours here, one of them the two 30-minute transfer runs), results in
+# var/bench/{results.jsonl,report.md}; QUICK=1 runs each with its smoke-run defaults in a few minutes.
+# One alone: $(BIN)/python -m bench.<name> --help.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all $(if $(QUICK),--quick)
 

@@ -1,5 +1,6 @@
 """What the benchmarks share: the machine and versions of a result, the test image, an exported model registered
-in a data dir, a uvicorn server in a subprocess, process memory from /proc, and the JSON line printer."""
+in a data dir, a uvicorn server or the whole service in a subprocess, process memory from /proc, and the JSON line
+printer."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import io
 import json
 import os
 import platform
+import re
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,6 +200,79 @@ def serve_api(data_dir: Path, extra_env: dict[str, str] | None = None, log: Path
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+FINISHED = ("succeeded", "failed", "cancelled")
+"""The job states after which nothing changes."""
+
+
+def raccoon_zip(*folders: str) -> bytes:
+    """The shared raccoon dataset's images plus the named annotation folders (annotations: VOC, csv: its split)
+    as one upload."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(RACCOON.rglob("*")):
+            if path.is_file() and path.parent.name in ("images", *folders):
+                archive.write(path, f"raccoon/{path.relative_to(RACCOON)}")
+    return buffer.getvalue()
+
+
+def wait_for(
+    client: Any, path: str, done: tuple[str, ...], timeout: float, every: float, on_poll: Callable[[], None]
+) -> dict[str, Any]:
+    """GET path every `every` seconds until its status is in done (calling on_poll before each GET)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        on_poll()
+        body: dict[str, Any] = client.get(path).raise_for_status().json()
+        if body["status"] in done:
+            return body
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} still {body['status']} after {timeout:.0f} s")
+        time.sleep(every)
+
+
+SERVING = re.compile(r"serving on (http://\S+)")
+
+
+def process_tree(pid: int) -> list[int]:
+    """Every process below pid (from /proc/<pid>/task/*/children), deepest last."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            direct = [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in direct:
+            found += [child, *process_tree(child)]
+    return found
+
+
+@contextlib.contextmanager
+def serve_service(data_dir: Path, log: Path) -> Iterator[Server]:
+    """`python -m app.runner` (the API and one Celery worker, embedded SQLite and queue) on data_dir, as a new
+    user starts it from the README; interrupted like Ctrl-C on exit, killed if it does not stop in a minute."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EFFDET_")}
+    env |= {"EFFDET_DATA_DIR": str(data_dir), "PORT": str(free_port())}
+    with log.open("wb") as output:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "app.runner"], cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not (found := SERVING.search(log.read_text(errors="replace"))):
+            if runner.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the runner did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.3)
+        yield Server(url=found.group(1), pid=runner.pid)
+    finally:
+        runner.send_signal(signal.SIGINT)
+        try:
+            runner.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            for pid in process_tree(runner.pid):
+                os.kill(pid, signal.SIGKILL)
+            runner.kill()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -10,47 +10,14 @@ Prints one JSON line: job status and seconds, peak RSS of the API and of the wor
 from __future__ import annotations
 
 import argparse
-import io
-import os
-import re
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import QUICK, RACCOON, REPO, emit, free_port, memory_mb
-
-SERVING = re.compile(r"serving on (http://\S+)")
-FINISHED = ("succeeded", "failed", "cancelled")
-
-
-def children(pid: int) -> list[int]:
-    """Every process below pid (from /proc/<pid>/task/*/children), deepest last."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            direct = [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for child in direct:
-            found += [child, *children(child)]
-    return found
-
-
-def dataset_zip() -> bytes:
-    """The shared raccoon dataset (images and VOC annotations) as an upload."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(RACCOON.rglob("*")):
-            if path.is_file() and path.parent.name in ("images", "annotations"):
-                archive.write(path, f"raccoon/{path.relative_to(RACCOON)}")
-    return buffer.getvalue()
+from bench.common import FINISHED, QUICK, emit, memory_mb, process_tree, raccoon_zip, serve_service, wait_for
 
 
 class Sampler:
@@ -63,20 +30,12 @@ class Sampler:
 
     def sample(self) -> None:
         self.api_mb = max(self.api_mb, memory_mb(self.api_pid).get("peak_rss_mb", 0.0))
-        worker = [memory_mb(pid).get("peak_rss_mb", 0.0) for pid in children(self.api_pid)]
+        worker = [memory_mb(pid).get("peak_rss_mb", 0.0) for pid in process_tree(self.api_pid)]
         self.worker_mb = max([self.worker_mb, *worker])
 
     def wait(self, client: httpx.Client, path: str, done: tuple[str, ...], timeout: float) -> dict[str, Any]:
         """Poll path every half second (sampling memory) until its status is in done."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.sample()
-            body: dict[str, Any] = client.get(path).json()
-            if body["status"] in done:
-                return body
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{path} still {body['status']} after {timeout:.0f} s")
-            time.sleep(0.5)
+        return wait_for(client, path, done, timeout, 0.5, self.sample)
 
 
 def main() -> None:
@@ -86,60 +45,39 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2 if QUICK else 20)
     parser.add_argument("--batch-size", type=int, default=2 if QUICK else 4)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        log = Path(scratch) / "runner.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EFFDET_")}
-        env |= {"EFFDET_DATA_DIR": str(Path(scratch) / "var"), "PORT": str(free_port())}
-        with log.open("wb") as output:
-            runner = subprocess.Popen(
-                [sys.executable, "-m", "app.runner"], cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
+    with tempfile.TemporaryDirectory() as scratch, serve_service(Path(scratch) / "var", Path(scratch) / "log") as api:
+        sampler = Sampler(api.pid)
+        with httpx.Client(base_url=api.url, timeout=120) as client:
+            upload = client.post("/v1/datasets", files={"file": ("raccoon.zip", raccoon_zip("annotations"))})
+            upload.raise_for_status()
+            dataset = sampler.wait(client, f"/v1/datasets/{upload.json()['id']}", ("ready", "failed"), 600)
+            hparams = {"image_size": args.image_size}
+            submitted = client.post(
+                "/v1/jobs",
+                json={
+                    "dataset_id": dataset["id"],
+                    "model": f"efficientdet-{args.model}",
+                    "hparams": hparams,
+                    "num_steps": args.steps,
+                    "batch_size": args.batch_size,
+                },
             )
-        try:
-            deadline = time.monotonic() + 120
-            while not (found := SERVING.search(log.read_text(errors="replace"))):
-                if runner.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the runner did not start:\n{log.read_text(errors='replace')[-3000:]}")
-                time.sleep(0.3)
-            sampler = Sampler(runner.pid)
-            with httpx.Client(base_url=found.group(1), timeout=120) as client:
-                upload = client.post("/v1/datasets", files={"file": ("raccoon.zip", dataset_zip())})
-                upload.raise_for_status()
-                dataset = sampler.wait(client, f"/v1/datasets/{upload.json()['id']}", ("ready", "failed"), 600)
-                hparams = {"image_size": args.image_size}
-                submitted = client.post(
-                    "/v1/jobs",
-                    json={
-                        "dataset_id": dataset["id"],
-                        "model": f"efficientdet-{args.model}",
-                        "hparams": hparams,
-                        "num_steps": args.steps,
-                        "batch_size": args.batch_size,
-                    },
-                )
-                submitted.raise_for_status()
-                start = time.perf_counter()
-                job = sampler.wait(client, f"/v1/jobs/{submitted.json()['id']}", FINISHED, 1800)
-                seconds = time.perf_counter() - start
-            emit(
-                "job_memory",
-                model=f"efficientdet-{args.model}",
-                image_size=args.image_size,
-                steps=args.steps,
-                batch_size=args.batch_size,
-                status=job["status"],
-                job_seconds=round(seconds, 1),
-                train_images_per_sec=round((job.get("progress") or {}).get("images_per_sec") or 0, 2),
-                api_peak_rss_mb=sampler.api_mb,
-                worker_peak_rss_mb=sampler.worker_mb,
-            )
-        finally:
-            runner.send_signal(signal.SIGINT)
-            try:
-                runner.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                for pid in children(runner.pid):
-                    os.kill(pid, signal.SIGKILL)
-                runner.kill()
+            submitted.raise_for_status()
+            start = time.perf_counter()
+            job = sampler.wait(client, f"/v1/jobs/{submitted.json()['id']}", FINISHED, 1800)
+            seconds = time.perf_counter() - start
+        emit(
+            "job_memory",
+            model=f"efficientdet-{args.model}",
+            image_size=args.image_size,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            status=job["status"],
+            job_seconds=round(seconds, 1),
+            train_images_per_sec=round((job.get("progress") or {}).get("images_per_sec") or 0, 2),
+            api_peak_rss_mb=sampler.api_mb,
+            worker_peak_rss_mb=sampler.worker_mb,
+        )
 
 
 if __name__ == "__main__":

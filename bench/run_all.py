@@ -24,6 +24,8 @@ BENCHMARKS = (
     "predict_load",
     "job_memory",
     "learning_synthetic",
+    "transfer_raccoon",
+    "transfer_raccoon_api",
 )
 
 

