@@ -17,6 +17,7 @@ from PIL import Image
 from effdet.config import Config, get_config
 from effdet.export import export_saved_model, export_tflite
 from effdet.predict import Detection, draw_detections, load_exported, predict_images
+from tests.cheap import CHEAP
 
 MIN_SCORE = 0.9
 
@@ -48,7 +49,8 @@ def network_inputs(config: Config, images: list[bytes]) -> tf.Tensor:
 
 @pytest.fixture(scope="module")
 def config() -> Config:
-    return get_config("efficientdet-d0", {"image_size": 128, "num_classes": 2, "label_map": {1: "plate", 2: "car"}})
+    hparams = {**CHEAP, "image_size": 128, "num_classes": 2, "label_map": {1: "plate", 2: "car"}}
+    return get_config("efficientdet-d0", hparams)
 
 
 @pytest.fixture(scope="module")

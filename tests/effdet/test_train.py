@@ -52,7 +52,7 @@ def test_resume_is_exact_and_two_halves_make_the_whole(tiny_records: Path, tiny_
     assert (again.status, again.start_step, again.step) == ("cancelled", N, N)
     restored = _state(run)
     assert saved.keys() == restored.keys()
-    assert sum(n.startswith("optimizer/_variables/") for n in saved) > 400  # the momentum slots
+    assert sum(n.startswith("optimizer/_variables/") for n in saved) >= whole.trainable_variables  # momenta
     for name, value in saved.items():
         np.testing.assert_array_equal(restored[name], value, err_msg=name)
 
