@@ -23,6 +23,7 @@ from app.models import Dataset, DatasetStatus, Job, JobEvent, JobStatus, ModelVe
 from app.settings import Settings, get_settings
 from effdet.data.convert import ConversionReport, SplitSummary
 from effdet.data.stats import compute_stats
+from tests.cheap import CHEAP
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgresql")
@@ -261,7 +262,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
     from effdet.export import export_saved_model
     from effdet.model import build_model
 
-    config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, "label_map": {1: "raccoon"}})
+    config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, "label_map": {1: "raccoon"}, **CHEAP})
     model = build_model(config)
     folder = tmp_path_factory.mktemp("model")
     export_saved_model(model, config, folder / "saved_model")

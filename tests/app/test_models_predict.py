@@ -12,6 +12,7 @@ from PIL import Image
 
 from app.jobspec import variable_paths
 from app.models import JobStatus
+from tests.cheap import CHEAP
 
 pytestmark = pytest.mark.slow
 
@@ -111,6 +112,6 @@ def test_models_list_show_and_download(module_service: Any, model_id: str) -> No
 def test_freeze_probe_paths_are_real_variable_paths(exported: tuple[Path, set[str]]) -> None:
     from effdet.config import get_config
 
-    config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1})
+    config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, **CHEAP})  # as exported
     probes = variable_paths(config)
     assert set(probes) <= exported[1], sorted(set(probes) - exported[1])[:5]

@@ -8,6 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from effdet.cli import app
+from tests.cheap import CHEAP
 
 runner = CliRunner()
 
@@ -44,7 +45,7 @@ def test_synth_convert_train_resume_eval_export_predict(tmp_path: Path) -> None:
     _run("synth", "--output", tmp_path / "raw", "--num-images", 12, "--seed", 2)
     _run("convert", tmp_path / "raw", "--output", tmp_path / "data", "--val-fraction", 0.25)
     hparams = tmp_path / "hparams.yaml"
-    hparams.write_text(yaml.safe_dump({**GUIDE_YAML, "image_size": "256x128"}))
+    hparams.write_text(yaml.safe_dump({**GUIDE_YAML, **CHEAP, "image_size": "256x128"}))
     train = ["train", "--model", "efficientdet-d0", "--hparams", hparams, "--batch-size", 2]
     train += ["--train", f"{tmp_path}/data/train-*.tfrecord", "--run-dir", tmp_path / "run"]
 

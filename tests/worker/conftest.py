@@ -20,6 +20,7 @@ import pytest
 from app.db import make_engine, reset_caches, session_scope
 from app.models import Base, Dataset, Job
 from app.settings import get_settings
+from tests.cheap import CHEAP
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,7 +102,7 @@ class Rows:
         """A queued job on d0 with the given overrides (resolved and stored flat, as the API does); returns its id."""
         from effdet.config import get_config
 
-        config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, **hparams}).to_flat()
+        config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, **CHEAP, **hparams}).to_flat()
         with session_scope() as session:
             job = Job(dataset_id=dataset_id, model_name="efficientdet-d0", config=config, options=options, **values)
             session.add(job)

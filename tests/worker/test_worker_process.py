@@ -18,6 +18,9 @@ from app.settings import get_settings
 from worker.celery_app import TRAIN_TASK, make_celery
 from worker.tasks import convert_dataset
 
+STEPS = 24
+"""Training steps of the job that is killed after its second checkpoint (every 4 steps)."""
+
 
 @pytest.fixture
 def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_service: Any) -> str:
@@ -48,12 +51,12 @@ def test_sigkilled_worker_job_resumes_from_its_checkpoint_and_succeeds(
     raw = write_dataset(tmp_path / "plates", 12, "voc", seed=3)
     dataset_id = rows.add_dataset(rows.zip_folder(raw, tmp_path / "plates.zip"), val_fraction=0.25)
     convert_dataset(dataset_id)
-    options = {"num_steps": 40, "batch_size": 2, "checkpoint_every": 5, "bn_recalibration_batches": 0}
+    options = {"num_steps": STEPS, "batch_size": 2, "checkpoint_every": 4, "bn_recalibration_batches": 0}
     job_id = rows.add_job(dataset_id, {}, options)
     make_celery().send_task(TRAIN_TASK, args=[job_id])
 
     first = workers()
-    wait(lambda: (rows.job(job_id).progress or {}).get("step", 0) >= 10, 240, "step 10", first)
+    wait(lambda: (rows.job(job_id).progress or {}).get("step", 0) >= 8, 240, "step 8", first)
     killed_at = rows.job(job_id).progress["step"]
     first.kill()
     assert rows.job(job_id).status == JobStatus.training
@@ -74,16 +77,16 @@ def test_sigkilled_worker_job_resumes_from_its_checkpoint_and_succeeds(
     resumed = [data["message"] for kind, data in events if kind == "log" and "resumed" in data["message"]]
     assert len(resumed) == 1
     resumed_step = int(resumed[0].rsplit(" ", 1)[1])
-    assert 5 <= resumed_step <= killed_at
+    assert 4 <= resumed_step <= killed_at
     run = get_settings().data_dir / "runs" / job_id
     runs = _train_log_runs(run / "logs" / "train.jsonl")
     assert len(runs) == 2, f"two attempts, one after the other: {runs}"
     assert runs[0][-1] >= killed_at
     assert resumed_step < runs[1][0] <= runs[0][-1] + 1
-    assert runs[1][-1] == 40
+    assert runs[1][-1] == STEPS
     assert f"resumed from {run / 'checkpoints'}" in (run / "logs" / "worker.log").read_text()
 
-    assert job.progress["step"] == job.progress["total_steps"] == 40
+    assert job.progress["step"] == job.progress["total_steps"] == STEPS
     assert set(job.metrics) >= {"ap", "ap50", "ap75"}
     assert json.loads((run / "metrics.json").read_text())["ap"] == job.metrics["ap"]
     assert [data["ap"] for kind, data in events if kind == "metrics"] == [job.metrics["ap"]]
