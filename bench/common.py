@@ -218,13 +218,18 @@ def raccoon_zip(*folders: str) -> bytes:
 
 
 def wait_for(
-    client: Any, path: str, done: tuple[str, ...], timeout: float, every: float, on_poll: Callable[[], None]
+    client: Any,
+    path: str,
+    done: tuple[str, ...],
+    timeout: float,
+    every: float,
+    on_poll: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
-    """GET path every `every` seconds until its status is in done (calling on_poll before each GET)."""
+    """GET path every `every` seconds until its status is in done, handing each body to on_poll."""
     deadline = time.monotonic() + timeout
     while True:
-        on_poll()
         body: dict[str, Any] = client.get(path).raise_for_status().json()
+        on_poll(body)
         if body["status"] in done:
             return body
         if time.monotonic() > deadline:

@@ -35,7 +35,7 @@ class Sampler:
 
     def wait(self, client: httpx.Client, path: str, done: tuple[str, ...], timeout: float) -> dict[str, Any]:
         """Poll path every half second (sampling memory) until its status is in done."""
-        return wait_for(client, path, done, timeout, 0.5, self.sample)
+        return wait_for(client, path, done, timeout, 0.5, lambda _body: self.sample())
 
 
 def main() -> None:

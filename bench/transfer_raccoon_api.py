@@ -33,9 +33,8 @@ VAL_PHOTO = "raccoon-146.jpg"
 def wait(client: httpx.Client, path: str, done: tuple[str, ...], timeout: float) -> dict[str, Any]:
     """Poll path every 10 s until its status is in done, printing its state and progress to stderr."""
 
-    def show() -> None:
-        body = client.get(path).json()
-        print(body.get("status"), body.get("progress"), file=sys.stderr, flush=True)
+    def show(body: dict[str, Any]) -> None:
+        print(body["status"], body.get("progress"), file=sys.stderr, flush=True)
 
     return wait_for(client, path, done, timeout, 10, show)
 
