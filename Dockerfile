@@ -16,7 +16,7 @@ COPY effdet ./effdet
 COPY app ./app
 COPY worker ./worker
 COPY migrations ./migrations
-# Editable install: the code and migrations/ stay in /srv/effdet, where app.db finds the Alembic scripts.
+# Editable install: the code and migrations/ stay in /srv/effdet, where core.db finds the Alembic scripts.
 RUN python3.11 -m pip install --upgrade pip \
     && python3.11 -m pip install -e . \
     && if [ -n "$TENSORFLOW_EXTRA" ]; then python3.11 -m pip install "tensorflow[$TENSORFLOW_EXTRA]>=2.21,<2.22"; fi \

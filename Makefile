@@ -21,9 +21,10 @@ run: $(STAMP)
 	$(BIN)/effdet-service run
 
 lint: $(STAMP)
-	$(BIN)/ruff check effdet app worker effdet_client tests bench
-	$(BIN)/ruff format --check effdet app worker effdet_client tests bench
+	$(BIN)/ruff check effdet core app worker effdet_client tests bench
+	$(BIN)/ruff format --check effdet core app worker effdet_client tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	$(BIN)/pytest

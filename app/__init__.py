@@ -1,4 +1,2 @@
-"""The HTTP layer (FastAPI): datasets, jobs, models, predict. Never imports TensorFlow at import time.
-
-Built by the service issue; empty until then.
-"""
+"""The HTTP layer (FastAPI): datasets, jobs, models, predict, the dashboard. Never imports TensorFlow at import
+time, nor `worker`: state changes and the job queue go through `core`."""

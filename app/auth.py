@@ -17,7 +17,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.deps import SessionDep, SettingsDep
-from app.models import ApiKey, Dataset, Job, ModelVersion
+from core.tables import ApiKey, Dataset, Job, ModelVersion
 
 KEY_PREFIX = "edk_"
 STATIC_OWNER_CHARS = 32

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from app.auth import create_key
-from app.db import migrate, session_scope
-from app.settings import get_settings
+from core.db import migrate, session_scope
+from core.settings import get_settings
 
 app = typer.Typer(help="effdet-service: operate the EfficientDet training and serving service.", no_args_is_help=True)
 

@@ -1,53 +1,20 @@
 """Faults of the services under the API, as answers a client can act on instead of a 500: an unreachable
-database is a 503 (try again shortly), a full data volume a 507 (free space). The worker uses `is_disk_full`
-and `disk_full_message` too, so a job or a conversion that hits a full disk fails with the same advice."""
+database is a 503 (try again shortly), a full data volume a 507 (free space, in `core.disk`'s words)."""
 
 from __future__ import annotations
 
-import errno
 import logging
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from core.disk import disk_full_message, is_disk_full
 
 log = logging.getLogger(__name__)
 
-DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-DISK_FULL_TEXTS = ("no space left on device", "database or disk is full", "disk quota exceeded")
-"""How a full disk reads in messages that carry no errno: TensorFlow's file writes, SQLite, PostgreSQL."""
-POSTGRES_DISK_FULL = "53100"
-"""PostgreSQL's SQLSTATE disk_full."""
-
 UNAVAILABLE = "the database is unavailable; try again shortly (GET /readyz tells when it is back)"
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """True when exc, or an exception it was raised from, says the disk (or the quota) is full."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
-            return True
-        if getattr(current, "sqlstate", None) == POSTGRES_DISK_FULL:
-            return True
-        if any(text in str(current).lower() for text in DISK_FULL_TEXTS):
-            return True
-        if isinstance(current, DBAPIError) and isinstance(current.orig, BaseException):
-            current = current.orig
-        else:
-            current = current.__cause__ or current.__context__
-    return False
-
-
-def disk_full_message(doing: str, retry: str) -> str:
-    """What a user reads when the data volume filled up while `doing` something, ending with how to `retry`."""
-    return (
-        f"no space left on the data volume (EFFDET_DATA_DIR) while {doing}; free space there (delete datasets, "
-        f"runs or models you no longer need), then {retry}"
-    )
 
 
 def disk_full_response() -> JSONResponse:

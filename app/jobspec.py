@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.models import Dataset, DatasetStatus
 from app.pretrained import find_checkpoint, list_checkpoints
 from app.schemas import JobCreate
-from app.settings import Settings
+from core.settings import Settings
+from core.tables import Dataset, DatasetStatus
 from effdet.config import MODEL_NAMES, Config, ConfigError, get_config, parse_overrides
 from effdet.data.convert import ConversionReport
 from effdet.data.defaults import dataset_hparams

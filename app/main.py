@@ -14,12 +14,12 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from app.db import make_engine, migrate
 from app.errors import register_error_handlers
 from app.metrics import MetricsMiddleware
 from app.predictor import ModelCache
 from app.routers import checkpoints, datasets, health, home, jobs, models, predict
-from app.settings import Settings, get_settings
+from core.db import make_engine, migrate
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _lifespan(settings: Settings) -> object:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """A new application for these settings (default: from the environment; the queue in worker.queue always
+    """A new application for these settings (default: from the environment; the queue in core.queue always
     sends to the environment's broker, so pass settings that agree with it)."""
     settings = settings or get_settings()
     app = FastAPI(

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.models import Job, JobStatus
+from core.tables import Job, JobStatus
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter("effdet_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=REGISTRY)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.schemas import CheckpointPublic
-from app.settings import Settings
-from app.storage import checkpoints_dir, tree_size
+from app.storage import tree_size
+from core.layout import checkpoints_dir
+from core.settings import Settings
 
 OBJECT_GRAPH_KEY = b"_CHECKPOINTABLE_OBJECT_GRAPH"
 INDEX_PROBE_BYTES = 16 * 2**20

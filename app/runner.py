@@ -21,7 +21,7 @@ import threading
 import time
 from types import FrameType
 
-from app.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger("effdet.runner")
 
@@ -146,7 +146,7 @@ def serve(settings: Settings) -> None:
     """Migrate, start the worker, serve the API until a signal, then stop the worker."""
     import uvicorn
 
-    from app.db import migrate
+    from core.db import migrate
 
     migrate()
     supervisor = WorkerSupervisor(worker_command(f"effdet-{os.getpid()}"))

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.models import Dataset, Job, JobEvent, ModelVersion
-from app.storage import SAVED_MODEL_DIR, TFLITE_FILE
+from core.layout import SAVED_MODEL_DIR, TFLITE_FILE
+from core.tables import Dataset, Job, JobEvent, ModelVersion
 
 ModelFormat = Literal["saved_model", "tflite"]
 UploadFormat = Literal["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"]
@@ -19,7 +19,7 @@ _TIME_EXAMPLE = "2026-01-01T12:00:00Z"
 
 
 def _as_utc(value: datetime) -> datetime:
-    """SQLite returns timestamps without their zone; they are UTC (`app.models.utcnow`), so say it (RFC 3339)."""
+    """SQLite returns timestamps without their zone; they are UTC (`core.tables.utcnow`), so say it (RFC 3339)."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

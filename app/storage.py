@@ -1,11 +1,5 @@
-"""The data directory's layout (one place names every path the API and the worker share) and safe file moves.
-
-DATA_DIR/uploads/<id>.part              an upload being received (removed or renamed when it ends)
-DATA_DIR/datasets/<id>/upload.zip       the accepted upload; the worker unpacks it into raw/, writes tfrecords/
-DATA_DIR/runs/<job_id>/                 a job's checkpoints/, logs/train.jsonl, metrics.json
-DATA_DIR/models/<model_id>/             saved_model/ and model.tflite of an exported model version
-DATA_DIR/checkpoints/                   pretrained checkpoints the operator put there (jobs name them)
-"""
+"""Safe file operations on the data dir (atomic moves, removal, sizes) and zips streamed for download; the paths
+themselves are named in `core.layout`."""
 
 from __future__ import annotations
 
@@ -15,51 +9,6 @@ import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-
-from app.settings import Settings
-
-UPLOAD_FILE = "upload.zip"
-RAW_DIR = "raw"
-TFRECORDS_DIR = "tfrecords"
-LOGS_DIR = "logs"
-TRAIN_LOG = "train.jsonl"
-SAVED_MODEL_DIR = "saved_model"
-TFLITE_FILE = "model.tflite"
-
-
-def uploads_dir(settings: Settings) -> Path:
-    """Where uploads are streamed while they arrive."""
-    return settings.folder("uploads")
-
-
-def dataset_dir(settings: Settings, dataset_id: str) -> Path:
-    """The folder of one dataset (upload, unpacked files, TFRecords)."""
-    return settings.folder("datasets") / dataset_id
-
-
-def upload_path(settings: Settings, dataset_id: str) -> Path:
-    """The accepted zip of a dataset, as the worker expects it."""
-    return dataset_dir(settings, dataset_id) / UPLOAD_FILE
-
-
-def run_dir(settings: Settings, job_id: str) -> Path:
-    """The folder of one training run (checkpoints, logs, metrics)."""
-    return settings.folder("runs") / job_id
-
-
-def train_log(settings: Settings, job_id: str) -> Path:
-    """The run's JSON-lines training log."""
-    return run_dir(settings, job_id) / LOGS_DIR / TRAIN_LOG
-
-
-def model_dir(settings: Settings, model_id: str) -> Path:
-    """The default folder of an exported model version (ModelVersion.path is authoritative)."""
-    return settings.folder("models") / model_id
-
-
-def checkpoints_dir(settings: Settings) -> Path:
-    """Where the operator puts pretrained checkpoints."""
-    return settings.folder("checkpoints")
 
 
 def move_atomic(source: Path, target: Path) -> Path:

@@ -18,7 +18,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from app.settings import Settings
+from core.settings import Settings
 
 MAX_FIELD_BYTES = 64 * 1024
 BAD_NAME_ENCODING = (

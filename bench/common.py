@@ -90,8 +90,8 @@ def export_model(folder: Path, variant: str, image_size: int | None = None) -> P
 
 def register_model(data_dir: Path, folder: Path) -> str:
     """Add the rows a served model has (dataset, succeeded job, model version) to data_dir's SQLite database."""
-    from app.db import migrate, reset_caches, session_scope
-    from app.models import Dataset, Job, ModelVersion
+    from core.db import migrate, reset_caches, session_scope
+    from core.tables import Dataset, Job, ModelVersion
 
     os.environ["EFFDET_DATA_DIR"] = str(data_dir)
     for name in ("EFFDET_DATABASE_URL", "EFFDET_BROKER_URL", "EFFDET_API_KEYS"):

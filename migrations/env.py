@@ -1,4 +1,4 @@
-"""Alembic environment: the URL and the metadata come from the app, so the CLI and `app.db.migrate` agree."""
+"""Alembic environment: the URL and the metadata come from the app, so the CLI and `core.db.migrate` agree."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import logging.config
 from alembic import context
 from sqlalchemy import Connection, text
 
-from app.db import make_engine
-from app.models import Base
-from app.settings import get_settings
+from core.db import make_engine
+from core.tables import Base
+from core.settings import get_settings
 
 MIGRATION_LOCK_ID = 7_246_311  # PostgreSQL advisory lock: API and workers starting together migrate one at a time
 
@@ -32,7 +32,7 @@ def _configure(connection: Connection) -> None:
 
 
 def run_online() -> None:
-    """Upgrade over the connection given by `app.db.migrate`, or over a fresh engine for the settings' URL."""
+    """Upgrade over the connection given by `core.db.migrate`, or over a fresh engine for the settings' URL."""
     connection = config.attributes.get("connection")
     if connection is not None:
         _configure(connection)

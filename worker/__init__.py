@@ -1,1 +1,2 @@
-"""Celery tasks that drive `effdet` for the service and record job state. Built by the service issue."""
+"""Celery tasks that drive `effdet` for the service: dataset conversion and training jobs, with leases,
+progress and recovery of dead workers' work. Records state through `core`, never imports `app`."""

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from app.settings import get_settings
-
-CONVERT_TASK = "worker.tasks.convert_dataset"
-TRAIN_TASK = "worker.tasks.run_job"
+from core.settings import get_settings
 
 
 def transport_options(broker_url: str) -> dict[str, object]:

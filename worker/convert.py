@@ -19,39 +19,18 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
-
-from app.db import session_scope
-from app.errors import disk_full_message, is_disk_full
-from app.models import Dataset, DatasetStatus
-from app.settings import get_settings
-from worker.lease import Heartbeat, holder_is_dead, worker_id
+from core import layout, states
+from core.db import session_scope
+from core.disk import disk_full_message, is_disk_full
+from core.settings import get_settings
+from core.states import holder_is_dead, worker_id
+from core.tables import Dataset, DatasetStatus
+from worker.lease import Heartbeat
 from worker.progress import DatasetProgress
 
 log = logging.getLogger(__name__)
 
-UPLOAD_FILE = "upload.zip"
-RECORDS_DIR = "tfrecords"
 REPORT_FILE = "dataset.json"
-LOG_FILE = "logs/worker.log"
-SCRATCH_PREFIX = ".convert-"
-
-
-def dataset_dir(dataset_id: str) -> Path:
-    """DATA_DIR/datasets/<id>: the upload, the converted records and the logs of one dataset."""
-    return get_settings().folder("datasets") / dataset_id
-
-
-def _finish(dataset_id: str, **values: Any) -> bool:
-    """Write the outcome if the dataset is still validating (a duplicate attempt may have finished first)."""
-    with session_scope() as session:
-        result = session.execute(
-            update(Dataset)
-            .where(Dataset.id == dataset_id, Dataset.status == DatasetStatus.validating.value)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _record_ready(dataset_id: str, records: Path) -> None:
@@ -60,24 +39,20 @@ def _record_ready(dataset_id: str, records: Path) -> None:
     from effdet.data.convert import ConversionReport
 
     report = ConversionReport.model_validate_json((records / REPORT_FILE).read_text())
-    images = sum(split.images for split in report.splits.values())
-    _finish(
+    states.dataset_ready(
         dataset_id,
-        status=DatasetStatus.ready.value,
-        num_images=images,
+        num_images=sum(split.images for split in report.splits.values()),
         num_boxes=sum(split.boxes for split in report.splits.values()),
         label_map={str(k): v for k, v in report.label_map.items()},
         report=report.model_dump(mode="json"),
-        progress={"done": images, "total": images},
-        error=None,
     )
     _remove_scratch(records.parent, dead_only=False)
 
 
 def _remove_scratch(folder: Path, dead_only: bool) -> None:
     """Delete conversion scratch folders: those whose attempt's process died (dead_only), or all of them."""
-    for scratch in folder.glob(f"{SCRATCH_PREFIX}*"):
-        holder = scratch.name.removeprefix(SCRATCH_PREFIX).rpartition("-")[0]
+    for scratch in folder.glob(f"{layout.SCRATCH_PREFIX}*"):
+        holder = scratch.name.removeprefix(layout.SCRATCH_PREFIX).rpartition("-")[0]
         if not dead_only or holder_is_dead(holder):
             log.info("removing the conversion scratch folder %s", scratch)
             shutil.rmtree(scratch, ignore_errors=True)
@@ -89,15 +64,15 @@ def _convert(dataset_id: str, folder: Path, fmt: str, val_fraction: float, progr
     from effdet.data.detect import extract_zip
 
     settings = get_settings()
-    upload = folder / UPLOAD_FILE
+    upload = folder / layout.UPLOAD_FILE
     if not upload.is_file():
         raise FileNotFoundError(f"the uploaded file of dataset {dataset_id} is missing; upload the dataset again")
-    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{worker_id()}-", dir=folder))
+    scratch = Path(tempfile.mkdtemp(prefix=f"{layout.SCRATCH_PREFIX}{worker_id()}-", dir=folder))
     try:
         root = extract_zip(
             upload, scratch / "raw", max_files=settings.max_files, max_total_bytes=settings.max_uncompressed_bytes
         )
-        staged = scratch / RECORDS_DIR
+        staged = scratch / layout.RECORDS_DIR
         convert_dataset(
             root,
             staged,
@@ -108,9 +83,9 @@ def _convert(dataset_id: str, folder: Path, fmt: str, val_fraction: float, progr
             max_pixels=settings.max_image_pixels,
         )
         try:
-            staged.rename(folder / RECORDS_DIR)
+            staged.rename(folder / layout.RECORDS_DIR)
         except OSError:
-            if not (folder / RECORDS_DIR / REPORT_FILE).is_file():
+            if not (folder / layout.RECORDS_DIR / REPORT_FILE).is_file():
                 raise
             log.info("dataset %s: another attempt published its records first", dataset_id)
     finally:
@@ -128,7 +103,7 @@ def _workers() -> int:
 def _log_failure(folder: Path, exc: BaseException) -> None:
     """Append the traceback to the dataset's worker log (the row gets one line, this file the details); best
     effort, since a full disk must still let the row say so."""
-    path = folder / LOG_FILE
+    path = folder / layout.WORKER_LOG
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
@@ -153,10 +128,10 @@ def run_conversion(dataset_id: str) -> None:
             log.info("dataset %s: nothing to do (%s)", dataset_id, dataset.status if dataset else "deleted")
             return
         fmt, val_fraction = dataset.format, dataset.val_fraction
-    folder = dataset_dir(dataset_id)
+    folder = layout.dataset_dir(get_settings(), dataset_id)
     _remove_scratch(folder, dead_only=True)
-    if (folder / RECORDS_DIR / REPORT_FILE).is_file():
-        _record_ready(dataset_id, folder / RECORDS_DIR)
+    if (folder / layout.RECORDS_DIR / REPORT_FILE).is_file():
+        _record_ready(dataset_id, folder / layout.RECORDS_DIR)
         return
     progress = DatasetProgress(dataset_id)
     progress(0, 0)
@@ -164,15 +139,15 @@ def run_conversion(dataset_id: str) -> None:
     try:
         with Heartbeat(f"dataset-{dataset_id[:8]}", progress.touch, max(0.5, lease_s / 3)):
             _convert(dataset_id, folder, fmt, val_fraction, progress)
-        _record_ready(dataset_id, folder / RECORDS_DIR)
+        _record_ready(dataset_id, folder / layout.RECORDS_DIR)
     except (ValueError, FileNotFoundError) as exc:
         # DatasetFormatError, UnsafeArchiveError, NoUsableImagesError: effdet writes these for users
-        _finish(dataset_id, status=DatasetStatus.failed.value, error=str(exc), report=_failure_report(exc))
+        states.dataset_failed(dataset_id, str(exc), _failure_report(exc))
     except Exception as exc:
         log.exception("dataset %s: conversion crashed", dataset_id)
         _log_failure(folder, exc)
-        shutil.rmtree(folder / RECORDS_DIR, ignore_errors=True)  # records whose row could not be marked ready
-        _finish(dataset_id, status=DatasetStatus.failed.value, error=_crash_message(exc))
+        shutil.rmtree(folder / layout.RECORDS_DIR, ignore_errors=True)  # records whose row could not be marked ready
+        states.dataset_failed(dataset_id, _crash_message(exc))
 
 
 def _failure_report(exc: Exception) -> dict[str, Any] | None:

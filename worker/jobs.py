@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
 
-from app.db import session_scope
-from app.errors import disk_full_message, is_disk_full
-from app.models import FINISHED, Job, JobEvent, JobStatus, ModelVersion, utcnow
-from app.settings import get_settings
-from worker.convert import RECORDS_DIR, dataset_dir
-from worker.lease import Heartbeat, LeaseLostError, acquire, held, renew, worker_id
-from worker.progress import JobRecorder, add_event, set_state
+from core import layout, states
+from core.db import session_scope
+from core.disk import disk_full_message, is_disk_full
+from core.settings import get_settings
+from core.states import LeaseLostError, add_event, worker_id
+from core.tables import FINISHED, Job, JobStatus
+from worker.lease import Heartbeat
+from worker.progress import JobRecorder
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +45,6 @@ class ExportOptions(BaseModel):
 
     min_score_thresh: float = DEFAULT_MIN_SCORE_THRESH
     tflite: bool = False
-
-
-class JobSpec(BaseModel):
-    """What the worker needs of a job row, read once at the start."""
-
-    id: str
-    owner: str | None
-    dataset_id: str
-    model_name: str
-    config: dict[str, Any]
-    options: dict[str, Any]
-    model_id: str | None
-
-
-def run_dir(job_id: str) -> Path:
-    """DATA_DIR/runs/<job_id>: checkpoints, logs and metrics of one job (never shared between jobs)."""
-    return get_settings().folder("runs") / job_id
-
-
-def model_dir(model_id: str) -> Path:
-    """DATA_DIR/models/<model_id>: saved_model/ (and model.tflite) of one model version."""
-    return get_settings().folder("models") / model_id
 
 
 @contextmanager
@@ -95,19 +72,6 @@ def job_log(run: Path) -> Iterator[Path]:
             log.warning("could not finish writing %s: %s", path, err)
 
 
-def _cancel_queued(job_id: str) -> None:
-    """End a job that was cancelled before any worker started it (it never trains)."""
-    with session_scope() as session:
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.queued.value)
-            .values(status=JobStatus.cancelled.value, finished_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount:  # type: ignore[attr-defined]
-            session.add(JobEvent(job_id=job_id, kind="state", data={"status": JobStatus.cancelled.value}))
-
-
 def run_job(job_id: str) -> None:
     """Run (or resume) one job to a final state, unless it is finished or a live worker holds it."""
     with session_scope() as session:
@@ -116,18 +80,18 @@ def run_job(job_id: str) -> None:
             log.info("job %s: nothing to do (%s)", job_id, job.status if job else "deleted")
             return
         if job.cancel_requested and job.status == JobStatus.queued:
-            _cancel_queued(job_id)
+            states.cancel_queued(job_id)
             return
     settings = get_settings()
     holder = worker_id()
-    attempt = acquire(job_id, holder, settings.job_lease_s)
+    attempt = states.claim(job_id, holder, settings.job_lease_s)
     if attempt is None:
         log.info("job %s: held by a live worker or finished; this delivery is dropped", job_id)
         return
-    run = run_dir(job_id)
-    with job_log(run), Heartbeat(f"job-{job_id[:8]}", lambda: renew(job_id, holder), settings.job_lease_s / 4) as beat:
+    run = layout.run_dir(settings, job_id)
+    renew = lambda: states.renew(job_id, holder)  # noqa: E731
+    with job_log(run), Heartbeat(f"job-{job_id[:8]}", renew, settings.job_lease_s / 4) as beat:
         log.info("job %s: attempt %d on %s", job_id, attempt, holder)
-        add_event(job_id, "state", {"status": JobStatus.training.value, "worker": holder, "attempt": attempt})
         recorder = JobRecorder(job_id, holder, settings.progress_interval_s, beat.lost)
         _run_to_end(job_id, holder, run, recorder)
 
@@ -141,15 +105,15 @@ def _run_to_end(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> N
         try:
             _execute(job_id, holder, run, recorder)
         except JobCancelledError:
-            set_state(job_id, holder, JobStatus.cancelled.value, finished_at=utcnow())
+            states.cancelled(job_id, holder)
         except (TrainingDivergedError, CheckpointError, ValueError, FileNotFoundError) as exc:
             log.warning("job %s failed: %s", job_id, exc)
-            set_state(job_id, holder, JobStatus.failed.value, error=str(exc), finished_at=utcnow())
+            states.fail(job_id, holder, str(exc))
         except LeaseLostError:
             raise
         except Exception as exc:
             log.exception("job %s: internal error", job_id)
-            set_state(job_id, holder, JobStatus.failed.value, error=internal_error(exc), finished_at=utcnow())
+            states.fail(job_id, holder, internal_error(exc))
     except LeaseLostError:
         log.warning("job %s: another worker took the job over; this attempt stops without writing", job_id)
 
@@ -168,12 +132,13 @@ def internal_error(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {first}; see the job logs"
 
 
-def _spec(job_id: str) -> JobSpec:
+def _job_row(job_id: str) -> Job:
+    """The job's row, read once at the start (detached: the worker changes it only through core.states)."""
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None:
             raise LeaseLostError(f"job {job_id} was deleted")
-        return JobSpec.model_validate(job, from_attributes=True)
+        return job
 
 
 def _stop_if_asked(recorder: JobRecorder) -> None:
@@ -188,17 +153,17 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
     from effdet.checkpoints import load_run_model
     from effdet.train import train
 
-    spec = _spec(job_id)
-    records = dataset_dir(spec.dataset_id) / RECORDS_DIR
+    job = _job_row(job_id)
+    records = layout.records_dir(get_settings(), job.dataset_id)
     train_files = str(records / "train-*.tfrecord")
     val_files, truth = _val_split(records)
-    config = job_config(spec)
+    config = job_config(job)
     result = train(
         config,
         train_files,
         val_files,
         run,
-        train_options(spec.options),
+        train_options(job.options),
         ground_truth=truth,
         on_progress=recorder.progress,
         should_stop=recorder.should_stop,
@@ -209,22 +174,23 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
     if result.status == "cancelled":
         raise JobCancelledError
 
-    set_state(job_id, holder, JobStatus.evaluating.value)
+    states.set_state(job_id, holder, JobStatus.evaluating)
     model_config, model = load_run_model(run)
     metrics = _evaluate(job_id, model, model_config, val_files, truth, run)
     _stop_if_asked(recorder)
 
-    set_state(job_id, holder, JobStatus.exporting.value, metrics=metrics)
-    model_id = spec.model_id or _reserve_model_id(job_id, holder)
-    _export(model, model_config, model_dir(model_id), ExportOptions.model_validate(spec.options))
-    _register(spec, holder, model_id, metrics, _label_names(model_config))
+    states.set_state(job_id, holder, JobStatus.exporting, metrics=metrics)
+    model_id = job.model_id or states.reserve_model_id(job_id, holder)
+    folder = layout.model_dir(get_settings(), model_id)
+    _export(model, model_config, folder, ExportOptions.model_validate(job.options))
+    states.succeed(job, holder, model_id, str(folder), metrics, _label_names(model_config))
 
 
-def job_config(spec: JobSpec) -> Any:
+def job_config(job: Job) -> Any:
     """The effdet Config from the job's stored automl-flat hyperparameters."""
     from effdet.config import get_config
 
-    return get_config(str(spec.config.get("name", spec.model_name)), spec.config)
+    return get_config(str(job.config.get("name", job.model_name)), job.config)
 
 
 def train_options(options: dict[str, Any]) -> Any:
@@ -270,21 +236,6 @@ def _evaluate(
     return data
 
 
-def _reserve_model_id(job_id: str, holder: str) -> str:
-    """Choose the model id before exporting and store it, so a resumed attempt reuses the same folder."""
-    model_id = uuid.uuid4().hex
-    with session_scope() as session:
-        result = session.execute(
-            update(Job)
-            .where(held(job_id, holder))
-            .values(model_id=model_id)
-            .execution_options(synchronize_session=False)
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            raise LeaseLostError(f"job {job_id} is no longer held by {holder}")
-    return model_id
-
-
 def _export(model: Any, config: Any, folder: Path, options: ExportOptions) -> None:
     """Write saved_model/ (and model.tflite) unless a previous attempt already published them."""
     from effdet.export import export_saved_model, export_tflite
@@ -302,40 +253,3 @@ def _label_names(config: Any) -> dict[str, str]:
     from effdet.export import label_names
 
     return {str(k): v for k, v in label_names(config).items()}
-
-
-def _register(
-    spec: JobSpec, holder: str, model_id: str, metrics: dict[str, Any] | None, labels: dict[str, str]
-) -> None:
-    """Create the model version (previous max for owner + variant, plus one) and end the job succeeded,
-    in one transaction, so a model exists exactly when its job succeeded."""
-    now = utcnow()
-    with session_scope() as session:
-        result = session.execute(
-            update(Job)
-            .where(held(spec.id, holder))
-            .values(status=JobStatus.succeeded.value, model_id=model_id, finished_at=now, heartbeat_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            raise LeaseLostError(f"job {spec.id} is no longer held by {holder}")
-        previous = session.scalar(
-            select(func.max(ModelVersion.version)).where(
-                ModelVersion.owner.is_(None) if spec.owner is None else ModelVersion.owner == spec.owner,
-                ModelVersion.name == spec.model_name,
-            )
-        )
-        session.add(
-            ModelVersion(
-                id=model_id,
-                owner=spec.owner,
-                job_id=spec.id,
-                name=spec.model_name,
-                version=(previous or 0) + 1,
-                path=str(model_dir(model_id)),
-                metrics=metrics,
-                label_map=labels,
-            )
-        )
-        event = {"status": JobStatus.succeeded.value, "worker": holder, "model_id": model_id}
-        session.add(JobEvent(job_id=spec.id, kind="state", data=event))

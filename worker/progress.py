@@ -11,11 +11,8 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import select, update
-
-from app.db import session_scope
-from app.models import Dataset, DatasetStatus, Job, JobEvent, utcnow
-from worker.lease import LeaseLostError, held
+from core import states
+from core.states import LeaseLostError
 
 log = logging.getLogger(__name__)
 
@@ -24,31 +21,6 @@ CANCEL_POLL_S = 1.0
 
 DATASET_PROGRESS_S = 1.0
 """Seconds between two writes of a dataset's conversion progress."""
-
-
-def add_event(job_id: str, kind: str, data: dict[str, Any]) -> None:
-    """Append one event to the job's log (state, progress, log or metrics)."""
-    with session_scope() as session:
-        session.add(JobEvent(job_id=job_id, kind=kind, data=data))
-
-
-def set_state(job_id: str, holder: str, status: str, **values: Any) -> None:
-    """Move a job we hold to `status` (with extra column values) and log a state event, in one transaction;
-    raises LeaseLostError when the job is no longer ours."""
-    now = utcnow()
-    with session_scope() as session:
-        result = session.execute(
-            update(Job)
-            .where(held(job_id, holder))
-            .values(status=status, heartbeat_at=now, **values)
-            .execution_options(synchronize_session=False)
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            raise LeaseLostError(f"job {job_id} is no longer held by {holder}")
-        event: dict[str, Any] = {"status": status, "worker": holder}
-        if values.get("error"):
-            event["error"] = values["error"]
-        session.add(JobEvent(job_id=job_id, kind="state", data=event))
 
 
 class JobRecorder:
@@ -71,19 +43,9 @@ class JobRecorder:
         if now - self._last_write < self.interval_s and not final:
             return
         self._last_write = now
-        data = report.model_dump(mode="json")
         try:
-            with session_scope() as session:
-                result = session.execute(
-                    update(Job)
-                    .where(held(self.job_id, self.holder))
-                    .values(progress=data, heartbeat_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                )
-                if not result.rowcount:  # type: ignore[attr-defined]
-                    self.lost = True
-                    return
-                session.add(JobEvent(job_id=self.job_id, kind="progress", data=data))
+            if not states.record_progress(self.job_id, self.holder, report.model_dump(mode="json")):
+                self.lost = True
         except Exception:
             log.warning("job %s: progress write failed", self.job_id, exc_info=True)
 
@@ -98,14 +60,13 @@ class JobRecorder:
             return False
         self._last_poll = now
         try:
-            with session_scope() as session:
-                row = session.execute(select(Job.cancel_requested, Job.worker).where(Job.id == self.job_id)).first()
+            row = states.control(self.job_id)
         except Exception:  # unreadable for now: keep training, ask again at the next poll
             log.warning("job %s: cancel poll failed", self.job_id, exc_info=True)
             return False
-        if row is None or row.worker != self.holder:
+        if row is None or row[1] != self.holder:
             self.lost = True
-        elif row.cancel_requested:
+        elif row[0]:
             self.cancelled = True
         return self.cancelled or self.lost
 
@@ -128,13 +89,7 @@ class DatasetProgress:
 
     def write(self, done: int, total: int) -> None:
         """Store the numbers (only while the dataset is still validating)."""
-        with session_scope() as session:
-            session.execute(
-                update(Dataset)
-                .where(Dataset.id == self.dataset_id, Dataset.status == DatasetStatus.validating.value)
-                .values(progress={"done": done, "total": total})
-                .execution_options(synchronize_session=False)
-            )
+        states.dataset_progress(self.dataset_id, done, total)
 
     def touch(self) -> bool:
         """Rewrite the latest numbers: keeps updated_at fresh during long steps without reports."""

@@ -7,8 +7,9 @@ the pool child, which would requeue the task forever; `max_train_seconds` is the
 
 from __future__ import annotations
 
+from core.queue import CONVERT_TASK, TRAIN_TASK
 from worker import recovery
-from worker.celery_app import CONVERT_TASK, TRAIN_TASK, celery_app
+from worker.celery_app import celery_app
 from worker.convert import run_conversion
 from worker.jobs import run_job as run_training_job
 

@@ -14,12 +14,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth import CurrentOwner, get_owned, owned
 from app.deps import EngineDep, SessionDep, SettingsDep
-from app.models import Dataset, DatasetStatus, Job
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, DatasetPublic, DatasetsPublic, ErrorDetail, UploadFormat
-from app.settings import Settings
-from app.storage import dataset_dir, move_atomic, remove, upload_path, uploads_dir
+from app.storage import move_atomic, remove
 from app.uploads import check_zip, receive_file_form
-from worker.queue import send_convert
+from core import states
+from core.layout import dataset_dir, upload_path, uploads_dir
+from core.queue import send_convert
+from core.settings import Settings
+from core.tables import Dataset, DatasetStatus, Job
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES)
 
@@ -87,16 +89,14 @@ def _register(engine: Engine, settings: Settings, row: Dataset, part: Path) -> D
     with Session(engine, expire_on_commit=False) as session:
         try:
             move_atomic(part, upload_path(settings, row.id))
-            session.add(row)
-            session.commit()
+            states.add_dataset(session=session, dataset=row)
         except BaseException:
             remove(dataset_dir(settings, row.id))
             raise
         try:
             send_convert(row.id)
         except Exception as err:
-            session.delete(row)
-            session.commit()
+            states.delete_dataset(session=session, dataset=row)
             remove(dataset_dir(settings, row.id))
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unreachable ({err}); upload again later"
@@ -129,7 +129,6 @@ async def upload_dataset(
             id=dataset_id,
             owner=owner,
             name=fields.name,
-            status=DatasetStatus.validating,
             format=fields.format,
             val_fraction=fields.val_fraction,
             upload_bytes=form.size,
@@ -176,6 +175,5 @@ def delete_dataset(dataset_id: str, session: SessionDep, owner: CurrentOwner, se
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"{jobs} job(s) use this dataset; delete or keep them, then the dataset"
         )
-    session.delete(row)
-    session.commit()
+    states.delete_dataset(session=session, dataset=row)
     remove(dataset_dir(settings, dataset_id))

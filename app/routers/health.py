@@ -12,10 +12,10 @@ from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import CurrentOwner
-from app.db import migrate
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.metrics import render
 from app.schemas import AUTH_RESPONSES, Health, Readiness
+from core.db import migrate
 
 router = APIRouter(tags=["health"])
 

@@ -11,29 +11,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import CurrentOwner, get_owned, owned
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.jobspec import JobSpecError, resolve_job
-from app.models import FINISHED, Dataset, Job, JobEvent, JobStatus, utcnow
 from app.plots import Series, line_chart, pr_chart
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, JobCreate, JobEventPublic, JobPublic, JobsPublic
-from app.settings import Settings
-from app.storage import train_log
-from worker.queue import send_job
+from core import states
+from core.layout import train_log
+from core.queue import send_job
+from core.settings import Settings
+from core.tables import FINISHED, Dataset, Job, JobEvent, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
 EVENT_PAGE = 500
-
-
-def _state_event(job_id: str, state: JobStatus, **extra: object) -> JobEvent:
-    return JobEvent(job_id=job_id, kind="state", data={"status": state.value, **extra})
 
 
 @router.post(
@@ -53,26 +50,20 @@ def create_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owne
         resolved = resolve_job(body, dataset, settings)
     except JobSpecError as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, err.problems) from None
-    job = Job(
-        owner=owner,
-        dataset_id=body.dataset_id,
-        model_name=body.model,
-        status=JobStatus.queued,
-        config=resolved.config,
-        options=resolved.options,
-        cancel_requested=False,
-        attempts=0,
+    job = states.queue_job(
+        session=session,
+        job=Job(
+            owner=owner,
+            dataset_id=body.dataset_id,
+            model_name=body.model,
+            config=resolved.config,
+            options=resolved.options,
+        ),
     )
-    session.add(job)
-    session.flush()
-    session.add(_state_event(job.id, JobStatus.queued))
-    session.commit()
     try:
         send_job(job.id)
     except Exception as err:
-        job.status, job.error, job.finished_at = JobStatus.failed, f"the job queue is unreachable: {err}", utcnow()
-        session.add(_state_event(job.id, JobStatus.failed, error=job.error))
-        session.commit()
+        states.fail_unsent_job(session=session, job=job, error=f"the job queue is unreachable: {err}")
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unreachable ({err}); submit again later"
         ) from err
@@ -215,20 +206,8 @@ def cancel_job(job_id: str, response: Response, session: SessionDep, owner: Curr
     job = get_owned(session, Job, job_id, owner)
     if job.status in FINISHED:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the job has already finished ({job.status}); nothing to cancel")
-    now = utcnow()
-    cancelled = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued)
-        .values(status=JobStatus.cancelled, cancel_requested=True, finished_at=now)
-    )
-    if cancelled.rowcount == 1:  # type: ignore[attr-defined]
-        session.add(_state_event(job_id, JobStatus.cancelled))
-    else:
-        session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
-        session.add(JobEvent(job_id=job_id, kind="log", data={"message": "cancellation requested"}))
+    if not states.cancel_job(session=session, job=job):
         response.status_code = status.HTTP_202_ACCEPTED
-    session.commit()
-    session.refresh(job)
     return JobPublic.from_row(job)
 
 

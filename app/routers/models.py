@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 
 from app.auth import CurrentOwner, get_owned, owned
 from app.deps import SessionDep
-from app.models import ModelVersion
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, ModelFormat, ModelPublic, ModelsPublic
-from app.storage import SAVED_MODEL_DIR, TFLITE_FILE, zip_stream
+from app.storage import zip_stream
+from core.layout import SAVED_MODEL_DIR, TFLITE_FILE
+from core.tables import ModelVersion
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)
 

@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from app.auth import CurrentOwner, get_owned
 from app.deps import SessionDep, SettingsDep
 from app.metrics import PREDICT_SECONDS
-from app.models import ModelVersion
 from app.predictor import ModelCache, QueueFullError, annotate, checked_image
 from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail
-from app.storage import SAVED_MODEL_DIR
+from core.layout import SAVED_MODEL_DIR
+from core.tables import ModelVersion
 from effdet.predict import Detection
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=AUTH_RESPONSES)

@@ -1,4 +1,4 @@
-"""Initial tables: api_keys, datasets, jobs, job_events, model_versions (as in app/models.py).
+"""Initial tables: api_keys, datasets, jobs, job_events, model_versions (as in core/tables.py).
 
 Revision ID: 0001
 Revises:

@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from app.db import reset_caches
 from app.main import create_app
-from app.models import Dataset, DatasetStatus, Job, JobEvent, JobStatus, ModelVersion, utcnow
-from app.settings import Settings, get_settings
+from core.db import reset_caches
+from core.settings import Settings, get_settings
+from core.tables import Dataset, DatasetStatus, Job, JobEvent, JobStatus, ModelVersion, utcnow
 from effdet.data.convert import ConversionReport, SplitSummary
 from effdet.data.stats import compute_stats
 from tests.cheap import CHEAP

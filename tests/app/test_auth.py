@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.auth import create_key, static_owner
-from app.models import ApiKey, Dataset
+from core.tables import ApiKey, Dataset
 
 STATIC_KEY = "static-key-one"
 

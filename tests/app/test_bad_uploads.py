@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.models import Dataset, DatasetStatus
+from core.tables import Dataset, DatasetStatus
 from tests.app.bad_uploads import CORPUS, BadUpload
 from worker.convert import run_conversion
 

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from app.auth import hash_key
 from app.cli import app as cli
-from app.db import make_engine, migrate, reset_caches
-from app.models import ApiKey, Base
+from core.db import make_engine, migrate, reset_caches
+from core.tables import ApiKey, Base
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from app.models import Dataset, DatasetStatus, JobStatus
-from app.storage import UPLOAD_FILE
+from core.layout import UPLOAD_FILE
+from core.tables import Dataset, DatasetStatus, JobStatus
 
 VOC_XML = b"<annotation><filename>a.jpg</filename></annotation>"
 

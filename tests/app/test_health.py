@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.models import JobStatus
+from core.tables import JobStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.models import DatasetStatus, Job, JobEvent, JobStatus
+from core.tables import DatasetStatus, Job, JobEvent, JobStatus
 
 
 def _submit(service: Any, **body: Any) -> Any:

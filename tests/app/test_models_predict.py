@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from app.jobspec import variable_paths
-from app.models import JobStatus
+from core.tables import JobStatus
 from tests.cheap import CHEAP
 
 pytestmark = pytest.mark.slow

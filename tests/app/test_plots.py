@@ -12,8 +12,8 @@ from typing import Any
 
 from PIL import Image
 
-from app.models import Job, JobStatus
-from app.storage import train_log
+from core.layout import train_log
+from core.tables import Job, JobStatus
 from tests.app.conftest import Service
 
 PNG_SIZE = (700, 400)

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from app.models import JobStatus
 from bench.common import RawModel, Server, jpeg
 from bench.load import run_load
 from bench.predict_load import LoadPlan, leak_check, measure
 from bench.report import render
+from core.tables import JobStatus
 
 pytestmark = pytest.mark.slow
 

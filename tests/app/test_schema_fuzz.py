@@ -22,7 +22,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
 from app.auth import static_owner
-from app.models import JobStatus
+from core.tables import JobStatus
 
 API_KEY = "fuzz-key"
 MAX_EXAMPLES = 5

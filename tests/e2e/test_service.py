@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from app.settings import Settings
+from core.settings import Settings
 from tests.e2e.conftest import REPO, alive, descendants, free_port
 
 # --- deployment files -----------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.models import JobStatus
+from core.tables import JobStatus
 from tests.app.conftest import Service
 from tests.effdet_client.conftest import Cli
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.models import JobStatus
+from core.tables import JobStatus
 from effdet_client import ApiError, Client, ClientError, JobSubmission, ServiceUnreachableError
 from tests.app.conftest import Service
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from app.db import make_engine, reset_caches, session_scope
-from app.models import Base, Dataset, Job
-from app.settings import get_settings
+from core.db import make_engine, reset_caches, session_scope
+from core.settings import get_settings
+from core.tables import Base, Dataset, Job
 from tests.cheap import CHEAP
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ TEST_ENV = {"EFFDET_JOB_LEASE_S": "5", "EFFDET_PROGRESS_INTERVAL_S": "0.2"}
 def create_schema(url: str) -> None:
     """The service's tables on `url`: the Alembic migrations when they exist, else the models' metadata."""
     try:
-        from app.db import migrate  # type: ignore[attr-defined]
+        from core.db import migrate  # type: ignore[attr-defined]
     except ImportError:
         engine = make_engine(url)
         Base.metadata.create_all(engine)

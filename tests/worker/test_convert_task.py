@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.models import DatasetStatus
+from core.tables import DatasetStatus
 from worker.tasks import convert_dataset
 
 RACCOON = Path(__file__).resolve().parents[3] / "shared" / "data" / "raccoon"

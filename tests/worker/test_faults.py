@@ -27,14 +27,14 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
 
-from app.db import reset_caches, session_scope
-from app.errors import disk_full_message
 from app.main import create_app
-from app.models import DatasetStatus, JobEvent, JobStatus, ModelVersion
-from app.settings import get_settings
+from core.db import reset_caches, session_scope
+from core.disk import disk_full_message
+from core.queue import send_convert
+from core.settings import get_settings
+from core.states import UNCLAIMED_MESSAGE
+from core.tables import DatasetStatus, JobEvent, JobStatus, ModelVersion
 from worker.jobs import internal_error
-from worker.queue import send_convert
-from worker.recovery import UNCLAIMED_MESSAGE
 from worker.tasks import convert_dataset, run_job
 
 BACKENDS = ("sqlite", "postgresql")

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from app.db import session_scope
-from app.models import DatasetStatus, Job, JobEvent, JobStatus
-from worker.lease import acquire
+from core.db import session_scope
+from core.states import claim
+from core.tables import DatasetStatus, Job, JobEvent, JobStatus
 from worker.tasks import convert_dataset, run_job
 
 FAST = {"batch_size": 2, "bn_recalibration_batches": 0, "progress_interval_s": 0}
@@ -116,7 +116,7 @@ def test_cancelled_queued_job_never_starts(dataset_id: str, rows: Any) -> None:
 
 def test_delivery_of_a_job_held_by_a_live_worker_is_dropped(dataset_id: str, rows: Any) -> None:
     job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 4})
-    assert acquire(job_id, "other-host:1", lease_s=60) == 1
+    assert claim(job_id, "other-host:1", lease_s=60) == 1
     run_job(job_id)
     job = rows.job(job_id)
     assert (job.status, job.attempts, job.worker) == (JobStatus.training, 1, "other-host:1")

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from app.db import session_scope
-from app.models import Job, JobEvent, JobStatus, utcnow
-from worker.lease import acquire, holder_is_dead, renew, worker_id
+from core.db import session_scope
+from core.states import claim, holder_is_dead, renew, worker_id
+from core.tables import Job, JobEvent, JobStatus, utcnow
 from worker.progress import JobRecorder
 
 
@@ -30,8 +30,8 @@ def _set(job_id: str, **values: Any) -> None:
 
 def test_acquire_gives_the_job_to_one_worker_only(service: Path, rows: Any) -> None:
     job_id = _job(rows, service)
-    assert acquire(job_id, "host-a:1", lease_s=60) == 1
-    assert acquire(job_id, "host-b:2", lease_s=60) is None
+    assert claim(job_id, "host-a:1", lease_s=60) == 1
+    assert claim(job_id, "host-b:2", lease_s=60) is None
     job = rows.job(job_id)
     assert (job.worker, job.status, job.attempts) == ("host-a:1", JobStatus.training, 1)
     assert job.started_at is not None
@@ -39,9 +39,9 @@ def test_acquire_gives_the_job_to_one_worker_only(service: Path, rows: Any) -> N
 
 def test_acquire_takes_over_a_stale_lease(service: Path, rows: Any) -> None:
     job_id = _job(rows, service)
-    acquire(job_id, "host-a:1", lease_s=60)
+    claim(job_id, "host-a:1", lease_s=60)
     _set(job_id, heartbeat_at=utcnow() - timedelta(seconds=61))
-    assert acquire(job_id, "host-b:2", lease_s=60) == 2
+    assert claim(job_id, "host-b:2", lease_s=60) == 2
     assert not renew(job_id, "host-a:1"), "the old holder must learn it lost the lease"
     assert renew(job_id, "host-b:2")
 
@@ -54,14 +54,14 @@ def test_acquire_takes_over_a_dead_local_process_at_once(service: Path, rows: An
     assert holder_is_dead(dead)
     assert not holder_is_dead(worker_id())
     assert not holder_is_dead("other-host:1")
-    acquire(job_id, dead, lease_s=60)
-    assert acquire(job_id, worker_id(), lease_s=60) == 2
+    claim(job_id, dead, lease_s=60)
+    assert claim(job_id, worker_id(), lease_s=60) == 2
 
 
 def test_acquire_refuses_a_finished_job(service: Path, rows: Any) -> None:
     job_id = _job(rows, service)
     _set(job_id, status=JobStatus.cancelled.value)
-    assert acquire(job_id, "host-a:1", lease_s=60) is None
+    assert claim(job_id, "host-a:1", lease_s=60) is None
     assert rows.job(job_id).attempts == 0
 
 
@@ -72,7 +72,7 @@ def _progress(step: int, total: int = 10) -> SimpleNamespace:
 
 def test_recorder_throttles_progress_but_keeps_the_last(service: Path, rows: Any) -> None:
     job_id = _job(rows, service)
-    acquire(job_id, "host-a:1", lease_s=60)
+    claim(job_id, "host-a:1", lease_s=60)
     recorder = JobRecorder(job_id, "host-a:1", interval_s=60)
     for step in range(1, 11):
         recorder.progress(_progress(step))
@@ -84,7 +84,7 @@ def test_recorder_throttles_progress_but_keeps_the_last(service: Path, rows: Any
 
 def test_recorder_stops_on_cancel_and_on_lost_lease(service: Path, rows: Any) -> None:
     job_id = _job(rows, service)
-    acquire(job_id, "host-a:1", lease_s=60)
+    claim(job_id, "host-a:1", lease_s=60)
     recorder = JobRecorder(job_id, "host-a:1", interval_s=0)
     assert not recorder.should_stop()
     _set(job_id, cancel_requested=True)

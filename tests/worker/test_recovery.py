@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-import worker.queue
-from app.db import session_scope
-from app.models import Dataset, Job, JobStatus, utcnow
-from worker.lease import acquire
+import core.queue
+from core.db import session_scope
+from core.states import claim
+from core.tables import Dataset, Job, JobStatus, utcnow
 from worker.recovery import MAX_ATTEMPTS, sweep
 
 
@@ -20,8 +20,8 @@ from worker.recovery import MAX_ATTEMPTS, sweep
 def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """What the sweep queued, instead of a broker."""
     queued: dict[str, list[str]] = {"jobs": [], "datasets": []}
-    monkeypatch.setattr(worker.queue, "send_job", queued["jobs"].append)
-    monkeypatch.setattr(worker.queue, "send_convert", queued["datasets"].append)
+    monkeypatch.setattr(core.queue, "send_job", queued["jobs"].append)
+    monkeypatch.setattr(core.queue, "send_convert", queued["datasets"].append)
     return queued
 
 
@@ -37,27 +37,27 @@ def _age(job_id: str, seconds: float) -> None:
 
 def test_sweep_requeues_a_job_whose_worker_went_silent(service: Path, rows: Any, sent: dict[str, list[str]]) -> None:
     job_id = _job(rows, service)
-    acquire(job_id, "elsewhere:1", lease_s=5)
+    claim(job_id, "elsewhere:1", lease_s=5)
     _age(job_id, 6)
     assert sweep() == ([job_id], [])
     job = rows.job(job_id)
     assert job.worker is None
     assert job.status == JobStatus.training
     assert sweep() == ([], []), "a re-queued job is not sent again while it waits for a worker"
-    assert acquire(job_id, "elsewhere:2", lease_s=5) == 2
+    assert claim(job_id, "elsewhere:2", lease_s=5) == 2
     assert sent["jobs"] == [job_id]
 
 
 def test_sweep_leaves_live_and_queued_jobs_alone(service: Path, rows: Any, sent: dict[str, list[str]]) -> None:
     live = _job(rows, service)
-    acquire(live, "elsewhere:1", lease_s=5)
+    claim(live, "elsewhere:1", lease_s=5)
     _job(rows, service)
     assert sweep() == ([], [])
 
 
 def test_sweep_fails_a_job_whose_workers_keep_dying(service: Path, rows: Any, sent: dict[str, list[str]]) -> None:
     job_id = _job(rows, service)
-    acquire(job_id, "elsewhere:1", lease_s=5)
+    claim(job_id, "elsewhere:1", lease_s=5)
     with session_scope() as session:
         session.execute(update(Job).where(Job.id == job_id).values(attempts=MAX_ATTEMPTS))
     _age(job_id, 6)

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.db import session_scope
-from app.models import JobEvent, JobStatus, ModelVersion
-from app.settings import get_settings
-from worker.celery_app import TRAIN_TASK, make_celery
+from core.db import session_scope
+from core.queue import TRAIN_TASK
+from core.settings import get_settings
+from core.tables import JobEvent, JobStatus, ModelVersion
+from worker.celery_app import make_celery
 from worker.tasks import convert_dataset
 
 STEPS = 24

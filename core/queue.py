@@ -1,4 +1,5 @@
-"""What the API calls to hand work to the workers (by task name, so the API never imports TensorFlow)."""
+"""The job queue as both sides see it: the task names the worker registers and the `send_*` calls that queue them
+(by name, so a sender imports neither the worker nor TensorFlow)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from functools import lru_cache
 
 from celery import Celery
 
-from app.settings import get_settings
-from worker.celery_app import CONVERT_TASK, TRAIN_TASK
+from core.settings import get_settings
+
+CONVERT_TASK = "worker.tasks.convert_dataset"
+TRAIN_TASK = "worker.tasks.run_job"
 
 
 @lru_cache(maxsize=4)

@@ -12,7 +12,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.settings import get_settings
+from core.settings import get_settings
 
 CONNECT_TIMEOUT_S = 5
 """Seconds to wait for a database server to accept a connection (an unreachable one is a quick 503)."""
@@ -64,7 +64,7 @@ def session_scope() -> Iterator[Session]:
 
 def reset_caches() -> None:
     """Forget the engine and settings (tests switch databases through the environment)."""
-    from app.settings import get_settings as settings_cache
+    from core.settings import get_settings as settings_cache
 
     if _factory.cache_info().currsize:
         get_engine().dispose()
