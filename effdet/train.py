@@ -13,7 +13,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -68,10 +69,14 @@ class Progress(BaseModel):
     eta_seconds: float
 
 
+Status = Literal["completed", "cancelled", "time_budget"]
+"""How a call to `train` ended: all steps done, `should_stop()` answered True, or the time budget ran out."""
+
+
 class TrainResult(BaseModel):
     """How a call to `train` ended."""
 
-    status: Literal["completed", "cancelled", "time_budget"]
+    status: Status
     start_step: int
     step: int
     total_steps: int
@@ -195,6 +200,37 @@ class _Reporter:
             self.callback(progress)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How long the run is: the examples, steps per epoch, total steps and the learning-rate schedule."""
+
+    examples: int
+    steps_per_epoch: int
+    total: int
+    schedule: WarmupDecay
+
+
+@dataclass(frozen=True)
+class _TrainState:
+    """The model and what a checkpoint holds with it: the optimizer, the weight averages and the step."""
+
+    model: keras.Model
+    trainable: list[keras.Variable]
+    optimizer: keras.optimizers.Optimizer
+    ema: WeightAverage
+    step: tf.Variable
+    trainable_params: int
+
+
+@dataclass(frozen=True)
+class _LoopEnd:
+    """Where the loop stopped, and why."""
+
+    status: Status
+    step: int
+    last_loss: float | None
+
+
 def train(
     config: Config,
     train_files: str | Sequence[str],
@@ -212,14 +248,61 @@ def train(
     _prepare_run_dir(run_dir, config)
     mixed = _use_mixed_precision(config)
     strategy = _strategy(config)
-    replicas = strategy.num_replicas_in_sync
+    plan = _plan(config, train_files, options)
+    state = _build_state(config, plan.schedule, mixed, strategy)
+    manager = _restore_or_load_pretrained(state, run_dir, options)
+    start = int(state.step.numpy())
+    train_step = _train_step_function(state, config, strategy, mixed)
+    batches = _training_batches(train_files, config, options, start, strategy)
+    reporter = _Reporter(run_dir, options, plan.total, plan.steps_per_epoch, on_progress)
+    evaluator = (
+        _BestKeeper(run_dir, state.model, config, state.ema, train_files, val_files, ground_truth, options)
+        if options.eval_every
+        else None
+    )
+    end = _train_loop(
+        train_step,
+        batches,
+        state=state,
+        plan=plan,
+        manager=manager,
+        reporter=reporter,
+        evaluator=evaluator,
+        config=config,
+        options=options,
+        start=start,
+        began=began,
+        should_stop=should_stop,
+    )
+    if end.status == "completed":
+        calibration = min(options.bn_recalibration_batches, math.ceil(plan.examples / options.batch_size))
+        _save_final_weights(state.model, state.ema, config, train_files, options.batch_size, calibration, run_dir)
+    return TrainResult(
+        status=end.status,
+        start_step=start,
+        step=end.step,
+        total_steps=plan.total,
+        final_loss=end.last_loss,
+        best_ap=evaluator.best_ap if evaluator else None,
+        trainable_variables=len(state.trainable),
+        trainable_params=state.trainable_params,
+        elapsed_seconds=time.monotonic() - began,
+        images_per_sec=reporter.rate,
+    )
 
+
+def _plan(config: Config, train_files: str | Sequence[str], options: TrainOptions) -> _Plan:
+    """Steps per epoch from the record count, the total from num_steps or the epochs, and the schedule over it."""
     examples = count_examples(train_files)
     steps_per_epoch = max(1, examples // options.batch_size)
     epochs = options.num_epochs or float(config.train.num_epochs)
     total = options.num_steps or max(1, math.ceil(epochs * steps_per_epoch))
     schedule = WarmupDecay(schedule_settings(config.train, options.batch_size, steps_per_epoch, total))
+    return _Plan(examples=examples, steps_per_epoch=steps_per_epoch, total=total, schedule=schedule)
 
+
+def _build_state(config: Config, schedule: WarmupDecay, mixed: bool, strategy: tf.distribute.Strategy) -> _TrainState:
+    """Build the model, optimizer, averages and step counter under the strategy; var_freeze_expr leaves some out."""
     with strategy.scope():
         model = _build(config, mixed)
         frozen = ckpt.frozen_paths(model.trainable_variables, config.train.var_freeze_expr)
@@ -236,19 +319,35 @@ def train(
         params,
         len(frozen),
     )
+    return _TrainState(
+        model=model, trainable=trainable, optimizer=optimizer, ema=ema, step=step, trainable_params=params
+    )
 
-    state = tf.train.Checkpoint(weights=ckpt.tracked_weights(model), optimizer=optimizer, ema=ema, step=step)
+
+def _restore_or_load_pretrained(state: _TrainState, run_dir: Path, options: TrainOptions) -> tf.train.CheckpointManager:
+    """Resume from the run's latest checkpoint, else start from options.pretrained (if given); return the manager."""
+    checkpoint = tf.train.Checkpoint(
+        weights=ckpt.tracked_weights(state.model), optimizer=state.optimizer, ema=state.ema, step=state.step
+    )
     manager = tf.train.CheckpointManager(
-        state, str(run_dir / ckpt.CHECKPOINT_DIR), max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
+        checkpoint, str(run_dir / ckpt.CHECKPOINT_DIR), max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
     )
     if manager.latest_checkpoint:
-        state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log.info("resumed from %s at step %d", manager.latest_checkpoint, int(state.step.numpy()))
     elif options.pretrained is not None:
-        ckpt.load_pretrained(model, options.pretrained)
-        ema.reset_to_model()
-    start = int(step.numpy())
+        ckpt.load_pretrained(state.model, options.pretrained)
+        state.ema.reset_to_model()
+    return manager
 
+
+def _train_step_function(
+    state: _TrainState, config: Config, strategy: tf.distribute.Strategy, mixed: bool
+) -> Callable[[dict[str, tf.Tensor]], list[tf.Tensor]]:
+    """One optimizer step on a batch on every replica, then the averages and the step counter; returns the
+    mean (loss, cls_loss, box_loss)."""
+    model, trainable, optimizer = state.model, state.trainable, state.optimizer
+    replicas = strategy.num_replicas_in_sync
     num_classes = config.model.num_classes
     decay_rate = config.train.weight_decay
 
@@ -268,45 +367,62 @@ def train(
     @tf.function
     def train_step(batch: dict[str, tf.Tensor]) -> list[tf.Tensor]:
         outputs = strategy.run(replica_step, args=(batch["images"], batch["cls_targets"], batch["box_targets"]))
-        ema.update()
-        step.assign_add(1)
+        state.ema.update()
+        state.step.assign_add(1)
         return [strategy.reduce(tf.distribute.ReduceOp.MEAN, o, axis=None) for o in outputs]
 
-    dataset = build_dataset(train_files, config, options.batch_size, training=True, seed=options.seed + start)
-    if replicas > 1:
-        dataset = strategy.experimental_distribute_dataset(dataset)
-    batches = iter(dataset)
-    reporter = _Reporter(run_dir, options, total, steps_per_epoch, on_progress)
-    evaluator = (
-        _BestKeeper(run_dir, model, config, ema, train_files, val_files, ground_truth, options)
-        if options.eval_every
-        else None
-    )
+    return train_step
 
-    status: Literal["completed", "cancelled", "time_budget"] = "completed"
+
+def _training_batches(
+    train_files: str | Sequence[str],
+    config: Config,
+    options: TrainOptions,
+    start: int,
+    strategy: tf.distribute.Strategy,
+) -> Iterator[dict[str, tf.Tensor]]:
+    """The endless augmented batches, shuffled by a seed that moves with the start step (a resume sees new order)."""
+    dataset = build_dataset(train_files, config, options.batch_size, training=True, seed=options.seed + start)
+    if strategy.num_replicas_in_sync > 1:
+        dataset = strategy.experimental_distribute_dataset(dataset)
+    return iter(dataset)
+
+
+def _train_loop(
+    train_step: Callable[[dict[str, tf.Tensor]], list[tf.Tensor]],
+    batches: Iterator[dict[str, tf.Tensor]],
+    *,
+    state: _TrainState,
+    plan: _Plan,
+    manager: tf.train.CheckpointManager,
+    reporter: _Reporter,
+    evaluator: _BestKeeper | None,
+    config: Config,
+    options: TrainOptions,
+    start: int,
+    began: float,
+    should_stop: Callable[[], bool] | None,
+) -> _LoopEnd:
+    """Step until the total, a cancel or the time budget; report, checkpoint and evaluate on their intervals.
+
+    Every exit leaves a checkpoint of the step reached; a NaN or infinite loss raises TrainingDivergedError.
+    """
+    status: Status = "completed"
     current, last_loss, last_saved = start, None, start if manager.latest_checkpoint else -1
-    while current < total:
-        if should_stop is not None and should_stop():
-            status = "cancelled"
-            break
-        if options.max_train_seconds is not None and time.monotonic() - began > options.max_train_seconds:
-            status = "time_budget"
+    while current < plan.total:
+        interruption = _interruption(should_stop, options.max_train_seconds, began)
+        if interruption is not None:
+            status = interruption
             break
         loss, cls_loss, box_loss = (float(t) for t in train_step(next(batches)))
         losses = (loss, cls_loss, box_loss)
-        current = int(step.numpy())
+        current = int(state.step.numpy())
         if not all(math.isfinite(x) for x in losses):
-            raise TrainingDivergedError(
-                f"the loss became {losses[0]} at step {current}: lower learning_rate "
-                f"(now {config.train.learning_rate}, scaled to {schedule.settings.base_lr:.4g} "
-                f"for batch {options.batch_size}) "
-                "or raise lr_warmup_epoch; "
-                f"the run can resume from its last checkpoint (step {max(last_saved, 0)})"
-            )
+            raise _diverged(losses[0], current, config, plan, options, last_saved)
         last_loss = losses[0]
         if current == start + 1:
             reporter.started(current)
-        reporter.step(current, losses, float(schedule(current - 1)))
+        reporter.step(current, losses, float(plan.schedule(current - 1)))
         if current % options.checkpoint_every == 0:
             manager.save(checkpoint_number=current)
             last_saved = current
@@ -314,20 +430,30 @@ def train(
             evaluator.evaluate(current)
     if last_saved != current:
         manager.save(checkpoint_number=current)
-    if status == "completed":
-        calibration = min(options.bn_recalibration_batches, math.ceil(examples / options.batch_size))
-        _save_final_weights(model, ema, config, train_files, options.batch_size, calibration, run_dir)
-    return TrainResult(
-        status=status,
-        start_step=start,
-        step=current,
-        total_steps=total,
-        final_loss=last_loss,
-        best_ap=evaluator.best_ap if evaluator else None,
-        trainable_variables=len(trainable),
-        trainable_params=params,
-        elapsed_seconds=time.monotonic() - began,
-        images_per_sec=reporter.rate,
+    return _LoopEnd(status=status, step=current, last_loss=last_loss)
+
+
+def _interruption(
+    should_stop: Callable[[], bool] | None, max_train_seconds: float | None, began: float
+) -> Literal["cancelled", "time_budget"] | None:
+    """Why the loop must stop before its next step, if it must: a cancel, or the wall-clock budget spent."""
+    if should_stop is not None and should_stop():
+        return "cancelled"
+    if max_train_seconds is not None and time.monotonic() - began > max_train_seconds:
+        return "time_budget"
+    return None
+
+
+def _diverged(
+    loss: float, step: int, config: Config, plan: _Plan, options: TrainOptions, last_saved: int
+) -> TrainingDivergedError:
+    """The error for a loss that is no longer finite: what to change, and where the run can resume."""
+    return TrainingDivergedError(
+        f"the loss became {loss} at step {step}: lower learning_rate "
+        f"(now {config.train.learning_rate}, scaled to {plan.schedule.settings.base_lr:.4g} "
+        f"for batch {options.batch_size}) "
+        "or raise lr_warmup_epoch; "
+        f"the run can resume from its last checkpoint (step {max(last_saved, 0)})"
     )
 
 
