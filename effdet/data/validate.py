@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,7 +32,7 @@ MIN_BOX_SIDE = 1.0
 PASSTHROUGH_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
 """Image formats stored in TFRecords as they are; anything else is re-encoded as JPEG."""
 
-# EXIF orientations that swap width and height, and how each maps a stored point to the upright image.
+# EXIF orientations that swap width and height (`_orient_box` maps the points of all eight).
 _TRANSPOSED = {5, 6, 7, 8}
 
 
@@ -56,6 +57,116 @@ class ItemResult(BaseModel):
     problems: list[Problem]
 
 
+@dataclass(frozen=True)
+class _StoredImage:
+    """An image file that opened: its bytes, stored size and format, and its EXIF orientation (1 when none)."""
+
+    data: bytes
+    width: int
+    height: int
+    image_format: str
+    orientation: int
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) of the image turned upright by its EXIF orientation."""
+        if self.orientation in _TRANSPOSED:
+            return self.height, self.width
+        return self.width, self.height
+
+
+def validate_record(
+    record: Record, known_labels: frozenset[str] | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+) -> ItemResult:
+    """Open the image, check it (at most max_pixels pixels) and every box; never raises on bad data."""
+    opened = _open_image(record.image_path, record.filename, max_pixels)
+    if isinstance(opened, Problem):
+        return ItemResult(item=None, problems=[opened])
+    problems: list[Problem] = []
+    boxes = _upright_boxes(record, opened, problems)
+    width, height = opened.upright_size
+    kept = _check_boxes(boxes, known_labels, width, height, record.filename, problems)
+    if (boxes or record.dropped_boxes) and not kept:
+        message = (
+            "every box of this image was dropped; the image is left out so its objects "
+            "do not teach the model 'background'"
+        )
+        problems.append(error(record.filename, "no_valid_boxes", message))
+        return ItemResult(item=None, problems=problems)
+    passthrough = PASSTHROUGH_FORMATS.get(opened.image_format)
+    item = ValidItem(
+        image_path=record.image_path,
+        filename=record.filename,
+        width=width,
+        height=height,
+        boxes=kept,
+        sha1=hashlib.sha1(opened.data).hexdigest(),
+        image_format=passthrough or "jpeg",
+        reencode=opened.orientation != 1 or passthrough is None,
+        split=record.split.value if record.split else None,
+    )
+    return ItemResult(item=item, problems=problems)
+
+
+def _open_image(path: Path, file: str, max_pixels: int) -> _StoredImage | Problem:
+    """Read and decode the image file, or the error that drops it (unreadable, too large, not an image, corrupt)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return error(file, "unreadable_image", f"cannot read the image file: {err.strerror or err}")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                return error(
+                    file,
+                    "image_too_large",
+                    f"image is {width}x{height} pixels, above the limit of {max_pixels:,}; downscale it",
+                )
+            image_format = image.format or ""
+            image.load()
+            orientation = int(image.getexif().get(0x0112, 1) or 1)
+    except Image.DecompressionBombError:
+        return error(file, "image_too_large", "image declares a pixel count far above the limit (decompression bomb?)")
+    except UnidentifiedImageError:
+        return error(file, "unsupported_image", "not an image Pillow can read (JPEG, PNG, BMP, GIF, WebP are accepted)")
+    except (OSError, SyntaxError, ValueError) as err:
+        return error(file, "truncated_image", f"image data is corrupt or truncated ({err}); re-export the file")
+    if orientation not in range(1, 9):
+        orientation = 1
+    return _StoredImage(data=data, width=width, height=height, image_format=image_format, orientation=orientation)
+
+
+def _upright_boxes(record: Record, image: _StoredImage, problems: list[Problem]) -> list[Box]:
+    """The record's boxes on the upright image, with a warning for an EXIF rotation or a declared size that is off."""
+    boxes = list(record.boxes)
+    stored = (image.width, image.height)
+    declared = (record.width, record.height) if record.width and record.height else None
+    if image.orientation != 1:
+        # Annotators differ: a file declaring the stored size was drawn on the stored pixels (labelImg and
+        # others ignore EXIF); one declaring the upright size, or nothing, on the upright image.
+        if declared == stored:
+            boxes = [_orient_box(b, image.orientation, image.width, image.height) for b in boxes]
+        problems.append(
+            warning(
+                record.filename,
+                "exif_rotated",
+                f"EXIF orientation {image.orientation}: the image is stored rotated; it is re-encoded upright "
+                "and its boxes are kept on the upright pixels",
+            )
+        )
+    elif declared and declared != stored:
+        problems.append(
+            warning(
+                record.filename,
+                "size_mismatch",
+                f"annotation declares {declared[0]}x{declared[1]} but the image is {image.width}x{image.height}; "
+                "boxes are checked against the real size",
+            )
+        )
+    return boxes
+
+
 def _orient_box(box: Box, orientation: int, width: int, height: int) -> Box:
     """Map a box from stored pixels (width x height) to the upright image of this EXIF orientation."""
     corners = [(box.xmin, box.ymin), (box.xmax, box.ymax)]
@@ -78,6 +189,40 @@ def _orient_box(box: Box, orientation: int, width: int, height: int) -> Box:
         mapped.append((x, y))
     (x1, y1), (x2, y2) = mapped
     return box.model_copy(update={"xmin": min(x1, x2), "xmax": max(x1, x2), "ymin": min(y1, y2), "ymax": max(y1, y2)})
+
+
+def _check_boxes(
+    boxes: list[Box], known_labels: frozenset[str] | None, width: int, height: int, file: str, problems: list[Problem]
+) -> list[Box]:
+    """The boxes to keep: a known, printable label, on the image (clipped a little if need be), not a repeat."""
+    kept: list[Box] = []
+    for index, box in enumerate(boxes):
+        if not is_printable(box.label):
+            message = f"class name {box.label!r} holds a control character (e.g. NUL); fix its spelling"
+            problems.append(error(file, "invalid_label", message, index))
+            continue
+        if known_labels is not None and box.label not in known_labels:
+            problems.append(
+                error(
+                    file,
+                    "unknown_class",
+                    f"class {box.label!r} is not in the label map; add it or fix the spelling",
+                    index,
+                )
+            )
+            continue
+        checked = _check_box(box, index, width, height, file, problems)
+        if checked is None:
+            continue
+        if any(_same_box(checked, other) for other in kept):
+            problems.append(
+                warning(
+                    file, "duplicate_box", "box repeats an earlier box of the same class; the copy was dropped", index
+                )
+            )
+            continue
+        kept.append(checked)
+    return kept
 
 
 def _check_box(box: Box, index: int, width: int, height: int, file: str, problems: list[Problem]) -> Box | None:
@@ -122,116 +267,6 @@ def _check_box(box: Box, index: int, width: int, height: int, file: str, problem
             )
         )
     return clipped
-
-
-def validate_record(
-    record: Record, known_labels: frozenset[str] | None = None, max_pixels: int = MAX_IMAGE_PIXELS
-) -> ItemResult:
-    """Open the image, check it (at most max_pixels pixels) and every box; never raises on bad data."""
-    file = record.filename
-    problems: list[Problem] = []
-
-    def drop(code: str, message: str) -> ItemResult:
-        problems.append(error(file, code, message))
-        return ItemResult(item=None, problems=problems)
-
-    try:
-        data = record.image_path.read_bytes()
-    except OSError as err:
-        return drop("unreadable_image", f"cannot read the image file: {err.strerror or err}")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            stored_w, stored_h = image.size
-            if stored_w * stored_h > max_pixels:
-                return drop(
-                    "image_too_large",
-                    f"image is {stored_w}x{stored_h} pixels, above the limit of {max_pixels:,}; downscale it",
-                )
-            image_format = image.format or ""
-            image.load()
-            orientation = int(image.getexif().get(0x0112, 1) or 1)
-    except Image.DecompressionBombError:
-        return drop("image_too_large", "image declares a pixel count far above the limit (decompression bomb?)")
-    except UnidentifiedImageError:
-        return drop("unsupported_image", "not an image Pillow can read (JPEG, PNG, BMP, GIF, WebP are accepted)")
-    except (OSError, SyntaxError, ValueError) as err:
-        return drop("truncated_image", f"image data is corrupt or truncated ({err}); re-export the file")
-
-    if orientation not in range(1, 9):
-        orientation = 1
-    upright_w, upright_h = (stored_h, stored_w) if orientation in _TRANSPOSED else (stored_w, stored_h)
-    boxes = list(record.boxes)
-    declared = (record.width, record.height) if record.width and record.height else None
-    if orientation != 1:
-        # Annotators differ: a file declaring the stored size was drawn on the stored pixels (labelImg and
-        # others ignore EXIF); one declaring the upright size, or nothing, on the upright image.
-        if declared == (stored_w, stored_h):
-            boxes = [_orient_box(b, orientation, stored_w, stored_h) for b in boxes]
-        problems.append(
-            warning(
-                file,
-                "exif_rotated",
-                f"EXIF orientation {orientation}: the image is stored rotated; it is re-encoded upright "
-                "and its boxes are kept on the upright pixels",
-            )
-        )
-    elif declared and declared != (stored_w, stored_h):
-        problems.append(
-            warning(
-                file,
-                "size_mismatch",
-                f"annotation declares {declared[0]}x{declared[1]} but the image is {stored_w}x{stored_h}; "
-                "boxes are checked against the real size",
-            )
-        )
-
-    kept: list[Box] = []
-    for index, box in enumerate(boxes):
-        if not is_printable(box.label):
-            message = f"class name {box.label!r} holds a control character (e.g. NUL); fix its spelling"
-            problems.append(error(file, "invalid_label", message, index))
-            continue
-        if known_labels is not None and box.label not in known_labels:
-            problems.append(
-                error(
-                    file,
-                    "unknown_class",
-                    f"class {box.label!r} is not in the label map; add it or fix the spelling",
-                    index,
-                )
-            )
-            continue
-        checked = _check_box(box, index, upright_w, upright_h, file, problems)
-        if checked is None:
-            continue
-        if any(_same_box(checked, other) for other in kept):
-            problems.append(
-                warning(
-                    file, "duplicate_box", "box repeats an earlier box of the same class; the copy was dropped", index
-                )
-            )
-            continue
-        kept.append(checked)
-    if (boxes or record.dropped_boxes) and not kept:
-        return drop(
-            "no_valid_boxes",
-            "every box of this image was dropped; the image is left out so its objects "
-            "do not teach the model 'background'",
-        )
-
-    passthrough = PASSTHROUGH_FORMATS.get(image_format)
-    item = ValidItem(
-        image_path=record.image_path,
-        filename=file,
-        width=upright_w,
-        height=upright_h,
-        boxes=kept,
-        sha1=hashlib.sha1(data).hexdigest(),
-        image_format=passthrough or "jpeg",
-        reencode=orientation != 1 or passthrough is None,
-        split=record.split.value if record.split else None,
-    )
-    return ItemResult(item=item, problems=problems)
 
 
 def _same_box(a: Box, b: Box) -> bool:
