@@ -75,7 +75,7 @@ def _progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _data_errors() -> tuple[type[Exception], ...]:
-    from effdet.data.detect import DatasetFormatError, UnsafeArchiveError
+    from effdet.data.ingest import DatasetFormatError, UnsafeArchiveError
 
     return (DatasetFormatError, UnsafeArchiveError, FileExistsError, FileNotFoundError, ValueError)
 

@@ -27,8 +27,8 @@ from pydantic import BaseModel
 
 from effdet.config import Config
 from effdet.data.pipeline import build_dataset
-from effdet.data.tfrecord import parse_example, record_files
-from effdet.export import CONFIG_ASSET, detect
+from effdet.data.shards import parse_example, record_files
+from effdet.export import CONFIG_ASSET, run_detection
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def model_detections(
         ]
     )
     def run(images: tf.Tensor, image_scales: tf.Tensor, image_sizes: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        found = detect(model, config, images, image_scales, image_sizes)
+        found = run_detection(model, config, images, image_scales, image_sizes)
         return tf.gather(found.boxes, [1, 0, 3, 2], axis=-1), found.scores, found.classes, found.num_detections
 
     results: list[dict[str, Any]] = []

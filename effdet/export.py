@@ -55,7 +55,7 @@ def label_names(config: Config) -> dict[int, str]:
     return {i: named.get(i, f"class_{i}") for i in range(1, config.model.num_classes + 1)}
 
 
-def detect(
+def run_detection(
     model: keras.Model,
     config: Config,
     images: tf.Tensor,
@@ -179,7 +179,7 @@ class DetectionModule(tf.Module):
         self, images: tf.Tensor, image_scales: tf.Tensor, image_sizes: tf.Tensor, score_threshold: tf.Tensor
     ) -> dict[str, tf.Tensor]:
         """Network, decoding and NMS of prepared inputs; boxes come out xyxy in original pixels."""
-        detections = detect(
+        detections = run_detection(
             self._network.value, self._config, images, image_scales, image_sizes, score_threshold, self._max_detections
         )
         return {

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from effdet import checkpoints as ckpt
 from effdet.config import Config
 from effdet.data.pipeline import build_dataset
-from effdet.data.tfrecord import record_files
+from effdet.data.shards import record_files
 from effdet.ema import WeightAverage
 from effdet.losses import detection_loss, weight_decay_loss
 from effdet.model.efficientdet import build_model, count_params, flatten_predictions

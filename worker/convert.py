@@ -61,7 +61,7 @@ def _remove_scratch(folder: Path, dead_only: bool) -> None:
 def _convert(dataset_id: str, folder: Path, fmt: str, val_fraction: float, progress: DatasetProgress) -> None:
     """Unpack (with the service's limits) and convert in a scratch folder, then publish tfrecords/."""
     from effdet.data.convert import convert_dataset
-    from effdet.data.detect import extract_zip
+    from effdet.data.ingest import extract_zip
 
     settings = get_settings()
     upload = folder / layout.UPLOAD_FILE

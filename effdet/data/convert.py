@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from effdet.config import ModelConfig
 from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
-from effdet.data.detect import extract_zip, read_dataset
+from effdet.data.ingest import extract_zip, read_dataset
 from effdet.data.labels import build_label_map, is_printable, label_names_of
 from effdet.data.records import Problem, Record, Severity, warning
 from effdet.data.split import split_items
@@ -208,7 +208,7 @@ def write_tfrecords(
     total: int = 0,
 ) -> ConversionReport:
     """Split validated items and write shards, val ground truth and dataset.json atomically to output_dir."""
-    from effdet.data.tfrecord import shard_name, write_shard
+    from effdet.data.shards import shard_name, write_shard
 
     items = validated.items
     if not items:

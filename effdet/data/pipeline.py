@@ -19,7 +19,7 @@ from effdet.anchors import anchors_for, assign_targets
 from effdet.config import Config
 from effdet.data.augment import random_horizontal_flip, resize_and_crop
 from effdet.data.autoaugment import distort
-from effdet.data.tfrecord import parse_example, record_files
+from effdet.data.shards import parse_example, record_files
 
 AUGMENT_SEED = "augment_seed"
 """Key of the int64 [2] per-example seed build_dataset adds when an autoaugment policy is on."""

@@ -12,7 +12,7 @@ from effdet.config import get_config
 from effdet.data import autoaugment, autoaugment_ops
 from effdet.data.pipeline import build_dataset
 from effdet.data.records import Box
-from effdet.data.tfrecord import write_shard
+from effdet.data.shards import write_shard
 from effdet.data.validate import ValidItem
 
 HEIGHT, WIDTH = 64, 80

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from effdet.cli import app
 from effdet.data.convert import convert_dataset
-from effdet.data.tfrecord import parse_example
+from effdet.data.shards import parse_example
 
 
 def test_convert_raccoon_writes_automl_records_and_report(raccoon_root: Path, tmp_path: Path) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from effdet.data.detect import read_dataset
 from effdet.data.formats.ccpd import parse_ccpd_name, read_ccpd
 from effdet.data.formats.coco import read_coco
 from effdet.data.formats.csv import read_csv
 from effdet.data.formats.voc import read_voc
 from effdet.data.formats.yolo import read_yolo
+from effdet.data.ingest import read_dataset
 from effdet.data.records import ReadResult, Severity, Split
 from effdet.data.validate import validate_record
 

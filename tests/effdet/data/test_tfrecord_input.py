@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from effdet.cli import app
 from effdet.data.convert import convert_dataset
-from effdet.data.detect import detect_format, read_dataset
+from effdet.data.ingest import detect_format, read_dataset
 from effdet.data.records import Box
-from effdet.data.tfrecord import make_example, parse_example
+from effdet.data.shards import make_example, parse_example
 from effdet.data.validate import ValidItem
 
 LABEL_IDS = {"plate": 1, "car": 3}

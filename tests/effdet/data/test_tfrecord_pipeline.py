@@ -10,7 +10,7 @@ from PIL import Image
 from effdet.config import get_config
 from effdet.data.pipeline import build_dataset
 from effdet.data.records import Box
-from effdet.data.tfrecord import write_shard
+from effdet.data.shards import write_shard
 from effdet.data.validate import ValidItem
 
 AUTOML_KEYS = {

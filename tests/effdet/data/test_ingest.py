@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from effdet.data.detect import (
+from effdet.data.ingest import (
     DatasetFormat,
     DatasetFormatError,
     UnsafeArchiveError,
