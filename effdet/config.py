@@ -12,7 +12,7 @@ import ast
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
@@ -21,7 +21,6 @@ ImageSize = tuple[int, int]
 """(height, width) in pixels."""
 
 Activation = Literal["swish", "silu", "swish_native", "relu", "relu6", "hswish", "mish", "gelu", "elu", "selu"]
-ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 
 # Keys that automl writes into a saved config.yaml (run bookkeeping, removed features) and that carry no
 # meaning here. They are accepted and dropped so that such a file loads unchanged.
