@@ -5,45 +5,29 @@ node resamples its inputs to its level (1x1 conv + BN when the width differs; ma
 fuses them (fast normalised fusion: sum_i relu(w_i) x_i / (eps + sum_j relu(w_j)), or a plain sum), then
 applies activation -> separable 3x3 conv -> BN. Names follow the official checkpoints:
 `fpn_cells/cell_0/fnode1/resample_0_2_6/conv2d`, `fpn_cells/cell_0/fnode0/WSM`, `.../op_after_combine5/conv`.
+The graph (`bifpn_nodes`) and these scope names are in `structure.py`, which describes the network without
+TensorFlow.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from itertools import count
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from effdet.model.layers import Composite, activation, batch_norm
+from effdet.model.structure import (
+    FusionNode,
+    bifpn_nodes,
+    fusion_weight_shape,
+    op_after_combine_name,
+    resample_name,
+    tf1_name,
+)
 
 FUSION_EPSILON = 1e-4
-
-
-@dataclass(frozen=True)
-class FusionNode:
-    """One fused node of a BiFPN cell: its pyramid level and the indices of the features it fuses.
-
-    Indices count the cell's inputs (P_min..P_max, index 0..n-1) followed by the nodes made so far.
-    """
-
-    level: int
-    inputs: tuple[int, ...]
-
-
-def bifpn_nodes(min_level: int, max_level: int) -> list[FusionNode]:
-    """The BiFPN graph for levels min..max: top-down nodes, then bottom-up nodes with a same-level skip."""
-    ids = {level: [level - min_level] for level in range(min_level, max_level + 1)}
-    next_id = count(max_level - min_level + 1)
-    nodes = []
-    for level in range(max_level - 1, min_level - 1, -1):
-        nodes.append(FusionNode(level, (ids[level][-1], ids[level + 1][-1])))
-        ids[level].append(next(next_id))
-    for level in range(min_level + 1, max_level + 1):
-        nodes.append(FusionNode(level, (*ids[level], ids[level - 1][-1])))
-        ids[level].append(next(next_id))
-    return nodes
 
 
 class ResampleFeatureMap(Composite):
@@ -173,7 +157,7 @@ class FNode(keras.layers.Layer):
                 input_filters[offset],
                 settings.apply_bn_for_resampling,
                 settings.conv_after_downsample,
-                name=f"resample_{i}_{offset}_{num_feats}",
+                name=resample_name(i, offset, num_feats),
             )
             for i, offset in enumerate(node.inputs)
         ]
@@ -182,17 +166,15 @@ class FNode(keras.layers.Layer):
             settings.act_type,
             settings.separable_conv,
             settings.conv_bn_act_pattern,
-            name=f"op_after_combine{num_feats}",
+            name=op_after_combine_name(num_feats),
         )
 
     def build(self, input_shape: Any) -> None:
         self.fusion_weights = []
-        method = self.settings.weight_method
-        if method != "sum":
-            shape = (self.settings.filters,) if method.startswith("channel_") else ()
+        shape = fusion_weight_shape(self.settings.weight_method, self.settings.filters)
+        if shape is not None:
             for i in range(len(self.node.inputs)):
-                name = "WSM" if i == 0 else f"WSM_{i}"
-                self.fusion_weights.append(self.add_weight(name=name, shape=shape, initializer="ones"))
+                self.fusion_weights.append(self.add_weight(name=tf1_name("WSM", i), shape=shape, initializer="ones"))
 
     def _fuse(self, nodes: list[tf.Tensor]) -> tf.Tensor:
         method = self.settings.weight_method

@@ -2,7 +2,8 @@
 
 `build_model(config)` is the one factory every entry point uses. Variable paths follow the official
 checkpoint scopes (`efficientnet-b0/...`, `resample_p6/...`, `fpn_cells/cell_0/...`, `class_net/...`,
-`box_net/...`), so automl's `var_freeze_expr` regexes mean the same here.
+`box_net/...`), so automl's `var_freeze_expr` regexes mean the same here; `structure.variable_paths(config)`
+lists them without building the model.
 """
 
 from __future__ import annotations
@@ -15,17 +16,9 @@ import tensorflow as tf
 
 from effdet.config import Config, ModelConfig
 from effdet.model.bifpn import FPNCells, FusionSettings, ResampleFeatureMap
-from effdet.model.efficientnet import EfficientNet, expand_blocks
+from effdet.model.efficientnet import EfficientNet
 from effdet.model.heads import box_net, class_net
-
-BACKBONE_MAX_LEVEL = 5
-
-
-def backbone_level_filters(backbone_name: str) -> dict[int, int]:
-    """Channels of the backbone feature at each level 1..5 (stride 2**level)."""
-    blocks = expand_blocks(backbone_name)
-    ends = [i for i in range(len(blocks)) if i == len(blocks) - 1 or blocks[i + 1].strides > 1]
-    return {level: blocks[i].output_filters for level, i in enumerate(ends, start=1)}
+from effdet.model.structure import BACKBONE_MAX_LEVEL, pyramid_filters
 
 
 class EfficientDet(keras.Model):
@@ -41,21 +34,20 @@ class EfficientDet(keras.Model):
         super().__init__(name="", **kwargs)
         self.hparams = config
         self.backbone = EfficientNet(config.backbone_name, config.act_type)
-        widths = backbone_level_filters(config.backbone_name)
+        widths = pyramid_filters(config)
         filters = config.fpn_num_filters
-        top_backbone_level = min(config.max_level, BACKBONE_MAX_LEVEL)
+        # Each extra level is made from the one below it.
         self.resample_layers = [
             ResampleFeatureMap(
                 filters,
-                widths[BACKBONE_MAX_LEVEL] if level == BACKBONE_MAX_LEVEL + 1 else filters,
+                widths[level - 1],
                 config.apply_bn_for_resampling,
                 config.conv_after_downsample,
                 name=f"resample_p{level}",
             )
             for level in range(BACKBONE_MAX_LEVEL + 1, config.max_level + 1)
         ]
-        input_filters = [widths[level] for level in range(config.min_level, top_backbone_level + 1)]
-        input_filters += [filters] * len(self.resample_layers)
+        input_filters = list(widths.values())
         settings = FusionSettings(
             filters=filters,
             weight_method=config.weight_method,

@@ -9,9 +9,14 @@ import tensorflow as tf
 from effdet.anchors import anchors_for
 from effdet.config import get_config
 from effdet.model import EfficientDet, build_model, count_params, flatten_predictions, variable_shapes
-from effdet.model.bifpn import FusionNode, bifpn_nodes
-from effdet.model.efficientdet import backbone_level_filters
-from effdet.model.efficientnet import expand_blocks, round_filters, round_repeats
+from effdet.model.structure import (
+    FusionNode,
+    backbone_level_filters,
+    bifpn_nodes,
+    expand_blocks,
+    round_filters,
+    round_repeats,
+)
 
 OFFICIAL_PATHS = [
     "efficientnet-b0/stem/conv2d/kernel",
