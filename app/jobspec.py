@@ -1,15 +1,14 @@
 """Job submission checks: everything a job needs is validated before it is queued, and every problem is
 reported at once (FastAPI's 422 shape: a list of {loc, msg, type}).
 
-`var_freeze_expr` is checked without TensorFlow: it must compile and `re.match` at least one of a representative
-list of the model's variable paths, generated from the config with the official scopes (`efficientnet-b0/...`,
-`resample_p6/...`, `fpn_cells/cell_0/...`, `class_net/...`, `box_net/...`). The list names every scope and one
-typical variable per layer kind, so a regex aimed at a scope, a layer or a variable kind is recognised.
+`var_freeze_expr` is checked without TensorFlow: it must compile and `re.match` at least one of the model's
+trainable variable paths (`efficientnet-b0/...`, `resample_p6/...`, `fpn_cells/cell_0/...`, `class_net/...`,
+`box_net/...`), which `effdet.model.structure.variable_paths` predicts exactly from the config, so a job is
+accepted here exactly when training would freeze something.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +22,8 @@ from core.tables import Dataset, DatasetStatus
 from effdet.config import MODEL_NAMES, Config, ConfigError, get_config, parse_overrides
 from effdet.data.convert import ConversionReport
 from effdet.data.defaults import dataset_hparams
+from effdet.model.structure import variable_paths
 
-BLOCK_REPEATS = (1, 2, 2, 3, 3, 4, 1)
-"""EfficientNet-B0's blocks per stage; bigger backbones scale them by their depth coefficient."""
-DEPTH_COEFFICIENTS = {f"efficientnet-b{i}": d for i, d in enumerate((1.0, 1.1, 1.2, 1.4, 1.8, 2.2, 2.6, 3.1))}
-BACKBONE_TOP_LEVEL = 5
 FALLBACK_MODEL = "efficientdet-d0"
 
 
@@ -51,40 +47,6 @@ class ResolvedJob:
 
 def _problem(field: str, message: str) -> dict[str, Any]:
     return {"loc": ["body", field], "msg": message, "type": "value_error"}
-
-
-def backbone_blocks(backbone: str) -> int:
-    """Number of MBConv blocks of an EfficientNet backbone (compound depth scaling, rounded up per stage)."""
-    depth = DEPTH_COEFFICIENTS.get(backbone, 1.0)
-    return sum(math.ceil(depth * repeats) for repeats in BLOCK_REPEATS)
-
-
-def variable_paths(config: Config) -> list[str]:
-    """A representative list of the model's variable paths (Keras 3 `variable.path`), built without TF."""
-    model = config.model
-    backbone = model.backbone_name
-    paths = [f"{backbone}/stem/conv2d/kernel", f"{backbone}/stem/tpu_batch_normalization/gamma"]
-    for i in range(backbone_blocks(backbone)):
-        block = f"{backbone}/blocks_{i}"
-        paths += [
-            f"{block}/conv2d/kernel",
-            f"{block}/depthwise_conv2d/depthwise_kernel",
-            f"{block}/tpu_batch_normalization/gamma",
-            f"{block}/se/conv2d/kernel",
-        ]
-    if model.max_level > BACKBONE_TOP_LEVEL:  # only the first extra level changes width, so only it has weights
-        paths += [f"resample_p{BACKBONE_TOP_LEVEL + 1}/conv2d/kernel", f"resample_p{BACKBONE_TOP_LEVEL + 1}/bn/gamma"]
-    num_levels = model.max_level - model.min_level + 1
-    for cell in range(model.fpn_cell_repeats):
-        for node in range(2 * (num_levels - 1)):
-            op = f"fpn_cells/cell_{cell}/fnode{node}/op_after_combine{num_levels + node}"
-            paths += [f"fpn_cells/cell_{cell}/fnode{node}/WSM", f"{op}/conv/pointwise_kernel", f"{op}/bn/gamma"]
-    for net, prefix in (("class_net", "class"), ("box_net", "box")):
-        for i in range(model.box_class_repeats):
-            paths += [f"{net}/{prefix}-{i}/depthwise_kernel", f"{net}/{prefix}-{i}/pointwise_kernel"]
-            paths += [f"{net}/{prefix}-{i}/bias", f"{net}/{prefix}-{i}-bn-{model.min_level}/gamma"]
-        paths += [f"{net}/{prefix}-predict/{kind}" for kind in ("depthwise_kernel", "pointwise_kernel", "bias")]
-    return paths
 
 
 def _dataset_problem(body: JobCreate, dataset: Dataset | None) -> str | None:
@@ -123,7 +85,7 @@ def _freeze_problem(expr: str, config: Config) -> str | None:
         pattern = re.compile(expr)
     except re.error as err:
         return f"var_freeze_expr {expr!r} is not a valid regular expression: {err}"
-    paths = variable_paths(config)
+    paths = variable_paths(config, trainable_only=True)
     if any(pattern.match(path) for path in paths):
         return None
     examples = ", ".join(paths[i] for i in (0, -1))
