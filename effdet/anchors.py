@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from effdet.config import ModelConfig
+from effdet.model.structure import BACKBONE_MAX_LEVEL
 
 MATCH_THRESHOLD = 0.5
 """IoU at or above which an anchor is positive; below it, background (automl: both thresholds 0.5)."""
@@ -46,11 +47,6 @@ class Anchors:
         return [h * w * self.anchors_per_location for _, h, w in self.level_sizes]
 
 
-BACKBONE_TOP_LEVEL = 5
-"""Levels up to this one come from the backbone's strided convolutions and must divide the input exactly;
-the levels above are max-pooled with 'SAME' padding, so their sizes round up (automl's get_feat_sizes)."""
-
-
 def feature_sizes(image_size: tuple[int, int], max_level: int) -> list[tuple[int, int]]:
     """(height, width) of the feature map of every level 0..max_level: each level halves, rounding up."""
     sizes = [image_size]
@@ -78,7 +74,8 @@ def generate_anchors(
     per_level, sizes = [], []
     grids = feature_sizes(image_size, max_level)
     for level in range(min_level, max_level + 1):
-        if level <= BACKBONE_TOP_LEVEL and (height % 2**level or width % 2**level):
+        # the backbone's strided levels must divide the input; the pooled ones above round up (automl's get_feat_sizes)
+        if level <= BACKBONE_MAX_LEVEL and (height % 2**level or width % 2**level):
             raise ValueError(f"image size {width}x{height} is not divisible by the level-{level} stride {2**level}")
         rows, cols = grids[level]
         stride_y, stride_x = height / rows, width / cols

@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth import CurrentOwner, get_owned, owned
 from app.deps import EngineDep, SessionDep, SettingsDep
-from app.jobspec import JobSpecError, resolve_job
 from app.plots import Series, line_chart, pr_chart
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, JobCreate, JobEventPublic, JobPublic, JobsPublic
+from app.submission import SubmissionError, resolve_job
 from core import states
 from core.layout import train_log
 from core.queue import send_job
@@ -48,7 +48,7 @@ def create_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owne
         dataset = None
     try:
         resolved = resolve_job(body, dataset, settings)
-    except JobSpecError as err:
+    except SubmissionError as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, err.problems) from None
     job = states.queue_job(
         session=session,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.jobspec import JobSpecError, resolve_job
 from app.schemas import JobCreate
+from app.submission import SubmissionError, resolve_job
 from core.settings import Settings
 from core.tables import Dataset, DatasetStatus
 from effdet.data.convert import ConversionReport, SplitSummary
@@ -40,7 +40,7 @@ def test_lite4_freeze_expr_aimed_at_its_last_block_is_accepted(tmp_path: Path) -
 
 
 def test_lite4_freeze_expr_aimed_at_squeeze_excite_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(JobSpecError) as err:
+    with pytest.raises(SubmissionError) as err:
         _resolve("efficientdet-lite4", "efficientnet-lite4/blocks_0/se/", tmp_path)
     [problem] = err.value.problems  # the router answers these with a 422
     assert problem["loc"] == ["body", "var_freeze_expr"]
@@ -49,11 +49,11 @@ def test_lite4_freeze_expr_aimed_at_squeeze_excite_is_refused(tmp_path: Path) ->
 
 def test_freeze_expr_aimed_at_fusion_weights_is_refused_where_fusion_is_a_plain_sum(tmp_path: Path) -> None:
     assert _resolve("efficientdet-d0", "fpn_cells/cell_0/fnode0/WSM", tmp_path)
-    with pytest.raises(JobSpecError):
+    with pytest.raises(SubmissionError):
         _resolve("efficientdet-lite0", "fpn_cells/cell_0/fnode0/WSM", tmp_path)
 
 
 def test_freeze_expr_matching_only_batch_norm_statistics_is_refused(tmp_path: Path) -> None:
     # Training freezes among trainable variables only; moving averages are never trained.
-    with pytest.raises(JobSpecError):
+    with pytest.raises(SubmissionError):
         _resolve("efficientdet-d0", ".*moving_(mean|variance)$", tmp_path)

@@ -10,17 +10,15 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from app.jobspec import variable_paths
 from core.tables import JobStatus
-from tests.cheap import CHEAP
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model_id(module_service: Any, exported: tuple[Path, set[str]]) -> str:
+def model_id(module_service: Any, exported: Path) -> str:
     job = module_service.job(module_service.dataset(), JobStatus.succeeded)
-    return str(module_service.model(job, exported[0]))
+    return str(module_service.model(job, exported))
 
 
 def _jpeg(width: int, height: int) -> bytes:
@@ -107,11 +105,3 @@ def test_models_list_show_and_download(module_service: Any, model_id: str) -> No
     assert "efficientdet-d0-v1/saved_model.pb" in names
     assert "efficientdet-d0-v1/assets/label_map.json" in names
     assert client.get(f"/v1/models/{model_id}/download?format=tflite").status_code == 404
-
-
-def test_freeze_probe_paths_are_real_variable_paths(exported: tuple[Path, set[str]]) -> None:
-    from effdet.config import get_config
-
-    config = get_config("efficientdet-d0", {"image_size": 128, "num_classes": 1, **CHEAP})  # as exported
-    probes = variable_paths(config)
-    assert set(probes) <= exported[1], sorted(set(probes) - exported[1])[:5]

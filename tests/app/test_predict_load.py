@@ -29,10 +29,10 @@ async def _burst(server: Server, path: str, image: bytes, requests: int) -> list
 
 
 def test_load_generator_measures_rest_against_raw_and_a_full_queue_sheds_with_503(
-    sqlite_service: Any, exported: tuple[Path, set[str]]
+    sqlite_service: Any, exported: Path
 ) -> None:
     service = sqlite_service
-    model_id = service.model(service.job(service.dataset(), JobStatus.succeeded), exported[0])
+    model_id = service.model(service.job(service.dataset(), JobStatus.succeeded), exported)
     app = service.client.app
     server = Server(url="http://service", pid=os.getpid(), transport=httpx.ASGITransport(app=app))
     image = jpeg(320, 240)

@@ -27,7 +27,7 @@ from effdet.model.structure import variable_paths
 FALLBACK_MODEL = "efficientdet-d0"
 
 
-class JobSpecError(Exception):
+class SubmissionError(Exception):
     """Every problem with a job submission, each as {loc, msg, type}."""
 
     def __init__(self, problems: list[dict[str, Any]]) -> None:
@@ -102,7 +102,7 @@ def _pretrained_problem(name: str, settings: Settings) -> str:
 
 
 def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) -> ResolvedJob:
-    """The config and options of a valid submission; JobSpecError listing every problem otherwise."""
+    """The config and options of a valid submission; SubmissionError listing every problem otherwise."""
     problems: list[dict[str, Any]] = []
     dataset_problem = _dataset_problem(body, dataset)
     if dataset_problem:
@@ -138,7 +138,7 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
     if body.pretrained and pretrained is None:
         problems.append(_problem("pretrained", _pretrained_problem(body.pretrained, settings)))
     if problems or config is None:
-        raise JobSpecError(problems)
+        raise SubmissionError(problems)
     options: dict[str, Any] = {
         "batch_size": body.batch_size,
         "num_steps": body.num_steps,
