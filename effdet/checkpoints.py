@@ -23,6 +23,7 @@ from effdet.config import Config
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 WEIGHTS_DIR = "weights"
 BEST_DIR = "best"
@@ -188,6 +189,25 @@ def load_pretrained(model: keras.Model, path: Path | str) -> LoadReport:
     for line in mismatch:
         log.info("skipped (shape): %s", line)
     return report
+
+
+def save_run_config(run_dir: Path, config: Config) -> Config:
+    """Write the run's config.yaml, the one copy of the config that training, evaluation and export read, and
+    return it as read back; a run dir holding another model cannot take this one (its checkpoints would not fit).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / CONFIG_FILE
+    if path.exists():
+        saved = Config.from_yaml(path)
+        if saved.model != config.model:
+            raise CheckpointError(
+                f"{run_dir} holds a run of {saved.model.name} with other model settings; "
+                "use a new run_dir to train a different model"
+            )
+    temp = path.with_suffix(".tmp")
+    temp.write_text(config.to_yaml())
+    temp.replace(path)
+    return Config.from_yaml(path)
 
 
 def load_run_model(run_dir: Path, which: str = "final") -> tuple[Config, keras.Model]:

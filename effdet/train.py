@@ -137,22 +137,6 @@ def _optimizer(config: Config, schedule: WarmupDecay, mixed: bool) -> keras.opti
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed else optimizer
 
 
-def _prepare_run_dir(run_dir: Path, config: Config) -> None:
-    """Create the run dir and its config; a run dir of another model cannot be resumed with this one."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / ckpt.CONFIG_FILE
-    if path.exists():
-        saved = Config.from_yaml(path)
-        if saved.model != config.model:
-            raise ckpt.CheckpointError(
-                f"{run_dir} holds a run of {saved.model.name} with other model settings; "
-                "use a new run_dir to train a different model"
-            )
-    temp = path.with_suffix(".tmp")
-    temp.write_text(config.to_yaml())
-    temp.replace(path)
-
-
 class _Reporter:
     """Turns step results into Progress at the configured interval and logs them as JSON lines."""
 
@@ -245,7 +229,7 @@ def train(
     """Train (or resume) the run in `run_dir`; see the module docstring for what it leaves there."""
     options = options or TrainOptions()
     began = time.monotonic()
-    _prepare_run_dir(run_dir, config)
+    ckpt.save_run_config(run_dir, config)
     mixed = _use_mixed_precision(config)
     strategy = _strategy(config)
     plan = _plan(config, train_files, options)
@@ -497,7 +481,7 @@ class _BestKeeper:
         self.run_dir, self.model, self.config, self.ema = run_dir, model, config, ema
         self.train_files, self.val_files, self.ground_truth = train_files, val_files, ground_truth
         self.batch_size, self.calibration_batches = options.batch_size, options.bn_recalibration_batches
-        best = run_dir / ckpt.BEST_DIR / "metrics.json"
+        best = run_dir / ckpt.BEST_DIR / ckpt.METRICS_FILE
         self.best_ap: float | None = json.loads(best.read_text())["ap"] if best.exists() else None
 
     def evaluate(self, step: int) -> None:
@@ -513,4 +497,4 @@ class _BestKeeper:
                 self.best_ap = ap
                 folder = self.run_dir / ckpt.BEST_DIR
                 ckpt.save_named_weights(ckpt.named_weights(self.model), folder / ckpt.WEIGHTS_PREFIX)
-                (folder / "metrics.json").write_text(json.dumps({"step": step, **metrics.model_dump()}))
+                (folder / ckpt.METRICS_FILE).write_text(json.dumps({"step": step, **metrics.model_dump()}))
