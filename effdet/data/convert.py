@@ -1,5 +1,6 @@
 """Dataset conversion: read any supported format, validate, split, write automl TFRecord shards, the val
-ground truth as COCO JSON, and `dataset.json` (label map, counts, statistics, problems, anchor suggestion).
+ground truth as COCO JSON, and `dataset.json` (label map, counts, statistics, problems, anchor suggestion), under
+the names effdet.data.layout gives them.
 
 Validation (image decoding) runs in a process pool; records stream through it so memory does not grow with
 the dataset. Everything is written to a temporary folder beside the output and renamed at the end: a
@@ -24,6 +25,7 @@ from effdet.config import ModelConfig
 from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
 from effdet.data.ingest import extract_zip, read_dataset
 from effdet.data.labels import build_label_map, is_printable, label_names_of
+from effdet.data.layout import GROUND_TRUTH_FILE, REPORT_FILE, TRAIN_SPLIT, VAL_SPLIT, shard_name
 from effdet.data.records import Problem, Record, Severity, warning
 from effdet.data.split import split_items
 from effdet.data.stats import DatasetStats, box_shapes, compute_stats
@@ -208,7 +210,7 @@ def write_tfrecords(
     total: int = 0,
 ) -> ConversionReport:
     """Split validated items and write shards, val ground truth and dataset.json atomically to output_dir."""
-    from effdet.data.shards import shard_name, write_shard
+    from effdet.data.shards import write_shard
 
     items = validated.items
     if not items:
@@ -222,7 +224,7 @@ def write_tfrecords(
         splits: dict[str, SplitSummary] = {}
         numbered: dict[str, list[tuple[int, ValidItem]]] = {}
         next_id = 1
-        for split, members in (("train", train), ("val", val)):
+        for split, members in ((TRAIN_SPLIT, train), (VAL_SPLIT, val)):
             numbered[split] = [(next_id + i, item) for i, item in enumerate(members)]
             next_id += len(members)
             count = max(1, min(num_shards or -(-len(members) // IMAGES_PER_SHARD), len(members) or 1))
@@ -234,7 +236,7 @@ def write_tfrecords(
                 if progress:
                     progress(done, total)
             splits[split] = SplitSummary(images=len(members), boxes=sum(len(i.boxes) for i in members), shards=names)
-        (staging / "val_annotations.json").write_text(json.dumps(_coco_ground_truth(numbered["val"], label_map)))
+        (staging / GROUND_TRUTH_FILE).write_text(json.dumps(_coco_ground_truth(numbered[VAL_SPLIT], label_map)))
         report = ConversionReport(
             format=source_format,
             label_map=label_map,
@@ -245,7 +247,7 @@ def write_tfrecords(
             stats=stats,
             anchors=anchors,
         )
-        (staging / "dataset.json").write_text(report.model_dump_json(indent=2))
+        (staging / REPORT_FILE).write_text(report.model_dump_json(indent=2))
         if output_dir.exists():
             output_dir.rmdir()
         staging.rename(output_dir)

@@ -32,11 +32,6 @@ FEATURES = {
 """google/automl's keys and types (create_coco_tfrecord.py / tf_example_decoder.py)."""
 
 
-def shard_name(split: str, index: int, count: int) -> str:
-    """File name of one shard, e.g. 'train-00000-of-00004.tfrecord'."""
-    return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
-
-
 def _bytes(values: Iterable[bytes]) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
 
