@@ -38,11 +38,9 @@ from effdet.config import Config
 from effdet.data.augment import resize_and_crop
 from effdet.model.efficientdet import flatten_predictions
 from effdet.postprocess import Detections, postprocess
-from effdet.predict import LABEL_MAP_ASSET
+from effdet.predict import DEFAULT_MIN_SCORE_THRESH, LABEL_MAP_ASSET
 
 CONFIG_ASSET = "config.yaml"
-DEFAULT_MIN_SCORE_THRESH = 0.2
-"""Score below which the exported model drops a detection unless the caller passes its own threshold."""
 
 ENCODED_SPEC = tf.TensorSpec([None], tf.string, name="images")
 IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")

@@ -17,6 +17,9 @@ from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel
 
 LABEL_MAP_ASSET = "label_map.json"
+DEFAULT_MIN_SCORE_THRESH = 0.3
+"""The score threshold an export bakes in unless told another: the exported model drops detections below it
+when the caller gives no threshold (the CLI's `export --min-score`, a job's `min_score_thresh`)."""
 _COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 
 
