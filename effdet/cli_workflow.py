@@ -9,14 +9,15 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from effdet.config import Config, ConfigError, get_config, parse_overrides
+from effdet.config import Config, ConfigError, parse_overrides
+from effdet.data.layout import GROUND_TRUTH_FILE
+from effdet.workflow import DEFAULT_MIN_SCORE_THRESH, Records, resolve_config
 
-Which = Literal["final", "best", "latest"]
 WhichOpt = Annotated[str, typer.Option("--which", help="Weights of the run: final, best (by val AP) or latest.")]
 
 
@@ -25,10 +26,9 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _train_config(model: str | None, hparams: str | None, run_dir: Path, train_files: str) -> Config:
+def _train_config(model: str | None, hparams: str | None, run_dir: Path, records: Records) -> Config:
     """The preset + the dataset's implied settings + the user's overrides (a run dir's saved config on resume)."""
     from effdet.checkpoints import CONFIG_FILE
-    from effdet.data.defaults import dataset_hparams, find_report
 
     try:
         given = parse_overrides(hparams)
@@ -36,9 +36,7 @@ def _train_config(model: str | None, hparams: str | None, run_dir: Path, train_f
             if not (run_dir / CONFIG_FILE).exists():
                 raise _fail("--model is required for a new run (e.g. --model efficientdet-d0)")
             return Config.from_yaml(run_dir / CONFIG_FILE).override(given)
-        report = find_report(train_files)
-        implied = dataset_hparams(report, given) if report else {}
-        return get_config(model, {**implied, **given})
+        return resolve_config(model, records.report(), given)
     except ConfigError as err:
         raise _fail(str(err)) from None
 
@@ -62,10 +60,11 @@ def train(
     """Fine-tune (or resume) a model; Ctrl-C stops after the current step and leaves a resumable checkpoint."""
     from effdet.checkpoints import CheckpointError
     from effdet.train import TrainingDivergedError, TrainOptions
-    from effdet.train import train as run_training
+    from effdet.workflow import fine_tune
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = _train_config(model, hparams, run_dir, train_files)
+    records = Records.from_glob(train_files, val=val_files)
+    config = _train_config(model, hparams, run_dir, records)
     if var_freeze_expr:
         config = config.override({"var_freeze_expr": var_freeze_expr})
     options = TrainOptions(
@@ -79,7 +78,6 @@ def train(
         eval_every=eval_every,
         progress_interval_s=0.5,
     )
-    ground_truth = Path(val_files).parent / "val_annotations.json" if val_files else None
     stop = {"asked": False}
 
     def interrupted(*_: object) -> None:
@@ -95,16 +93,7 @@ def train(
                 text = f"loss {p.loss:.4f} lr {p.learning_rate:.2e} {p.images_per_sec:.1f} img/s"
                 bar.update(task, completed=p.step, total=p.total_steps, description=text)
 
-            result = run_training(
-                config,
-                train_files,
-                val_files,
-                run_dir,
-                options,
-                ground_truth=ground_truth,
-                on_progress=show,
-                should_stop=lambda: stop["asked"],
-            )
+            result = fine_tune(config, records, run_dir, options, on_progress=show, should_stop=lambda: stop["asked"])
     except (CheckpointError, TrainingDivergedError, FileNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
     finally:
@@ -121,20 +110,23 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
 ) -> None:
     """COCO metrics on the val split; a run's metrics are also written to RUN_DIR/metrics.json."""
-    from effdet.checkpoints import CheckpointError, load_run_model
-    from effdet.evaluate import evaluate_model, evaluate_saved_model, write_metrics
+    from effdet.checkpoints import CheckpointError
+    from effdet.evaluate import evaluate_saved_model
+    from effdet.workflow import evaluate_run
 
     if (run_dir is None) == (saved_model is None) or val_files is None:
         raise _fail("give --val and exactly one of --run-dir or --saved-model")
-    truth = ground_truth or Path(val_files).parent / "val_annotations.json"
+    truth = ground_truth or Path(val_files).parent / GROUND_TRUTH_FILE
     try:
         if saved_model is not None:
             metrics = evaluate_saved_model(saved_model, val_files, truth, batch_size)
         else:
             assert run_dir is not None
-            config, model = load_run_model(run_dir, which)
-            metrics = evaluate_model(model, config, val_files, truth, batch_size)
-            write_metrics(metrics, run_dir / "metrics.json")
+            records = Records(Path(val_files).parent, val_glob=val_files, truth_file=truth)
+            found = evaluate_run(run_dir, records, which, batch_size)
+            if found is None:  # a --val glob is always a val split; kept for the type
+                raise _fail(f"no val split in {val_files}")
+            metrics = found
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
     typer.echo(metrics.model_dump_json(exclude={"per_class"}))
@@ -143,19 +135,16 @@ def evaluate(
 def export(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="The training run to export.")],
     output: Annotated[Path, typer.Option("--output", help="New folder for the SavedModel.")],
-    min_score: Annotated[float, typer.Option("--min-score", min=0.0, max=1.0)] = 0.3,
+    min_score: Annotated[float, typer.Option("--min-score", min=0.0, max=1.0)] = DEFAULT_MIN_SCORE_THRESH,
     tflite: Annotated[bool, typer.Option("--tflite", help="Also write model.tflite (float32).")] = False,
     which: WhichOpt = "final",
 ) -> None:
     """Export a run's averaged weights as a SavedModel with pre- and post-processing inside (and TFLite)."""
-    from effdet.checkpoints import CheckpointError, load_run_model
-    from effdet.export import export_saved_model, export_tflite
+    from effdet.checkpoints import CheckpointError
+    from effdet.workflow import export_run
 
     try:
-        config, model = load_run_model(run_dir, which)
-        path = export_saved_model(model, config, output, min_score_thresh=min_score)
-        if tflite:
-            export_tflite(model, config, output / "model.tflite")
+        path = export_run(run_dir, output, min_score, which, tflite)
     except (CheckpointError, FileExistsError) as err:
         raise _fail(str(err)) from None
     typer.echo(str(path))

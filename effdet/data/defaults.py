@@ -3,22 +3,11 @@ max_instances_per_image large enough for its busiest image (automl users set the
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from effdet.data.convert import ConversionReport
 
-REPORT_FILE = "dataset.json"
 DEFAULT_MAX_INSTANCES = 100
-
-
-def find_report(files: str | Path) -> ConversionReport | None:
-    """The dataset.json beside TFRecord files (a folder or a glob inside it), or None if there is none."""
-    folder = Path(files)
-    while not folder.is_dir() and folder != folder.parent:
-        folder = folder.parent
-    path = folder / REPORT_FILE
-    return ConversionReport.model_validate_json(path.read_text()) if path.is_file() else None
 
 
 def dataset_hparams(report: ConversionReport, given: dict[str, Any]) -> dict[str, Any]:
