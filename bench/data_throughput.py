@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from bench.common import QUICK, RACCOON, emit
-from effdet.config import get_config
 from effdet.data.convert import convert_dataset
 from effdet.data.pipeline import build_dataset
+from effdet.workflow import Records, resolve_config
 
 
 def main() -> None:
@@ -30,8 +30,8 @@ def main() -> None:
         elapsed = time.perf_counter() - start
         images = sum(s.images for s in report.splits.values())
         emit("convert", images=images, seconds=round(elapsed, 2), images_per_sec=round(images / elapsed, 1))
-        config = get_config("efficientdet-d0", {"num_classes": len(report.label_map)})
-        dataset = build_dataset(str(out / "train-*.tfrecord"), config, args.batch_size, training=True, seed=0)
+        config = resolve_config("efficientdet-d0", report, None)
+        dataset = build_dataset(Records(out).train_files, config, args.batch_size, training=True, seed=0)
         iterator = iter(dataset)
         next(iterator)
         count, start = 0, time.perf_counter()

@@ -7,19 +7,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from effdet.checkpoints import load_run_model
 from effdet.config import Config
-from effdet.evaluate import evaluate_model
-from effdet.train import TrainOptions, train
+from effdet.train import TrainOptions
+from effdet.workflow import Records, evaluate_run, fine_tune
 
 
 def train_and_evaluate(config: Config, data_dir: Path, run_dir: Path, options: TrainOptions) -> dict[str, Any]:
     """Steps done, how the run ended, training minutes and images/s, then AP/AP50/AP75 on data_dir's val split."""
+    records = Records(data_dir)
     start = time.perf_counter()
-    result = train(config, str(data_dir / "train-*.tfrecord"), None, run_dir, options)
+    result = fine_tune(config, records, run_dir, options)
     minutes = (time.perf_counter() - start) / 60
-    config, model = load_run_model(run_dir)
-    metrics = evaluate_model(model, config, str(data_dir / "val-*.tfrecord"), data_dir / "val_annotations.json")
+    metrics = evaluate_run(run_dir, records)
+    if metrics is None:
+        raise ValueError(f"{data_dir} has no val images to score the run on; convert it with val_fraction > 0")
     return {
         "steps": result.step,
         "ended": result.status,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from bench.common import QUICK, emit
 from bench.fit import train_and_evaluate
-from effdet.config import get_config
 from effdet.data.convert import convert_dataset
 from effdet.data.synthetic import write_dataset
 from effdet.train import TrainOptions
+from effdet.workflow import resolve_config
 
 
 def main() -> None:
@@ -38,8 +38,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         write_dataset(root / "raw", args.num_images, "voc", seed=11)
-        convert_dataset(root / "raw", root / "data", val_fraction=0.15)
-        config = get_config("efficientdet-d0", recipe)
+        report = convert_dataset(root / "raw", root / "data", val_fraction=0.15)
+        config = resolve_config("efficientdet-d0", report, recipe)
         options = TrainOptions(batch_size=args.batch_size, num_steps=args.steps, checkpoint_every=10**6)
         figures = train_and_evaluate(config, root / "data", root / "run", options)
     emit(

@@ -21,10 +21,11 @@ from bench.common import QUICK, RACCOON, REPO, emit
 
 def _one(model: str, size: int, batch: int, steps: int, records: Path) -> None:
     """Child process: time `steps` training steps after the first (traced) one."""
-    from effdet.config import get_config
-    from effdet.train import Progress, TrainOptions, train
+    from effdet.train import Progress, TrainOptions
+    from effdet.workflow import Records, fine_tune, resolve_config
 
-    config = get_config(f"efficientdet-{model}", {"image_size": size, "num_classes": 1})
+    data = Records(records)
+    config = resolve_config(f"efficientdet-{model}", data.report(), {"image_size": size})
     marks: list[tuple[int, float]] = []
 
     def mark(progress: Progress) -> None:
@@ -38,7 +39,7 @@ def _one(model: str, size: int, batch: int, steps: int, records: Path) -> None:
             progress_interval_s=0,
             bn_recalibration_batches=0,
         )
-        train(config, str(records / "train-*.tfrecord"), None, Path(run), options, on_progress=mark)
+        fine_tune(config, data, Path(run), options, on_progress=mark)
     (first, t0), (last, t1) = marks[0], marks[-1]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     emit(

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from bench.common import QUICK, RACCOON, emit
 from bench.fit import train_and_evaluate
-from effdet.config import get_config, parse_overrides
+from effdet.config import parse_overrides
 from effdet.data.convert import convert_dataset
 from effdet.torch_import import import_backbone
 from effdet.train import TrainOptions
+from effdet.workflow import resolve_config
 
 
 def backbone_pth(model: str, folder: Path) -> Path:
@@ -55,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         report = convert_dataset(RACCOON, root / "data", format="csv")
-        config = get_config(args.model, {**overrides, "num_classes": 1, "label_map": report.label_map})
+        config = resolve_config(args.model, report, overrides)
         pretrained = None
         if args.init == "imagenet":
             pth = args.pth or backbone_pth(args.model, root / "pth")
