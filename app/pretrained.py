@@ -9,11 +9,12 @@ from app.schemas import CheckpointPublic
 from app.storage import tree_size
 from core.layout import checkpoints_dir
 from core.settings import Settings
+from effdet.layout import CHECKPOINT_DIR, WEIGHTS_DIR
 
 OBJECT_GRAPH_KEY = b"_CHECKPOINTABLE_OBJECT_GRAPH"
 INDEX_PROBE_BYTES = 16 * 2**20
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
-RUN_SUBDIRS = ("weights", "checkpoints")
+RUN_SUBDIRS = (WEIGHTS_DIR, CHECKPOINT_DIR)
 
 
 def _index_format(index: Path) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.layout import SAVED_MODEL_DIR, TFLITE_FILE
+from core.layout import saved_model_dir, tflite_file
 from core.tables import Dataset, Job, JobEvent, ModelVersion
 
 ModelFormat = Literal["saved_model", "tflite"]
@@ -294,9 +294,9 @@ class ModelPublic(BaseModel):
         """The public view of a model version, with the formats present on disk."""
         folder = Path(row.path)
         formats: list[ModelFormat] = []
-        if (folder / SAVED_MODEL_DIR).is_dir():
+        if saved_model_dir(folder).is_dir():
             formats.append("saved_model")
-        if (folder / TFLITE_FILE).is_file():
+        if tflite_file(folder).is_file():
             formats.append("tflite")
         return cls(
             id=row.id,

@@ -21,8 +21,8 @@ from core.settings import Settings
 from core.tables import Dataset, DatasetStatus
 from effdet.config import MODEL_NAMES, Config, ConfigError, get_config, parse_overrides
 from effdet.data.convert import ConversionReport
-from effdet.data.defaults import dataset_hparams
 from effdet.model.structure import variable_paths
+from effdet.workflow import resolve_config
 
 FALLBACK_MODEL = "efficientdet-d0"
 
@@ -116,15 +116,15 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
     freeze_problem = _freeze_problem(expr, get_config(model)) if isinstance(expr, str) else None
     if freeze_problem and "not a valid regular expression" in freeze_problem:
         given.pop("var_freeze_expr")
-    implied = {}
+    report = None
     if dataset is not None and not dataset_problem and dataset.report:
         try:
-            implied = dataset_hparams(ConversionReport.model_validate(dataset.report), given)
+            report = ConversionReport.model_validate(dataset.report)
         except ValidationError:
             problems.append(_problem("dataset_id", f"dataset {dataset.id!r} has an unreadable report; upload again"))
     config: Config | None = None
     try:
-        config = get_config(model, {**implied, **given})
+        config = resolve_config(model, report, given)
     except ConfigError as err:
         field = "hparams_yaml" if body.hparams_yaml is not None else "hparams"
         problems += [_problem(field, p) for p in err.problems]

@@ -15,14 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.settings import Settings
+from effdet.layout import TFLITE_FILE, TRAIN_LOG
 
 UPLOAD_FILE = "upload.zip"
 RECORDS_DIR = "tfrecords"
 SCRATCH_PREFIX = ".convert-"
 WORKER_LOG = "logs/worker.log"
-TRAIN_LOG = "logs/train.jsonl"
 SAVED_MODEL_DIR = "saved_model"
-TFLITE_FILE = "model.tflite"
 
 
 def uploads_dir(settings: Settings) -> Path:
@@ -63,3 +62,13 @@ def model_dir(settings: Settings, model_id: str) -> Path:
 def checkpoints_dir(settings: Settings) -> Path:
     """Where the operator puts pretrained checkpoints."""
     return settings.folder("checkpoints")
+
+
+def saved_model_dir(model_folder: Path) -> Path:
+    """The SavedModel inside a model version's folder (`ModelVersion.path`)."""
+    return model_folder / SAVED_MODEL_DIR
+
+
+def tflite_file(model_folder: Path) -> Path:
+    """The TFLite model inside a model version's folder, when one was exported."""
+    return model_folder / TFLITE_FILE

@@ -19,15 +19,10 @@ import tensorflow as tf
 from pydantic import BaseModel
 
 from effdet.config import Config
+from effdet.layout import BEST_DIR, CHECKPOINT_DIR, CONFIG_FILE, WEIGHTS_DIR, WEIGHTS_PREFIX
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.json"
-CHECKPOINT_DIR = "checkpoints"
-WEIGHTS_DIR = "weights"
-BEST_DIR = "best"
-WEIGHTS_PREFIX = "model"
 EMA_SUFFIX = "/ExponentialMovingAverage"
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 TRAINING_WEIGHTS = "weights"

@@ -28,7 +28,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _train_config(model: str | None, hparams: str | None, run_dir: Path, records: Records) -> Config:
     """The preset + the dataset's implied settings + the user's overrides (a run dir's saved config on resume)."""
-    from effdet.checkpoints import CONFIG_FILE
+    from effdet.layout import CONFIG_FILE
 
     try:
         given = parse_overrides(hparams)

@@ -264,7 +264,8 @@ def import_backbone(pth: Path | str, model_name: str, output: Path | str) -> Imp
     error lists what is missing or mismatched. Writes `<output>/model` (+ .index/.data), which
     `load_pretrained` / `--pretrained <output>` read.
     """
-    from effdet.checkpoints import WEIGHTS_PREFIX, save_named_weights
+    from effdet.checkpoints import save_named_weights
+    from effdet.layout import WEIGHTS_PREFIX
     from effdet.model import build_model, variable_shapes
 
     config = get_config(model_name)

@@ -27,14 +27,13 @@ from effdet.config import Config
 from effdet.data.pipeline import build_dataset
 from effdet.data.shards import record_files
 from effdet.ema import WeightAverage
+from effdet.layout import BEST_DIR, CHECKPOINT_DIR, METRICS_FILE, TRAIN_LOG, WEIGHTS_DIR, WEIGHTS_PREFIX
 from effdet.losses import detection_loss, weight_decay_loss
 from effdet.model.efficientdet import build_model, count_params, flatten_predictions
 from effdet.precise_bn import recalibrate, statistics_kept
 from effdet.schedules import WarmupDecay, schedule_settings
 
 log = logging.getLogger(__name__)
-
-LOG_FILE = "logs/train.jsonl"
 
 
 class TrainOptions(BaseModel):
@@ -144,7 +143,7 @@ class _Reporter:
         self, run_dir: Path, options: TrainOptions, total: int, steps_per_epoch: int, callback: ProgressCallback | None
     ):
         self.options, self.total, self.steps_per_epoch, self.callback = options, total, steps_per_epoch, callback
-        self.log_path = run_dir / LOG_FILE
+        self.log_path = run_dir / TRAIN_LOG
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.window_start: tuple[float, int] | None = None
         self.last_report = -math.inf
@@ -314,7 +313,7 @@ def _restore_or_load_pretrained(state: _TrainState, run_dir: Path, options: Trai
         weights=ckpt.tracked_weights(state.model), optimizer=state.optimizer, ema=state.ema, step=state.step
     )
     manager = tf.train.CheckpointManager(
-        checkpoint, str(run_dir / ckpt.CHECKPOINT_DIR), max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
+        checkpoint, str(run_dir / CHECKPOINT_DIR), max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
     )
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -459,7 +458,7 @@ def _save_final_weights(
             stats = {v.path: tf.convert_to_tensor(v) for v in model.non_trainable_variables if "moving_" in v.path}
         raw.update(stats)
         log.info("batch-norm statistics recomputed for the averaged weights on %d batches", used)
-    ckpt.save_named_weights(raw, run_dir / ckpt.WEIGHTS_DIR / ckpt.WEIGHTS_PREFIX)
+    ckpt.save_named_weights(raw, run_dir / WEIGHTS_DIR / WEIGHTS_PREFIX)
 
 
 class _BestKeeper:
@@ -481,7 +480,7 @@ class _BestKeeper:
         self.run_dir, self.model, self.config, self.ema = run_dir, model, config, ema
         self.train_files, self.val_files, self.ground_truth = train_files, val_files, ground_truth
         self.batch_size, self.calibration_batches = options.batch_size, options.bn_recalibration_batches
-        best = run_dir / ckpt.BEST_DIR / ckpt.METRICS_FILE
+        best = run_dir / BEST_DIR / METRICS_FILE
         self.best_ap: float | None = json.loads(best.read_text())["ap"] if best.exists() else None
 
     def evaluate(self, step: int) -> None:
@@ -495,6 +494,6 @@ class _BestKeeper:
             log.info("step %d: val AP %.4f AP50 %.4f", step, ap, metrics.ap50 or 0.0)
             if self.best_ap is None or ap > self.best_ap:
                 self.best_ap = ap
-                folder = self.run_dir / ckpt.BEST_DIR
-                ckpt.save_named_weights(ckpt.named_weights(self.model), folder / ckpt.WEIGHTS_PREFIX)
-                (folder / ckpt.METRICS_FILE).write_text(json.dumps({"step": step, **metrics.model_dump()}))
+                folder = self.run_dir / BEST_DIR
+                ckpt.save_named_weights(ckpt.named_weights(self.model), folder / WEIGHTS_PREFIX)
+                (folder / METRICS_FILE).write_text(json.dumps({"step": step, **metrics.model_dump()}))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from effdet.config import Config, get_config, parse_overrides
 from effdet.data.layout import GROUND_TRUTH_FILE, REPORT_FILE, TRAIN_SHARDS, VAL_SHARDS
+from effdet.layout import TFLITE_FILE
 from effdet.predict import DEFAULT_MIN_SCORE_THRESH
 
 if TYPE_CHECKING:
@@ -47,9 +48,6 @@ __all__ = [
     "load_run",
     "resolve_config",
 ]
-
-TFLITE_FILE = "model.tflite"
-"""The TFLite model's file name (inside the export folder for `export_run(tflite=True)`)."""
 
 
 @dataclass(frozen=True)
@@ -160,8 +158,8 @@ class LoadedRun:
 
     def evaluate(self, records: Records, batch_size: int = 8) -> Metrics | None:
         """COCO metrics on the records' val split, also written to run_dir/metrics.json; None without a val split."""
-        from effdet.checkpoints import METRICS_FILE
         from effdet.evaluate import evaluate_model, write_metrics
+        from effdet.layout import METRICS_FILE
 
         val_files, truth = records.val_files, records.ground_truth
         if val_files is None or truth is None:

@@ -25,12 +25,11 @@ from core.disk import disk_full_message, is_disk_full
 from core.settings import get_settings
 from core.states import holder_is_dead, worker_id
 from core.tables import Dataset, DatasetStatus
+from effdet.data.layout import REPORT_FILE
 from worker.lease import Heartbeat
 from worker.progress import DatasetProgress
 
 log = logging.getLogger(__name__)
-
-REPORT_FILE = "dataset.json"
 
 
 def _record_ready(dataset_id: str, records: Path) -> None:

@@ -1,14 +1,13 @@
 """A training job as the worker runs it: lease -> train -> evaluate -> export -> a new model version.
 
-Idempotent and resumable: the run lives in DATA_DIR/runs/<job_id>, and `effdet.train.train` resumes from
-its checkpoints, so a redelivered or re-sent task continues where the dead worker stopped; evaluation is
+Idempotent and resumable: the run lives in DATA_DIR/runs/<job_id>, and `effdet.workflow.fine_tune` resumes
+from its checkpoints, so a redelivered or re-sent task continues where the dead worker stopped; evaluation is
 cheap to redo, and an export that was published already is kept (it is written atomically). The lease
-(worker.lease) guarantees one runner at a time; every state change is a `JobEvent(kind="state")`.
+(`core.states.claim`) guarantees one runner at a time; every state change goes through `core.states`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,15 +22,13 @@ from core.disk import disk_full_message, is_disk_full
 from core.settings import get_settings
 from core.states import LeaseLostError, add_event, worker_id
 from core.tables import FINISHED, Job, JobStatus
+from effdet.config import Config, get_config
+from effdet.workflow import DEFAULT_MIN_SCORE_THRESH, LoadedRun, Records, fine_tune, load_run
 from worker.lease import Heartbeat
 from worker.progress import JobRecorder
 
 log = logging.getLogger(__name__)
 
-LOG_FILE = "logs/worker.log"
-METRICS_FILE = "metrics.json"
-GROUND_TRUTH_FILE = "val_annotations.json"
-DEFAULT_MIN_SCORE_THRESH = 0.3
 LOGGED = ("effdet", "worker")
 """Loggers whose records go to the run's worker.log while the job runs."""
 
@@ -44,13 +41,12 @@ class ExportOptions(BaseModel):
     """The export settings a job may carry in its options, beside effdet's TrainOptions."""
 
     min_score_thresh: float = DEFAULT_MIN_SCORE_THRESH
-    tflite: bool = False
 
 
 @contextmanager
 def job_log(run: Path) -> Iterator[Path]:
     """Copy effdet's and the worker's log records (INFO and up) to the run's worker.log while the job runs."""
-    path = run / LOG_FILE
+    path = run / layout.WORKER_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -150,21 +146,14 @@ def _stop_if_asked(recorder: JobRecorder) -> None:
 
 def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None:
     """Train (resuming), evaluate, export and register the model; raises JobCancelledError or an error."""
-    from effdet.checkpoints import load_run_model
-    from effdet.train import train
-
+    settings = get_settings()
     job = _job_row(job_id)
-    records = layout.records_dir(get_settings(), job.dataset_id)
-    train_files = str(records / "train-*.tfrecord")
-    val_files, truth = _val_split(records)
-    config = job_config(job)
-    result = train(
-        config,
-        train_files,
-        val_files,
+    records = Records(layout.records_dir(settings, job.dataset_id))
+    result = fine_tune(
+        job_config(job),
+        records,
         run,
         train_options(job.options),
-        ground_truth=truth,
         on_progress=recorder.progress,
         should_stop=recorder.should_stop,
     )
@@ -175,21 +164,20 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
         raise JobCancelledError
 
     states.set_state(job_id, holder, JobStatus.evaluating)
-    model_config, model = load_run_model(run)
-    metrics = _evaluate(job_id, model, model_config, val_files, truth, run)
+    loaded = load_run(run)
+    metrics = _evaluate(job_id, loaded, records)
     _stop_if_asked(recorder)
 
     states.set_state(job_id, holder, JobStatus.exporting, metrics=metrics)
     model_id = job.model_id or states.reserve_model_id(job_id, holder)
-    folder = layout.model_dir(get_settings(), model_id)
-    _export(model, model_config, folder, ExportOptions.model_validate(job.options))
-    states.succeed(job, holder, model_id, str(folder), metrics, _label_names(model_config))
+    folder = layout.model_dir(settings, model_id)
+    _export(loaded, folder, ExportOptions.model_validate(job.options))
+    states.succeed(job, holder, model_id, str(folder), metrics, _label_names(loaded.config))
 
 
-def job_config(job: Job) -> Any:
-    """The effdet Config from the job's stored automl-flat hyperparameters."""
-    from effdet.config import get_config
-
+def job_config(job: Job) -> Config:
+    """The effdet Config from the job's stored automl-flat hyperparameters (the run's config.yaml is written
+    from it once, and every later step reads that file)."""
     return get_config(str(job.config.get("name", job.model_name)), job.config)
 
 
@@ -204,52 +192,33 @@ def train_options(options: dict[str, Any]) -> Any:
         name = str(pretrained)
         if Path(name).name != name:
             raise ValueError(f"pretrained {name!r} must be a checkpoint name from GET /v1/checkpoints, not a path")
-        values["pretrained"] = settings.folder("checkpoints") / name
+        values["pretrained"] = layout.checkpoints_dir(settings) / name
     values["progress_interval_s"] = settings.progress_interval_s
     return TrainOptions.model_validate(values)
 
 
-def _val_split(records: Path) -> tuple[str | None, Path | None]:
-    """The val records and their ground truth, or (None, None) when the dataset has no val images."""
-    truth = records / GROUND_TRUTH_FILE
-    if not any(records.glob("val-*.tfrecord")) or not truth.is_file():
-        return None, None
-    if not json.loads(truth.read_text()).get("images"):
-        return None, None
-    return str(records / "val-*.tfrecord"), truth
-
-
-def _evaluate(
-    job_id: str, model: Any, config: Any, val_files: str | None, truth: Path | None, run: Path
-) -> dict[str, Any] | None:
-    """COCO metrics on the val split, written to run/metrics.json and the event log (None without val)."""
-    from effdet.evaluate import evaluate_model, write_metrics
-
-    if val_files is None or truth is None:
+def _evaluate(job_id: str, loaded: LoadedRun, records: Records) -> dict[str, Any] | None:
+    """COCO metrics on the val split, written to the run's metrics.json and the event log (None without val)."""
+    metrics = loaded.evaluate(records)
+    if metrics is None:
         message = "the dataset has no val images: no metrics (upload it again with val_fraction > 0)"
         add_event(job_id, "log", {"message": message})
         return None
-    metrics = evaluate_model(model, config, val_files, truth)
-    write_metrics(metrics, run / METRICS_FILE)
     data = metrics.model_dump(mode="json")
     add_event(job_id, "metrics", data)
     return data
 
 
-def _export(model: Any, config: Any, folder: Path, options: ExportOptions) -> None:
-    """Write saved_model/ (and model.tflite) unless a previous attempt already published them."""
-    from effdet.export import export_saved_model, export_tflite
-
-    saved = folder / "saved_model"
+def _export(loaded: LoadedRun, folder: Path, options: ExportOptions) -> None:
+    """Write saved_model/ unless a previous attempt already published it."""
+    saved = layout.saved_model_dir(folder)
     if not (saved / "saved_model.pb").is_file():
-        if saved.exists():  # an empty leftover folder; export_saved_model publishes atomically
+        if saved.exists():  # an empty leftover folder; the export publishes atomically
             saved.rmdir()
-        export_saved_model(model, config, saved, min_score_thresh=options.min_score_thresh)
-    if options.tflite and not (folder / "model.tflite").is_file():
-        export_tflite(model, config, folder / "model.tflite", min_score_thresh=options.min_score_thresh)
+        loaded.export(saved, options.min_score_thresh)
 
 
-def _label_names(config: Any) -> dict[str, str]:
+def _label_names(config: Config) -> dict[str, str]:
     from effdet.export import label_names
 
     return {str(k): v for k, v in label_names(config).items()}

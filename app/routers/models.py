@@ -13,7 +13,7 @@ from app.auth import CurrentOwner, get_owned, owned
 from app.deps import SessionDep
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, ModelFormat, ModelPublic, ModelsPublic
 from app.storage import zip_stream
-from core.layout import SAVED_MODEL_DIR, TFLITE_FILE
+from core.layout import saved_model_dir, tflite_file
 from core.tables import ModelVersion
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)
@@ -62,11 +62,11 @@ def download_model(
     row = get_owned(session, ModelVersion, model_id, owner)
     stem = f"{row.name}-v{row.version}"
     if format == "tflite":
-        tflite = Path(row.path) / TFLITE_FILE
+        tflite = tflite_file(Path(row.path))
         if not tflite.is_file():
             raise HTTPException(status.HTTP_404_NOT_FOUND, "this model was not exported to TFLite; use saved_model")
         return FileResponse(tflite, media_type="application/octet-stream", filename=f"{stem}.tflite")
-    saved_model = Path(row.path) / SAVED_MODEL_DIR
+    saved_model = saved_model_dir(Path(row.path))
     if not saved_model.is_dir():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this model has no SavedModel on the server")
     return StreamingResponse(

@@ -18,7 +18,7 @@ from app.deps import SessionDep, SettingsDep
 from app.metrics import PREDICT_SECONDS
 from app.predictor import ModelCache, QueueFullError, annotate, checked_image
 from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail
-from core.layout import SAVED_MODEL_DIR
+from core.layout import saved_model_dir
 from core.tables import ModelVersion
 from effdet.predict import Detection
 
@@ -39,7 +39,7 @@ _MANY = TypeAdapter(list[list[Detection]])
 
 def _saved_model(session: Session, model_id: str, owner: str | None) -> Path:
     row = get_owned(session, ModelVersion, model_id, owner)
-    folder = Path(row.path) / SAVED_MODEL_DIR
+    folder = saved_model_dir(Path(row.path))
     if not folder.is_dir():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model_id!r} has no SavedModel on the server")
     return folder

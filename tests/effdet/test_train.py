@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from effdet import checkpoints as ckpt
+from effdet import layout
 from effdet.config import Config
 from effdet.train import Progress, TrainingDivergedError, TrainOptions, count_examples, train
 
@@ -17,7 +18,7 @@ N = 3
 
 def _state(run_dir: Path) -> dict[str, np.ndarray]:
     """Every tensor of the latest training checkpoint (model, optimizer slots, moving averages, step)."""
-    prefix = tf.train.latest_checkpoint(str(run_dir / ckpt.CHECKPOINT_DIR))
+    prefix = tf.train.latest_checkpoint(str(run_dir / layout.CHECKPOINT_DIR))
     reader = tf.train.load_checkpoint(prefix)
     names = [n for n in reader.get_variable_to_shape_map() if n not in {ckpt.OBJECT_GRAPH_KEY}]
     return {n: reader.get_tensor(n) for n in names if "save_counter" not in n}
@@ -70,9 +71,9 @@ def test_resume_is_exact_and_two_halves_make_the_whole(tiny_records: Path, tiny_
     assert set(final) == set(_state(tmp_path / "whole"))
     # The training checkpoint holds every variable (BN statistics included) and every average, as the
     # shareable weights written at the end do, with the same values (BN statistics there are recomputed).
-    latest = Path(tf.train.latest_checkpoint(str(run / ckpt.CHECKPOINT_DIR)))
+    latest = Path(tf.train.latest_checkpoint(str(run / layout.CHECKPOINT_DIR)))
     fmt, values = ckpt.read_named_values(latest)
-    shared = tf.train.load_checkpoint(str(run / ckpt.WEIGHTS_DIR / ckpt.WEIGHTS_PREFIX))
+    shared = tf.train.load_checkpoint(str(run / layout.WEIGHTS_DIR / layout.WEIGHTS_PREFIX))
     assert fmt == "training checkpoint"
     assert set(values) == set(shared.get_variable_to_shape_map())
     assert sum(name.endswith("moving_variance") for name in values) > 50
@@ -109,10 +110,10 @@ def test_freeze_progress_and_pretrained_start(tiny_records: Path, tiny_config: C
     )
     # Evaluation during training keeps the best weights by val AP.
     assert result.best_ap is not None
-    best = json.loads((tmp_path / "frozen" / ckpt.BEST_DIR / "metrics.json").read_text())
+    best = json.loads((tmp_path / "frozen" / layout.BEST_DIR / "metrics.json").read_text())
     assert best["step"] == 2
     assert best["num_images"] == 4
-    assert (tmp_path / "frozen" / ckpt.BEST_DIR / "model.index").exists()
+    assert (tmp_path / "frozen" / layout.BEST_DIR / "model.index").exists()
     assert result.trainable_variables < base.trainable_variables
     assert result.trainable_params < base.trainable_params
     assert [p.step for p in seen] == [1, 2]
@@ -121,8 +122,8 @@ def test_freeze_progress_and_pretrained_start(tiny_records: Path, tiny_config: C
     assert seen[-1].images_per_sec > 0
     assert seen[-1].eta_seconds == 0
 
-    start = tf.train.load_checkpoint(str(tmp_path / "base" / ckpt.WEIGHTS_DIR / "model"))
-    end = tf.train.load_checkpoint(str(tmp_path / "frozen" / ckpt.WEIGHTS_DIR / "model"))
+    start = tf.train.load_checkpoint(str(tmp_path / "base" / layout.WEIGHTS_DIR / "model"))
+    end = tf.train.load_checkpoint(str(tmp_path / "frozen" / layout.WEIGHTS_DIR / "model"))
     kernel = "efficientnet-b0/stem/conv2d/kernel"
     head = "class_net/class-predict/bias"
     # Frozen variables keep the pretrained (averaged) values; the heads move.
@@ -148,11 +149,11 @@ def test_budgets_epochs_time_and_gpu_settings_on_a_cpu(
     assert (result.status, result.step, result.total_steps) == ("time_budget", 0, 6)
     assert "mixed_precision needs a GPU" in caplog.text
     assert "no GPU is visible" in caplog.text
-    assert tf.train.latest_checkpoint(str(tmp_path / "budget" / ckpt.CHECKPOINT_DIR))
+    assert tf.train.latest_checkpoint(str(tmp_path / "budget" / layout.CHECKPOINT_DIR))
 
 
 def test_run_dir_of_another_model_is_refused(tiny_records: Path, tiny_config: Config, tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / ckpt.CONFIG_FILE).write_text(tiny_config.override({"num_classes": 4}).to_yaml())
+    (tmp_path / "run" / layout.CONFIG_FILE).write_text(tiny_config.override({"num_classes": 4}).to_yaml())
     with pytest.raises(ckpt.CheckpointError, match="use a new run_dir"):
         train(tiny_config, _files(tiny_records, "train"), None, tmp_path / "run", TrainOptions(num_steps=1))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from effdet import checkpoints as ckpt
+from effdet import layout
 from effdet.config import Config, ConfigError
 from effdet.data.convert import ConversionReport, SplitSummary
 from effdet.data.stats import compute_stats
@@ -144,12 +145,12 @@ def test_fine_tune_evaluate_and_export_use_the_run_config(
     options = TrainOptions(batch_size=2, num_steps=2, checkpoint_every=100, bn_recalibration_batches=1)
     result = fine_tune(config, records, run, options)
     assert (result.status, result.step) == ("completed", 2)
-    assert Config.from_yaml(run / ckpt.CONFIG_FILE) == config
+    assert Config.from_yaml(run / layout.CONFIG_FILE) == config
 
     metrics = evaluate_run(run, records)
     assert metrics is not None
     assert metrics.num_images == 4
-    assert Metrics.model_validate_json((run / ckpt.METRICS_FILE).read_text()) == metrics
+    assert Metrics.model_validate_json((run / layout.METRICS_FILE).read_text()) == metrics
     no_val = Records(tmp_path / "nothing")
     assert evaluate_run(tmp_path / "not-a-run", no_val) is None  # no model is loaded without a val split
 
@@ -164,4 +165,4 @@ def test_fine_tune_evaluate_and_export_use_the_run_config(
     other = resolve_config("efficientdet-d0", records.report(), {**CHEAP, "image_size": 256})
     with pytest.raises(ckpt.CheckpointError, match="use a new run_dir"):
         fine_tune(other, records, run, options)
-    assert Config.from_yaml(run / ckpt.CONFIG_FILE) == config
+    assert Config.from_yaml(run / layout.CONFIG_FILE) == config

@@ -1,0 +1,22 @@
+"""What a training run's folder holds and what an export adds, named once (no TensorFlow, so the service's
+shared package can name these paths too; the records folder is `effdet.data.layout`):
+
+RUN_DIR/config.yaml              the run's one config: training, evaluation and export read it
+RUN_DIR/checkpoints/             the last checkpoints (model, optimizer slots, weight averages) for resuming
+RUN_DIR/weights/model.*          the averaged weights in automl naming, batch-norm statistics recomputed
+RUN_DIR/best/                    the best weights by val AP (with eval_every) and their metrics.json
+RUN_DIR/logs/train.jsonl         one progress report per line
+RUN_DIR/metrics.json             COCO metrics of the final weights on the val split
+OUTPUT/model.tflite              the float32 TFLite model beside an exported SavedModel
+"""
+
+from __future__ import annotations
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+WEIGHTS_DIR = "weights"
+WEIGHTS_PREFIX = "model"
+BEST_DIR = "best"
+TRAIN_LOG = "logs/train.jsonl"
+METRICS_FILE = "metrics.json"
+TFLITE_FILE = "model.tflite"
