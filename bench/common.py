@@ -76,6 +76,7 @@ def percentiles(times_ms: Sequence[float]) -> dict[str, float | None]:
 def export_model(folder: Path, variant: str, image_size: int | None = None) -> Path:
     """An exported SavedModel of `efficientdet-<variant>` (random weights: latency does not depend on them) with
     score threshold 0, so NMS and the answer always carry the full max_detections; returns the model folder."""
+    from core.layout import saved_model_dir
     from effdet.config import get_config
     from effdet.export import export_saved_model
     from effdet.model import build_model
@@ -84,7 +85,7 @@ def export_model(folder: Path, variant: str, image_size: int | None = None) -> P
     if image_size:
         overrides["image_size"] = image_size
     config = get_config(f"efficientdet-{variant}", overrides)
-    export_saved_model(build_model(config), config, folder / "saved_model", min_score_thresh=0.0)
+    export_saved_model(build_model(config), config, saved_model_dir(folder), min_score_thresh=0.0)
     return folder
 
 

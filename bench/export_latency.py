@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bench.common import QUICK, RawModel, emit, export_model, jpeg, percentiles
+from core.layout import saved_model_dir
 from effdet.config import get_config
 
 
@@ -29,7 +30,7 @@ def main() -> None:
             start = time.perf_counter()
             folder = export_model(Path(scratch) / "model", name)
             export_seconds = time.perf_counter() - start
-            raw = RawModel.load(folder / "saved_model", image)
+            raw = RawModel.load(saved_model_dir(folder), image)
             for _ in range(3):
                 raw.call()
             times = [raw.timed() for _ in range(args.runs)]

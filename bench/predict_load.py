@@ -35,6 +35,7 @@ from bench.common import (
     serve_api,
 )
 from bench.load import run_load
+from core.layout import saved_model_dir
 
 
 class LoadPlan(BaseModel):
@@ -147,7 +148,7 @@ def main() -> None:
         data_dir = Path(scratch) / "var"
         folder = args.exported or export_model(data_dir / "models" / "bench", args.model, args.image_size)
         model_id = register_model(data_dir, folder)
-        raw = RawModel.load(folder / "saved_model", image)
+        raw = RawModel.load(saved_model_dir(folder), image)
         plan = LoadPlan(
             model=f"efficientdet-{args.model}",
             image_size=args.image_size,

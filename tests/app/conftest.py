@@ -21,9 +21,8 @@ from app.main import create_app
 from core.db import reset_caches
 from core.settings import Settings, get_settings
 from core.tables import Dataset, DatasetStatus, Job, JobEvent, JobStatus, ModelVersion, utcnow
-from effdet.data.convert import ConversionReport, SplitSummary
-from effdet.data.stats import compute_stats
 from tests.cheap import CHEAP
+from tests.helpers.reports import one_class_report
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgresql")
@@ -102,16 +101,7 @@ class Service:
 
     def dataset(self, status: str = DatasetStatus.ready, owner: str | None = None) -> str:
         """A dataset row as the worker leaves it (ready with a report of one class, 'raccoon')."""
-        report = ConversionReport(
-            format="voc",
-            label_map={1: "raccoon"},
-            splits={"train": SplitSummary(images=9, boxes=10, shards=["train-00000-of-00001.tfrecord"])},
-            max_instances_per_image=3,
-            problems=[],
-            dropped_images=[],
-            stats=compute_stats([]),
-            anchors=None,
-        )
+        report = one_class_report()
         ready = status == DatasetStatus.ready
         row = Dataset(
             owner=owner,

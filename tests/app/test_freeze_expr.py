@@ -10,22 +10,12 @@ from app.schemas import JobCreate
 from app.submission import SubmissionError, resolve_job
 from core.settings import Settings
 from core.tables import Dataset, DatasetStatus
-from effdet.data.convert import ConversionReport, SplitSummary
-from effdet.data.stats import compute_stats
+from tests.helpers.reports import one_class_report
 
 
 def _ready_dataset() -> Dataset:
     """A ready dataset row (never stored) with a one-class report."""
-    report = ConversionReport(
-        format="voc",
-        label_map={1: "raccoon"},
-        splits={"train": SplitSummary(images=9, boxes=10, shards=["train-00000-of-00001.tfrecord"])},
-        max_instances_per_image=3,
-        problems=[],
-        dropped_images=[],
-        stats=compute_stats([]),
-        anchors=None,
-    )
+    report = one_class_report()
     return Dataset(id="d1", name="raccoons", status=DatasetStatus.ready, report=report.model_dump(mode="json"))
 
 
