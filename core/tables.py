@@ -70,6 +70,8 @@ class Dataset(Base):
     num_images: Mapped[int | None] = mapped_column(Integer)
     num_boxes: Mapped[int | None] = mapped_column(Integer)
     label_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    class_aliases: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"alias": "name"} merged at conversion
+    requested_label_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {id: name} the user fixed
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # effdet ConversionReport (stats, problems, anchors)
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"done": n, "total": m}
     error: Mapped[str | None] = mapped_column(Text)
@@ -90,6 +92,7 @@ class Job(Base):
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # latest effdet.train.Progress
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # effdet.evaluate.Metrics
     error: Mapped[str | None] = mapped_column(Text)
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)  # advice found when the job was resolved
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200))  # who holds the lease
