@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -23,9 +23,10 @@ from pydantic import BaseModel, Field
 
 from effdet.config import ModelConfig
 from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
-from effdet.data.ingest import extract_zip, read_dataset
+from effdet.data.image_index import IndexSpool, index_entry
+from effdet.data.ingest import DatasetFormat, extract_zip, read_dataset
 from effdet.data.labels import build_label_map, is_printable, label_names_of
-from effdet.data.layout import GROUND_TRUTH_FILE, REPORT_FILE, TRAIN_SPLIT, VAL_SPLIT, shard_name
+from effdet.data.layout import GROUND_TRUTH_FILE, IMAGE_INDEX_FILE, REPORT_FILE, TRAIN_SPLIT, VAL_SPLIT, shard_name
 from effdet.data.records import Problem, Record, Severity, warning
 from effdet.data.split import split_items
 from effdet.data.stats import DatasetStats, box_shapes, compute_stats
@@ -144,26 +145,46 @@ def validate_records(
     progress: Progress | None = None,
     total: int | None = None,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    image_index: IndexSpool | None = None,
 ) -> Validated:
-    """Validate every record in parallel and drop byte-identical copies of an image."""
+    """Validate every record in parallel and drop byte-identical copies of an image; with `index`, spool each
+    image's entry (boxes, problems, kept or dropped) to `image_index`."""
     problems = list(read_problems or [])
     items: list[ValidItem] = []
     seen: dict[str, str] = {}
     dropped: list[str] = []
     known = frozenset(label_map.values())
+    read_by_file: dict[str, list[Problem]] = defaultdict(list)
+    for problem in read_problems or []:
+        read_by_file[problem.file].append(problem)
     results = _validate_all(records, known, workers or os.cpu_count() or 1, progress, total or len(records), max_pixels)
-    for result in results:
+    for record, result in zip(records, results, strict=True):
         problems.extend(result.problems)
         item = result.item
+        found = [*read_by_file.get(record.filename, []), *result.problems]
         if item is None:
             dropped.append(result.problems[-1].file)
         elif item.sha1 in seen:
-            problems.append(
-                warning(item.filename, "duplicate_image", f"same bytes as {seen[item.sha1]}; the copy was left out")
+            duplicate = warning(
+                item.filename, "duplicate_image", f"same bytes as {seen[item.sha1]}; the copy was left out"
             )
+            problems.append(duplicate)
+            found.append(duplicate)
+            item = None
         else:
             seen[item.sha1] = item.filename
             items.append(item)
+        if image_index is not None:
+            entry = index_entry(
+                record,
+                result.size,
+                result.annotated,
+                item.boxes if item else None,
+                found,
+                image_index.unique_id(record.filename),
+                image_index.in_upload,
+            )
+            image_index.add(entry)
     return Validated(items=items, problems=problems, dropped=dropped)
 
 
@@ -208,8 +229,10 @@ def write_tfrecords(
     progress: Progress | None = None,
     done: int = 0,
     total: int = 0,
+    image_index: IndexSpool | None = None,
 ) -> ConversionReport:
-    """Split validated items and write shards, val ground truth and dataset.json atomically to output_dir."""
+    """Split validated items and write shards, val ground truth, dataset.json and (with the `image_index` spooled by
+    validate_records) the image index atomically to output_dir."""
     from effdet.data.shards import write_shard
 
     items = validated.items
@@ -237,6 +260,9 @@ def write_tfrecords(
                     progress(done, total)
             splits[split] = SplitSummary(images=len(members), boxes=sum(len(i.boxes) for i in members), shards=names)
         (staging / GROUND_TRUTH_FILE).write_text(json.dumps(_coco_ground_truth(numbered[VAL_SPLIT], label_map)))
+        if image_index is not None:
+            split_of = {item.filename: split for split, members in numbered.items() for _, item in members}
+            image_index.write(staging / IMAGE_INDEX_FILE, split_of)
         report = ConversionReport(
             format=source_format,
             label_map=label_map,
@@ -317,10 +343,14 @@ def convert_dataset(
     Images over max_pixels pixels are left out (the service passes EFFDET_MAX_IMAGE_PIXELS)."""
     if output_dir.exists() and any(output_dir.iterdir()):
         raise FileExistsError(f"output folder {output_dir} is not empty; choose a new folder or empty it")
-    with _Opened(source, output_dir.parent) as (root, scratch):
+    with (
+        _Opened(source, output_dir.parent) as (root, scratch),
+        tempfile.TemporaryFile(dir=output_dir.parent) as spool,
+    ):
         records, names, found_format, problems = _read(root, scratch, format, label_map, aliases)
         total = 2 * len(records)
-        validated = validate_records(records, names, problems, workers, progress, total, max_pixels)
+        image_index = IndexSpool(spool, in_upload=found_format != DatasetFormat.TFRECORD)
+        validated = validate_records(records, names, problems, workers, progress, total, max_pixels, image_index)
         return write_tfrecords(
             validated,
             output_dir,
@@ -333,6 +363,7 @@ def convert_dataset(
             progress,
             done=len(records),
             total=len(records) + len(validated.items),
+            image_index=image_index,
         )
 
 

@@ -196,10 +196,21 @@ def extract_zip(zip_path: Path, dest: Path, max_files: int = 100_000, max_total_
                         sink.write(chunk)
             except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
                 raise UnsafeArchiveError(f"cannot unpack {info.filename!r}: {exc}; the zip is damaged") from exc
+    return dest.joinpath(*members[0][1][: _top_folders(members)])
+
+
+def root_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The files extract_zip unpacks, by their '/'-separated path under the dataset root it returns (the names
+    records and problems use), so one image can be read from the zip without unpacking it."""
+    members = _members(archive)
+    strip = _top_folders(members)
+    return {"/".join(parts[strip:]): info for info, parts in members}
+
+
+def _top_folders(members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]]) -> int:
+    """How many leading path parts the dataset root skips: 1 when every file sits in one top folder, else 0."""
     tops = {parts[0] for _, parts in members}
-    if len(tops) == 1 and all(len(parts) > 1 for _, parts in members):
-        return dest / tops.pop()
-    return dest
+    return 1 if len(tops) == 1 and all(len(parts) > 1 for _, parts in members) else 0
 
 
 def _members(archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:

@@ -4,6 +4,8 @@ train-00000-of-00002.tfrecord ...   the training shards (automl's features, see 
 val-00000-of-00001.tfrecord         the val shards (one, empty, when the split has no image)
 val_annotations.json                the val ground truth as COCO JSON (image ids are the shards' source ids)
 dataset.json                        the ConversionReport: label map, counts, statistics, problems, anchors
+images.jsonl                        the image index: every image, kept or dropped, with boxes and problems
+                                    (effdet.data.image_index; datasets converted before it have none)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ TRAIN_SPLIT = "train"
 VAL_SPLIT = "val"
 GROUND_TRUTH_FILE = "val_annotations.json"
 REPORT_FILE = "dataset.json"
+IMAGE_INDEX_FILE = "images.jsonl"
 
 
 def shard_name(split: str, index: int, count: int) -> str:

@@ -55,6 +55,10 @@ class ItemResult(BaseModel):
 
     item: ValidItem | None
     problems: list[Problem]
+    size: tuple[int, int] | None = Field(None, description="upright (width, height); None if it did not open")
+    annotated: list[Box] = Field(
+        default_factory=list, description="every box of the record on the upright image (object_index counts them)"
+    )
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def validate_record(
     """Open the image, check it (at most max_pixels pixels) and every box; never raises on bad data."""
     opened = _open_image(record.image_path, record.filename, max_pixels)
     if isinstance(opened, Problem):
-        return ItemResult(item=None, problems=[opened])
+        return ItemResult(item=None, problems=[opened], annotated=record.boxes)
     problems: list[Problem] = []
     boxes = _upright_boxes(record, opened, problems)
     width, height = opened.upright_size
@@ -92,7 +96,7 @@ def validate_record(
             "do not teach the model 'background'"
         )
         problems.append(error(record.filename, "no_valid_boxes", message))
-        return ItemResult(item=None, problems=problems)
+        return ItemResult(item=None, problems=problems, size=(width, height), annotated=boxes)
     passthrough = PASSTHROUGH_FORMATS.get(opened.image_format)
     item = ValidItem(
         image_path=record.image_path,
@@ -105,7 +109,7 @@ def validate_record(
         reencode=opened.orientation != 1 or passthrough is None,
         split=record.split.value if record.split else None,
     )
-    return ItemResult(item=item, problems=problems)
+    return ItemResult(item=item, problems=problems, size=(width, height), annotated=boxes)
 
 
 def _open_image(path: Path, file: str, max_pixels: int) -> _StoredImage | Problem:

@@ -45,6 +45,7 @@ def test_convert_raccoon_zip_makes_a_ready_dataset(service: Path, rows: Any, rac
     records = folder / "tfrecords"
     assert sorted(p.name for p in records.iterdir()) == [
         "dataset.json",
+        "images.jsonl",
         "train-00000-of-00001.tfrecord",
         "val-00000-of-00001.tfrecord",
         "val_annotations.json",

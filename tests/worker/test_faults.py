@@ -243,6 +243,7 @@ def test_sigkilled_conversion_is_finished_once_by_the_next_worker_without_scratc
     assert sorted(p.name for p in folder.iterdir()) == ["tfrecords", "upload.zip"]
     assert sorted(p.name for p in (folder / "tfrecords").iterdir()) == [
         "dataset.json",
+        "images.jsonl",
         "train-00000-of-00001.tfrecord",
         "val-00000-of-00001.tfrecord",
         "val_annotations.json",
