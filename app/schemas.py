@@ -114,6 +114,79 @@ class DatasetsPublic(BaseModel):
     count: int
 
 
+ImageSplit = Literal["train", "val", "dropped"]
+
+
+class ImageBoxPublic(BaseModel):
+    """One box of a dataset image: kept as stored, or dropped with the problem that dropped it."""
+
+    label: str
+    bbox: list[float] | None = Field(description="[xmin, ymin, xmax, ymax] in image pixels; None if not numbers")
+    dropped: bool = Field(description="left out of the training records (its own problem, or its image's)")
+    problem: str | None = Field(None, description="code of the problem found with this box, if any")
+
+
+class ImageProblemPublic(BaseModel):
+    """One problem found with a dataset image (object_index names the box, when it is about one)."""
+
+    object_index: int | None = None
+    severity: Literal["error", "warning"]
+    code: str
+    message: str
+
+
+class ImagePublic(BaseModel):
+    """One image of a converted dataset, kept or dropped, with its boxes and problems."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "c670a3513d806222",
+                    "path": "images/raccoon-1.jpg",
+                    "width": 650,
+                    "height": 417,
+                    "split": "train",
+                    "boxes": [
+                        {"label": "raccoon", "bbox": [81.0, 88.0, 522.0, 408.0], "dropped": False, "problem": None},
+                        {
+                            "label": "raccoon",
+                            "bbox": [5000.0, 10.0, 5100.0, 90.0],
+                            "dropped": True,
+                            "problem": "box_outside_image",
+                        },
+                    ],
+                    "problems": [
+                        {
+                            "object_index": 1,
+                            "severity": "error",
+                            "code": "box_outside_image",
+                            "message": "box (5000.0, 10.0, 5100.0, 90.0) lies far outside the 650x417 image; ...",
+                        }
+                    ],
+                    "has_file": True,
+                }
+            ]
+        }
+    )
+
+    id: str
+    path: str = Field(description="path under the dataset's top folder, as problems name it")
+    width: int | None = Field(description="pixels of the image turned upright; None when it could not be opened")
+    height: int | None
+    split: ImageSplit
+    boxes: list[ImageBoxPublic]
+    problems: list[ImageProblemPublic]
+    has_file: bool = Field(description="False for images taken out of uploaded TFRecords (no thumbnail)")
+
+
+class ImagesPublic(BaseModel):
+    """A page of a dataset's images: those with problems first, then by path."""
+
+    items: list[ImagePublic]
+    count: int
+
+
 class JobCreate(BaseModel):
     """A fine-tuning job: dataset, model variant, automl hyperparameter overrides and run settings."""
 
