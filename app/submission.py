@@ -85,7 +85,7 @@ def _freeze_problem(expr: str, config: Config) -> str | None:
         pattern = re.compile(expr)
     except re.error as err:
         return f"var_freeze_expr {expr!r} is not a valid regular expression: {err}"
-    paths = variable_paths(config, trainable_only=True)
+    paths = variable_paths(_with_preset_anchors(config), trainable_only=True)
     if any(pattern.match(path) for path in paths):
         return None
     examples = ", ".join(paths[i] for i in (0, -1))
@@ -93,6 +93,15 @@ def _freeze_problem(expr: str, config: Config) -> str | None:
         f"var_freeze_expr {expr!r} matches no variable of {config.model.name} (matched with re.match from the "
         f"start of paths such as {examples}); try '(efficientnet|fpn_cells|resample_p6)'"
     )
+
+
+def _with_preset_anchors(config: Config) -> Config:
+    """The config with 'auto' anchors (chosen by the worker on the training boxes) replaced by the preset's: the
+    number of anchors changes variable shapes, never their paths."""
+    if not config.model.has_auto_anchors:
+        return config
+    preset = get_config(config.model.name).model
+    return config.override({"aspect_ratios": preset.ratios, "anchor_scale": preset.scale})
 
 
 def _pretrained_problem(name: str, settings: Settings) -> str:

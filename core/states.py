@@ -198,6 +198,14 @@ def cancelled(job_id: str, holder: str) -> None:
     set_state(job_id, holder, JobStatus.cancelled, finished_at=utcnow())
 
 
+def anchors_chosen(job_id: str, holder: str, config: dict[str, Any], choice: dict[str, Any], message: str) -> None:
+    """Store the config whose 'auto' anchors were chosen on the training boxes as the job's config (a resumed
+    attempt trains with the same numbers) and log the choice as an event, in one transaction."""
+    with session_scope() as session:
+        _update_held(job_id, holder, session, config=config, heartbeat_at=utcnow())
+        session.add(JobEvent(job_id=job_id, kind="log", data={"message": message, "anchors": choice}))
+
+
 def record_progress(job_id: str, holder: str, data: dict[str, Any]) -> bool:
     """Store a progress report as the job's progress and as an event (renewing the lease); False when the job
     is no longer ours."""

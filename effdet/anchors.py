@@ -106,8 +106,8 @@ def anchors_for(config: ModelConfig) -> Anchors:
         config.min_level,
         config.max_level,
         config.num_scales,
-        list(config.aspect_ratios),
-        config.anchor_scale,
+        list(config.ratios),
+        config.scale,
     )
 
 

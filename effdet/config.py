@@ -12,7 +12,7 @@ import ast
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
@@ -91,6 +91,12 @@ def _default_heads() -> list[Head]:
     return ["object_detection"]
 
 
+AUTO = "auto"
+"""The value of `aspect_ratios` or `anchor_scale` that asks for the k-means suggestion on the training boxes
+(effdet.workflow.resolve_auto_anchors replaces it with numbers before a run's config.yaml is written)."""
+Auto = Literal["auto"]
+
+
 class ModelConfig(_Group):
     """Architecture: what `build_model` reads."""
 
@@ -105,8 +111,8 @@ class ModelConfig(_Group):
     min_level: int = Field(3, ge=1, le=5)
     max_level: int = Field(7, ge=3, le=10)
     num_scales: int = Field(3, ge=1)
-    aspect_ratios: list[float] = Field(default_factory=lambda: [1.0, 2.0, 0.5], min_length=1)
-    anchor_scale: float = Field(4.0, gt=0)
+    aspect_ratios: Annotated[list[float], Field(min_length=1)] | Auto = Field(default_factory=lambda: [1.0, 2.0, 0.5])
+    anchor_scale: Annotated[float, Field(gt=0)] | Auto = 4.0
     is_training_bn: bool = True
     box_class_repeats: int = Field(3, ge=1)
     fpn_cell_repeats: int = Field(3, ge=1)
@@ -139,14 +145,50 @@ class ModelConfig(_Group):
         # automl's older format lists (w, h) pairs; a pair means the ratio w / h.
         if isinstance(value, list | tuple):
             return [v[0] / v[1] if isinstance(v, list | tuple) and len(v) == 2 else v for v in value]
+        if isinstance(value, str) and value != AUTO:
+            raise ValueError(
+                f"aspect_ratios {value!r} is neither a list of ratios (width / height, e.g. [1.0, 2.0, 0.5]) nor "
+                f"'{AUTO}' (k-means on the training boxes)"
+            )
         return value
 
     @field_validator("aspect_ratios")
     @classmethod
-    def _positive_ratios(cls, value: list[float]) -> list[float]:
-        if any(r <= 0 for r in value):
+    def _positive_ratios(cls, value: list[float] | Auto) -> list[float] | Auto:
+        if isinstance(value, list) and any(r <= 0 for r in value):
             raise ValueError(f"aspect ratios (width / height) must be positive, got {value}")
         return value
+
+    @field_validator("anchor_scale", mode="before")
+    @classmethod
+    def _parse_anchor_scale(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != AUTO:
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(
+                    f"anchor_scale {value!r} is neither a number (e.g. 4.0) nor '{AUTO}' (chosen on the training boxes)"
+                ) from None
+        return value
+
+    @property
+    def has_auto_anchors(self) -> bool:
+        """Whether aspect_ratios or anchor_scale is still 'auto' (to be chosen on the training boxes)."""
+        return self.aspect_ratios == AUTO or self.anchor_scale == AUTO
+
+    @property
+    def ratios(self) -> list[float]:
+        """The aspect ratios; ValueError while they are 'auto' (resolve them first)."""
+        if isinstance(self.aspect_ratios, str):
+            raise ValueError(_UNRESOLVED.format(key="aspect_ratios"))
+        return self.aspect_ratios
+
+    @property
+    def scale(self) -> float:
+        """The anchor scale; ValueError while it is 'auto' (resolve it first)."""
+        if isinstance(self.anchor_scale, str):
+            raise ValueError(_UNRESOLVED.format(key="anchor_scale"))
+        return self.anchor_scale
 
     @field_validator("mean_rgb", "stddev_rgb")
     @classmethod
@@ -158,12 +200,18 @@ class ModelConfig(_Group):
     @property
     def num_anchors(self) -> int:
         """Anchors per feature-map location."""
-        return self.num_scales * len(self.aspect_ratios)
+        return self.num_scales * len(self.ratios)
 
     @property
     def weight_method(self) -> str:
         """The BiFPN fusion actually used: automl's default is fast normalised fusion."""
         return self.fpn_weight_method or "fastattn"
+
+
+_UNRESOLVED = (
+    "{key} is still 'auto': effdet.workflow.resolve_auto_anchors chooses it on the training boxes before a "
+    "model is built"
+)
 
 
 class InputConfig(_Group):
@@ -502,14 +550,21 @@ def _validate(flat: dict[str, Any], problems: list[str]) -> Config:
     try:
         config = Config.model_validate(grouped)
     except ValidationError as err:
-        raise ConfigError(problems + [_describe(e) for e in err.errors()]) from None
+        raise ConfigError(problems + [_describe(e) for e in err.errors() if not _is_auto_branch(e)]) from None
     if problems:
         raise ConfigError(problems)
     return config
 
 
+def _is_auto_branch(error: Any) -> bool:
+    """The "should be 'auto'" half of a value that is neither a valid number (or list) nor 'auto': the other
+    half says what is wrong with it."""
+    return bool(error["type"] == "literal_error" and error["loc"][-1] == f"literal[{AUTO!r}]")
+
+
 def _describe(error: Any) -> str:
-    name = ".".join(str(p) for p in error["loc"][1:])
+    # a union's branch tags (e.g. 'constrained-float', 'list[float]') are not part of the name
+    name = ".".join(str(p) for p in error["loc"][1:] if not any(c in str(p) for c in "[-"))
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "literal_error":
         return f"{name}: {message}, got {error['input']!r}"

@@ -16,6 +16,7 @@ resolve configs); the steps import it when they run.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from effdet.predict import DEFAULT_MIN_SCORE_THRESH
 if TYPE_CHECKING:
     import keras
 
+    from effdet.data.anchors_kmeans import AnchorChoice
     from effdet.data.convert import ConversionReport
     from effdet.evaluate import Metrics
     from effdet.train import Progress, TrainOptions, TrainResult
@@ -46,8 +48,11 @@ __all__ = [
     "export_run",
     "fine_tune",
     "load_run",
+    "resolve_auto_anchors",
     "resolve_config",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,38 @@ def resolve_config(
     return get_config(model, {**implied, **given})
 
 
+def resolve_auto_anchors(config: Config, records: Records) -> tuple[Config, AnchorChoice | None]:
+    """The config with `aspect_ratios: auto` and `anchor_scale: auto` replaced by what the k-means suggestion
+    chooses on the records' training boxes at the config's image_size and levels (effdet.data.anchors_kmeans),
+    and that choice with the mean best IoU of the variant's default anchors and of the chosen ones; the config
+    unchanged and None when neither is 'auto'. Reads the training shards (TensorFlow); ValueError without boxes."""
+    model = config.model
+    if not model.has_auto_anchors:
+        return config, None
+    from effdet.data.anchors_kmeans import choose_anchors
+    from effdet.data.shards import read_box_shapes
+
+    boxes_wh, images_wh = read_box_shapes(records.train_files, skip_crowd=config.input.skip_crowd_during_training)
+    if not len(boxes_wh):
+        raise ValueError(
+            f"aspect_ratios or anchor_scale is 'auto' but {records.train_files} holds no box to choose them on; "
+            "give numbers instead"
+        )
+    preset = get_config(model.name).model
+    choice = choose_anchors(
+        boxes_wh,
+        images_wh,
+        model.image_size,
+        (model.min_level, model.max_level, model.num_scales),
+        None if isinstance(model.aspect_ratios, str) else model.aspect_ratios,
+        None if isinstance(model.anchor_scale, str) else model.anchor_scale,
+        default_ratios=preset.ratios,
+        default_scale=preset.scale,
+    )
+    log.info("%s", choice.describe())
+    return config.override({"aspect_ratios": choice.aspect_ratios, "anchor_scale": choice.anchor_scale}), choice
+
+
 def fine_tune(
     config: Config,
     records: Records,
@@ -129,12 +166,14 @@ def fine_tune(
 ) -> TrainResult:
     """Train (or resume) the run in run_dir on the records, from the config as run_dir/config.yaml holds it.
 
-    The config is written there first (a run dir of another model raises CheckpointError) and read back, so
-    training, evaluation and export use the same copy; see effdet.train.train for the rest (checkpoints,
-    resume, budgets, `eval_every` on the records' val split)."""
+    Anchors given as 'auto' are chosen on the training boxes first (`resolve_auto_anchors`, logged), so the run's
+    config.yaml holds numbers. The config is written there (a run dir of another model raises CheckpointError)
+    and read back, so training, evaluation and export use the same copy; see effdet.train.train for the rest
+    (checkpoints, resume, budgets, `eval_every` on the records' val split)."""
     from effdet.checkpoints import save_run_config
     from effdet.train import train
 
+    config, _ = resolve_auto_anchors(config, records)
     saved = save_run_config(run_dir, config)
     return train(
         saved,

@@ -23,7 +23,7 @@ from core.settings import get_settings
 from core.states import LeaseLostError, add_event, worker_id
 from core.tables import FINISHED, Job, JobStatus
 from effdet.config import Config, get_config
-from effdet.workflow import DEFAULT_MIN_SCORE_THRESH, LoadedRun, Records, fine_tune, load_run
+from effdet.workflow import DEFAULT_MIN_SCORE_THRESH, LoadedRun, Records, fine_tune, load_run, resolve_auto_anchors
 from worker.lease import Heartbeat
 from worker.progress import JobRecorder
 
@@ -149,8 +149,11 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
     settings = get_settings()
     job = _job_row(job_id)
     records = Records(layout.records_dir(settings, job.dataset_id))
+    config, choice = resolve_auto_anchors(job_config(job), records)
+    if choice is not None:
+        states.anchors_chosen(job_id, holder, config.to_flat(), choice.model_dump(mode="json"), choice.describe())
     result = fine_tune(
-        job_config(job),
+        config,
         records,
         run,
         train_options(job.options),

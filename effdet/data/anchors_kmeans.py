@@ -63,17 +63,11 @@ def suggest_anchors(
     if min_level > max_level:
         raise ValueError(f"min_level {min_level} must not be above max_level {max_level}")
     shapes = input_shapes(boxes_wh, image_size, image_sizes)
-    ratios = [max(0.01, round(r, 2)) for r in kmeans_aspect_ratios(shapes, num_ratios, np.random.default_rng(seed))]
+    ratios = _rounded(kmeans_aspect_ratios(shapes, num_ratios, np.random.default_rng(seed)))
     levels = (min_level, max_level, num_scales)
     default_iou = best_anchor_iou(shapes, anchor_shapes(*levels, default_ratios, anchor_scale))
-    by_scale = {
-        scale: best_anchor_iou(shapes, anchor_shapes(*levels, ratios, scale))
-        for scale in sorted({anchor_scale, *ANCHOR_SCALE_GRID})
-    }
-    best_scale = max(by_scale, key=lambda s: (_matched(by_scale[s]), float(by_scale[s].mean()), s == anchor_scale))
-    if _matched(by_scale[best_scale]) < _matched(by_scale[anchor_scale]) + SCALE_CHANGE_MARGIN:
-        best_scale = anchor_scale
-    suggested_iou = by_scale[best_scale]
+    best_scale = choose_anchor_scale(shapes, min_level, max_level, num_scales, ratios, anchor_scale)
+    suggested_iou = best_anchor_iou(shapes, anchor_shapes(*levels, ratios, best_scale))
     return AnchorSuggestion(
         aspect_ratios=ratios,
         anchor_scale=best_scale,
@@ -85,6 +79,93 @@ def suggest_anchors(
         suggested_matched_fraction=_matched(suggested_iou),
         num_boxes=len(shapes),
     )
+
+
+def choose_anchor_scale(
+    shapes: np.ndarray,
+    min_level: int,
+    max_level: int,
+    num_scales: int,
+    aspect_ratios: Sequence[float],
+    default_scale: float,
+) -> float:
+    """The anchor_scale (default_scale or one of `ANCHOR_SCALE_GRID`) whose anchors match the most box shapes
+    [N, 2] (network-input pixels); another than default_scale only when it matches `SCALE_CHANGE_MARGIN` more."""
+    levels = (min_level, max_level, num_scales)
+    by_scale = {
+        scale: best_anchor_iou(shapes, anchor_shapes(*levels, aspect_ratios, scale))
+        for scale in sorted({default_scale, *ANCHOR_SCALE_GRID})
+    }
+    best = max(by_scale, key=lambda s: (_matched(by_scale[s]), float(by_scale[s].mean()), s == default_scale))
+    if _matched(by_scale[best]) < _matched(by_scale[default_scale]) + SCALE_CHANGE_MARGIN:
+        return default_scale
+    return best
+
+
+class AnchorChoice(BaseModel):
+    """The anchors a run uses where its config said 'auto' (`auto` names those keys), chosen on the training
+    boxes, and how the variant's default anchors and the chosen ones cover those boxes (mean best IoU and the
+    share matched at `MATCH_IOU`)."""
+
+    aspect_ratios: list[float]
+    anchor_scale: float
+    auto: list[str]
+    default_mean_iou: float
+    default_matched_fraction: float
+    mean_iou: float
+    matched_fraction: float
+    num_boxes: int
+
+    def describe(self) -> str:
+        """One line for a log: what was chosen and the mean best IoU before and after."""
+        return (
+            f"anchors chosen on {self.num_boxes} training boxes for {', '.join(self.auto)}: aspect_ratios "
+            f"{self.aspect_ratios}, anchor_scale {self.anchor_scale}; mean best IoU {self.default_mean_iou:.3f} "
+            f"(default anchors) -> {self.mean_iou:.3f}, matched {self.default_matched_fraction:.0%} -> "
+            f"{self.matched_fraction:.0%}"
+        )
+
+
+def choose_anchors(
+    boxes_wh: np.ndarray,
+    image_sizes: np.ndarray,
+    image_size: tuple[int, int],
+    levels: tuple[int, int, int],
+    aspect_ratios: Sequence[float] | None,
+    anchor_scale: float | None,
+    default_ratios: Sequence[float],
+    default_scale: float,
+    num_ratios: int = 3,
+    seed: int = 0,
+) -> AnchorChoice:
+    """Fill in the anchors given as None ('auto'): the ratios by k-means and the scale by `choose_anchor_scale`,
+    as `suggest_anchors` does. boxes_wh and image_sizes: [N, 2] (width, height) in stored-image pixels;
+    image_size: the network input (height, width); levels: (min_level, max_level, num_scales); the defaults are
+    the variant's anchors, the 'before' of the comparison."""
+    shapes = input_shapes(boxes_wh, image_size, image_sizes)
+    ratios = (
+        list(aspect_ratios)
+        if aspect_ratios is not None
+        else _rounded(kmeans_aspect_ratios(shapes, num_ratios, np.random.default_rng(seed)))
+    )
+    scale = anchor_scale if anchor_scale is not None else choose_anchor_scale(shapes, *levels, ratios, default_scale)
+    before = best_anchor_iou(shapes, anchor_shapes(*levels, default_ratios, default_scale))
+    after = best_anchor_iou(shapes, anchor_shapes(*levels, ratios, scale))
+    auto = [name for name, value in (("aspect_ratios", aspect_ratios), ("anchor_scale", anchor_scale)) if value is None]
+    return AnchorChoice(
+        aspect_ratios=ratios,
+        anchor_scale=scale,
+        auto=auto,
+        default_mean_iou=float(before.mean()),
+        default_matched_fraction=_matched(before),
+        mean_iou=float(after.mean()),
+        matched_fraction=_matched(after),
+        num_boxes=len(shapes),
+    )
+
+
+def _rounded(ratios: list[float]) -> list[float]:
+    return [max(0.01, round(r, 2)) for r in ratios]
 
 
 def input_shapes(boxes_wh: np.ndarray, image_size: tuple[int, int], image_sizes: np.ndarray) -> np.ndarray:

@@ -211,8 +211,8 @@ def describe(items: list[ValidItem], model: ModelConfig) -> tuple[DatasetStats, 
             min_level=model.min_level,
             max_level=model.max_level,
             num_scales=model.num_scales,
-            anchor_scale=model.anchor_scale,
-            default_ratios=model.aspect_ratios,
+            anchor_scale=model.scale,
+            default_ratios=model.ratios,
         )
     return compute_stats(upright), anchors
 

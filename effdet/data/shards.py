@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from effdet.data.validate import ValidItem, encoded_image
@@ -111,3 +113,34 @@ def record_files(files: str | Sequence[str]) -> list[str]:
     if not paths:
         raise FileNotFoundError(f"no TFRecord file matches {patterns}")
     return paths
+
+
+def read_box_shapes(files: str | Sequence[str], skip_crowd: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Every box's (width, height) and its image's (width, height) in stored-image pixels, both float64 [N, 2],
+    read from the records' box and size features (images are not decoded); crowd boxes are left out with
+    skip_crowd, as training leaves them out. Images without a stored size are skipped."""
+    boxes_wh: list[tuple[float, float]] = []
+    images_wh: list[tuple[float, float]] = []
+    for serialized in tf.data.TFRecordDataset(record_files(files)).as_numpy_iterator():
+        feature = tf.train.Example.FromString(serialized).features.feature
+
+        def values(key: str, feature: Any = feature) -> list[Any]:
+            entry = feature.get(key)
+            if entry is None:
+                return []
+            return list(entry.int64_list.value or entry.float_list.value)
+
+        width, height = values("image/width"), values("image/height")
+        if not width or not height or width[0] <= 0 or height[0] <= 0:
+            continue
+        xmin, ymin, xmax, ymax = (values(f"image/object/bbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax"))
+        crowd = values("image/object/is_crowd") or [0] * len(xmin)
+        for x0, y0, x1, y1, is_crowd in zip(xmin, ymin, xmax, ymax, crowd, strict=False):
+            if skip_crowd and is_crowd:
+                continue
+            boxes_wh.append(((x1 - x0) * width[0], (y1 - y0) * height[0]))
+            images_wh.append((float(width[0]), float(height[0])))
+    return (
+        np.array(boxes_wh, dtype=np.float64).reshape(-1, 2),
+        np.array(images_wh, dtype=np.float64).reshape(-1, 2),
+    )

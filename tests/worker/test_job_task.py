@@ -127,3 +127,33 @@ def test_redelivery_of_a_finished_job_does_nothing(dataset_id: str, rows: Any) -
     run_job(job_id)
     job = rows.job(job_id)
     assert (job.status, job.attempts, job.worker) == (JobStatus.succeeded, 0, None)
+
+
+def test_auto_anchors_are_chosen_on_the_training_boxes_and_recorded(
+    module_service: Path, dataset_id: str, rows: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import effdet.train
+    from effdet.config import Config
+
+    def stop(*args: Any, **kwargs: Any) -> None:  # the anchors are chosen and written before training starts
+        raise RuntimeError("stopped after the config was written")
+
+    monkeypatch.setattr(effdet.train, "train", stop)
+    job_id = rows.add_job(dataset_id, {"aspect_ratios": "auto", "anchor_scale": "auto"}, {**FAST, "num_steps": 4})
+    run_job(job_id)
+    job = rows.job(job_id)
+    assert job.error == "internal error: RuntimeError: stopped after the config was written; see the job logs"
+    [event] = [e for e in _events(job_id, "log") if "anchors" in e]
+    chosen = event["anchors"]
+    assert chosen["auto"] == ["aspect_ratios", "anchor_scale"]
+    assert min(chosen["aspect_ratios"]) > 1.5  # synthetic plates are wide
+    assert chosen["mean_iou"] > chosen["default_mean_iou"]
+    assert "mean best IoU" in event["message"]
+    assert (job.config["aspect_ratios"], job.config["anchor_scale"]) == (
+        chosen["aspect_ratios"],
+        chosen["anchor_scale"],
+    )
+    run = module_service / "runs" / job_id
+    saved = Config.from_yaml(run / "config.yaml")
+    assert (saved.model.aspect_ratios, saved.model.anchor_scale) == (chosen["aspect_ratios"], chosen["anchor_scale"])
+    assert "anchors chosen on" in (run / "logs" / "worker.log").read_text()
