@@ -17,7 +17,7 @@ import typer
 from effdet_client import output
 from effdet_client.client import DEFAULT_URL, Client
 from effdet_client.errors import ApiError, ClientError
-from effdet_client.models import DatasetFormat, Job, JobSubmission, ModelFormat, PlotName
+from effdet_client.models import DatasetFormat, ImageSplit, Job, JobSubmission, ModelFormat, PlotName
 
 app = typer.Typer(
     help="Drive an effdet-service: upload datasets, fine-tune, watch, plot, predict, download.",
@@ -106,6 +106,39 @@ def datasets_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Your datasets, newest first."""
     page = _client(ctx).list_datasets()
     output.show(page, json_output, output.datasets_table)
+
+
+@datasets.command("images")
+@handled
+def datasets_images(
+    ctx: typer.Context,
+    dataset_id: str,
+    split: Annotated[ImageSplit | None, typer.Option(help="only this split (train, val, dropped)")] = None,
+    label: Annotated[str | None, typer.Option("--class", help="only images with a box of this class")] = None,
+    problem: Annotated[str | None, typer.Option(help="only images with a problem of this code")] = None,
+    limit: Annotated[int, typer.Option(help="images per page")] = 100,
+    offset: Annotated[int, typer.Option(help="images to skip")] = 0,
+    json_output: JsonFlag = False,
+) -> None:
+    """The dataset's images, kept and dropped, those with problems first: split, size, boxes, problem codes."""
+    page = _client(ctx).dataset_images(
+        dataset_id, split=split, label=label, problem=problem, limit=limit, offset=offset
+    )
+    output.show(page, json_output, output.images_table)
+
+
+@datasets.command("thumbnail")
+@handled
+def datasets_thumbnail(
+    ctx: typer.Context,
+    dataset_id: str,
+    image_id: str,
+    output_path: Annotated[Path, typer.Option("--output", help="the JPEG to write")],
+    size: Annotated[int, typer.Option(help="longest side in pixels (at most 2048)")] = 256,
+) -> None:
+    """Save one dataset image as a JPEG with its boxes drawn (dropped ones in red)."""
+    output_path.write_bytes(_client(ctx).thumbnail(dataset_id, image_id, size=size))
+    output.status_console.print(f"saved {output_path}", markup=False)
 
 
 # --- jobs ---------------------------------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ from effdet_client.errors import ApiError, ClientError, ServiceUnreachableError
 from effdet_client.models import (
     Dataset,
     DatasetFormat,
+    DatasetImageList,
     DatasetList,
     Detection,
+    ImageSplit,
     Job,
     JobEvent,
     JobList,
@@ -124,6 +126,27 @@ class Client:
     def get_dataset(self, dataset_id: str) -> Dataset:
         """One dataset: status, counts, classes, statistics and problems."""
         return self._get(f"/v1/datasets/{dataset_id}", Dataset)
+
+    def dataset_images(
+        self,
+        dataset_id: str,
+        *,
+        split: ImageSplit | None = None,
+        label: str | None = None,
+        problem: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> DatasetImageList:
+        """A page of the dataset's images (those with problems first), filtered by split, class or problem code."""
+        params = {"split": split, "class": label, "problem": problem, "limit": limit, "offset": offset}
+        present = {key: value for key, value in params.items() if value is not None}
+        return self._get(f"/v1/datasets/{dataset_id}/images", DatasetImageList, **present)
+
+    def thumbnail(self, dataset_id: str, image_id: str, *, size: int = 256) -> bytes:
+        """One dataset image as a JPEG (longest side at most size, up to 2048) with its boxes drawn by the server."""
+        return self._send(
+            "GET", f"/v1/datasets/{dataset_id}/images/{image_id}/thumbnail", params={"size": size}
+        ).content
 
     def upload_dataset(
         self,

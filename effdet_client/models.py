@@ -24,6 +24,7 @@ class PlotName(StrEnum):
 
 ModelFormat = Literal["saved_model", "tflite"]
 DatasetFormat = Literal["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"]
+ImageSplit = Literal["train", "val", "dropped"]
 
 
 class _Answer(BaseModel):
@@ -107,6 +108,34 @@ class Detection(_Answer):
     label: str
     class_id: int
     score: float
+
+
+class ImageBox(_Answer):
+    """One box of a dataset image: [xmin, ymin, xmax, ymax] in its pixels, kept or dropped (with the problem)."""
+
+    label: str
+    bbox: list[float] | None = None
+    dropped: bool
+    problem: str | None = None
+
+
+class DatasetImage(_Answer):
+    """One image of a converted dataset (split train, val or dropped) with its boxes and problems."""
+
+    id: str
+    path: str
+    width: int | None = None
+    height: int | None = None
+    split: ImageSplit
+    boxes: list[ImageBox] = Field(default_factory=list)
+    problems: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class DatasetImageList(_Answer):
+    """A page of a dataset's images (those with problems first) and how many match in all."""
+
+    items: list[DatasetImage]
+    count: int
 
 
 class DatasetList(_Answer):

@@ -24,7 +24,17 @@ from rich.table import Column, Table
 
 from effdet_client.archive import ProgressCallback
 from effdet_client.errors import ApiError, ClientError
-from effdet_client.models import Dataset, DatasetList, Detection, Job, JobEvent, JobList, Model, ModelList
+from effdet_client.models import (
+    Dataset,
+    DatasetImageList,
+    DatasetList,
+    Detection,
+    Job,
+    JobEvent,
+    JobList,
+    Model,
+    ModelList,
+)
 
 console = Console(highlight=False, soft_wrap=True)
 status_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -100,6 +110,18 @@ def dataset_detail(dataset: Dataset) -> None:
         console.print(f"  ... and {len(dataset.problems) - 10} more problems (--json lists all)")
     if dataset.error:
         console.print(f"  [red]error[/red]: {dataset.error}", markup=True)
+
+
+def images_table(page: DatasetImageList) -> None:
+    """A page of dataset images: id, path, split, size, boxes (dropped of all), problem codes."""
+    table = _table("image", "path", "split", "size", "boxes", "problems", title=f"{page.count} images")
+    for image in page.items:
+        size = f"{image.width}x{image.height}" if image.width else "-"
+        dropped = sum(box.dropped for box in image.boxes)
+        boxes = f"{len(image.boxes)} ({dropped} dropped)" if dropped else str(len(image.boxes))
+        codes = ", ".join(dict.fromkeys(str(p.get("code", "")) for p in image.problems))
+        table.add_row(image.id, image.path, image.split, size, boxes, codes)
+    console.print(table)
 
 
 def jobs_table(page: JobList) -> None:
