@@ -28,6 +28,7 @@ from effdet.data.ingest import DatasetFormat, extract_zip, read_dataset
 from effdet.data.labels import build_label_map, is_printable, label_names_of
 from effdet.data.layout import GROUND_TRUTH_FILE, IMAGE_INDEX_FILE, REPORT_FILE, TRAIN_SPLIT, VAL_SPLIT, shard_name
 from effdet.data.records import Problem, Record, Severity, warning
+from effdet.data.similar_names import similar_class_problems
 from effdet.data.split import split_items
 from effdet.data.stats import DatasetStats, box_shapes, compute_stats
 from effdet.data.validate import MAX_IMAGE_PIXELS, ItemResult, ValidItem, validate_record
@@ -148,7 +149,8 @@ def validate_records(
     image_index: IndexSpool | None = None,
 ) -> Validated:
     """Validate every record in parallel and drop byte-identical copies of an image; with `index`, spool each
-    image's entry (boxes, problems, kept or dropped) to `image_index`."""
+    image's entry (boxes, problems, kept or dropped) to `image_index`. Class names that look like one class
+    (effdet.data.similar_names) are warned about last."""
     problems = list(read_problems or [])
     items: list[ValidItem] = []
     seen: dict[str, str] = {}
@@ -185,6 +187,8 @@ def validate_records(
                 image_index.in_upload,
             )
             image_index.add(entry)
+    box_counts = dict.fromkeys(label_map.values(), 0) | Counter(box.label for item in items for box in item.boxes)
+    problems.extend(similar_class_problems(box_counts))
     return Validated(items=items, problems=problems, dropped=dropped)
 
 

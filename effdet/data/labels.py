@@ -66,3 +66,53 @@ def label_names_of(result: ReadResult) -> list[str]:
     declared = [name.strip() for name in result.label_names]
     used = {box.label.strip() for record in result.records for box in record.boxes}
     return list(dict.fromkeys(declared)) + sorted(used - set(declared))
+
+
+def check_class_aliases(value: object) -> dict[str, str]:
+    """A user's `class_aliases` ({"alias": "name"}: boxes labelled alias count as name), checked; ValueError saying
+    what to fix for another shape, an empty name, an alias naming itself or a chain (an alias of an alias)."""
+    if not isinstance(value, dict):
+        raise ValueError('class_aliases must be a JSON object of alias -> class name, e.g. {"lp": "licence plate"}')
+    aliases: dict[str, str] = {}
+    for alias, name in value.items():
+        if not isinstance(alias, str) or not isinstance(name, str):
+            raise ValueError(f"class_aliases maps {alias!r} to {name!r}; give class names as strings")
+        key, target = alias.strip(), name.strip()
+        if not key or not target or not is_printable(key) or not is_printable(target):
+            raise ValueError(f"class_aliases maps {alias!r} to {name!r}; names must be non-empty printable text")
+        if key == target:
+            raise ValueError(f"class_aliases maps {alias!r} to itself; leave it out")
+        if key in aliases:
+            raise ValueError(f"class_aliases gives {key!r} twice; map each alias once")
+        aliases[key] = target
+    chained = sorted(target for target in aliases.values() if target in aliases)
+    if chained:
+        first = chained[0]
+        raise ValueError(
+            f"class_aliases chains: {first!r} is an alias and also a target; map every alias straight to the final "
+            f"name, e.g. {{..., alias: {aliases[first]!r}}}"
+        )
+    return aliases
+
+
+def check_label_map(value: object) -> dict[int, str]:
+    """A user's `label_map` ({id: name}, ids from 1), checked; ValueError saying what to fix for another shape,
+    an id that is not a positive integer, an empty name or a name given two ids."""
+    if not isinstance(value, dict):
+        raise ValueError('label_map must be a JSON object of class id -> name, e.g. {"1": "licence plate"}')
+    label_map: dict[int, str] = {}
+    for key, name in value.items():
+        text = str(key).strip()
+        if isinstance(key, bool) or not text.lstrip("-").isdigit() or int(text) < 1:
+            raise ValueError(f"label_map id {key!r} is not a positive integer; ids start at 1 (0 is the background)")
+        if not isinstance(name, str) or not name.strip() or not is_printable(name):
+            raise ValueError(f"label_map gives id {text} the name {name!r}; give a non-empty printable name")
+        if int(text) in label_map:
+            raise ValueError(f"label_map gives id {int(text)} twice; give each id once")
+        label_map[int(text)] = name.strip()
+    repeated = sorted({name for name in label_map.values() if list(label_map.values()).count(name) > 1})
+    if repeated:
+        raise ValueError(f"label_map gives {repeated} more than one id; give each class one id")
+    if not label_map:
+        raise ValueError("label_map is empty; leave it out to number the classes in the order they are found")
+    return label_map

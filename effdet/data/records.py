@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class Severity(StrEnum):
@@ -37,6 +38,17 @@ class Problem(BaseModel):
     severity: Severity
     code: str = Field(description="stable machine-readable kind, e.g. 'box_outside_image'")
     message: str
+    class_aliases: dict[str, str] | None = Field(
+        None, description="the class_aliases that fix it, when a merge does (code 'similar_class_names')"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_fix(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Problems that no merge fixes are written as they always were, without `class_aliases`."""
+        data: dict[str, Any] = handler(self)
+        if data.get("class_aliases") is None:
+            data.pop("class_aliases", None)
+        return data
 
 
 def error(file: str, code: str, message: str, object_index: int | None = None) -> Problem:
