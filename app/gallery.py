@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from effdet.data.image_index import matches
 from effdet.data.ingest import UnsafeArchiveError, root_members
@@ -117,6 +117,7 @@ def _draw_boxes(image: Image.Image, boxes: list[dict[str, Any]], scale_x: float,
     """Each box's rectangle and label, in the colour of what became of it."""
     draw = ImageDraw.Draw(image)
     line = max(2, round(max(image.size) / 200))
+    font = ImageFont.load_default(size=max(10, round(max(image.size) / 50)))
     for box in boxes:
         if box["bbox"] is None:
             continue
@@ -126,6 +127,6 @@ def _draw_boxes(image: Image.Image, boxes: list[dict[str, Any]], scale_x: float,
         colour = DROPPED_COLOUR if box["dropped"] else WARNED_COLOUR if box["problem"] else KEPT_COLOUR
         draw.rectangle((x0, y0, x1, y1), outline=colour, width=line)
         text = box["label"] if not box["problem"] else f"{box['label']}: {box['problem']}"
-        left, top, right, bottom = draw.textbbox((x0 + line, y0 + line), text)
+        left, top, right, bottom = draw.textbbox((x0 + line, y0 + line), text, font=font)
         draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=colour)
-        draw.text((x0 + line, y0 + line), text, fill=(0, 0, 0))
+        draw.text((x0 + line, y0 + line), text, fill=(0, 0, 0), font=font)

@@ -4,6 +4,7 @@ import * as api from "./api.js";
 import { histogram } from "./charts.js";
 import { badge, card, facts, h, num, poll, table, when } from "./dom.js";
 import { field, submitting } from "./forms.js";
+import { galleryCard } from "./gallery.js";
 
 const FORMATS = ["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"];
 const PROBLEMS_SHOWN = 200;
@@ -194,6 +195,7 @@ export async function datasetView(main, { params: [id], signal }) {
   await poll(signal, REFRESH_MS, async () => {
     const dataset = await api.get(`v1/datasets/${id}`, signal);
     main.replaceChildren(...datasetPage(dataset));
+    if (dataset.status === "ready") main.append(galleryCard(dataset, signal));
     return dataset.status !== "validating";
   });
 }
