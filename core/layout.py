@@ -2,7 +2,8 @@
 
 DATA_DIR/uploads/<id>.part                   an upload being received (removed or renamed when it ends)
 DATA_DIR/datasets/<id>/upload.zip            the accepted upload
-DATA_DIR/datasets/<id>/tfrecords/            the converted records (effdet's shards, ground truth, dataset.json)
+DATA_DIR/datasets/<id>/tfrecords/            the converted records (effdet's shards, ground truth, dataset.json,
+                                             images.jsonl: the image index the gallery reads)
 DATA_DIR/datasets/<id>/.convert-<holder>-*/  one conversion attempt's scratch folder (removed afterwards)
 DATA_DIR/datasets/<id>/logs/worker.log       tracebacks of conversions that crashed
 DATA_DIR/runs/<job_id>/                      a job's run dir: config.yaml, checkpoints/, logs/, metrics.json
