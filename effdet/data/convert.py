@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, Field
 
-from effdet.config import ModelConfig
+from effdet.config import MODEL_NAMES, ModelConfig, get_config
 from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
 from effdet.data.image_index import IndexSpool, index_entry
 from effdet.data.ingest import DatasetFormat, extract_zip, read_dataset
@@ -68,6 +69,11 @@ class ConversionReport(BaseModel):
     dropped_images: list[str] = Field(description="images left out, each named by an error in `problems`")
     stats: DatasetStats
     anchors: AnchorSuggestion | None = Field(description="k-means anchor suggestion; None without boxes")
+    anchors_by_model: dict[str, AnchorSuggestion] = Field(
+        default_factory=dict,
+        description="the same suggestion for each variant (its default input size, levels and anchors); empty "
+        "without boxes or in reports written before it",
+    )
 
 
 class Inspection(BaseModel):
@@ -80,6 +86,7 @@ class Inspection(BaseModel):
     dropped_images: list[str]
     stats: DatasetStats
     anchors: AnchorSuggestion | None
+    anchors_by_model: dict[str, AnchorSuggestion] = Field(default_factory=dict)
 
 
 class Validated(BaseModel):
@@ -192,8 +199,11 @@ def validate_records(
     return Validated(items=items, problems=problems, dropped=dropped)
 
 
-def describe(items: list[ValidItem], model: ModelConfig) -> tuple[DatasetStats, AnchorSuggestion | None]:
-    """Statistics of the validated images and the anchor suggestion at the model's input size."""
+def describe(
+    items: list[ValidItem], model: ModelConfig
+) -> tuple[DatasetStats, AnchorSuggestion | None, dict[str, AnchorSuggestion]]:
+    """Statistics of the validated images, the anchor suggestion at the model's input size and the suggestion for
+    each variant at its own."""
     upright = [
         Record(
             image_path=i.image_path,
@@ -206,19 +216,23 @@ def describe(items: list[ValidItem], model: ModelConfig) -> tuple[DatasetStats, 
         for i in items
     ]
     boxes_wh, images_wh = box_shapes(upright)
-    anchors = None
-    if len(boxes_wh):
-        anchors = suggest_anchors(
-            boxes_wh,
-            model.image_size,
-            images_wh,
-            min_level=model.min_level,
-            max_level=model.max_level,
-            num_scales=model.num_scales,
-            anchor_scale=model.scale,
-            default_ratios=model.ratios,
-        )
-    return compute_stats(upright), anchors
+    if not len(boxes_wh):
+        return compute_stats(upright), None, {}
+    by_model = {name: _suggest_for(boxes_wh, images_wh, get_config(name).model) for name in MODEL_NAMES}
+    return compute_stats(upright), _suggest_for(boxes_wh, images_wh, model), by_model
+
+
+def _suggest_for(boxes_wh: np.ndarray, images_wh: np.ndarray, model: ModelConfig) -> AnchorSuggestion:
+    return suggest_anchors(
+        boxes_wh,
+        model.image_size,
+        images_wh,
+        min_level=model.min_level,
+        max_level=model.max_level,
+        num_scales=model.num_scales,
+        anchor_scale=model.scale,
+        default_ratios=model.ratios,
+    )
 
 
 def write_tfrecords(
@@ -243,7 +257,7 @@ def write_tfrecords(
     if not items:
         raise NoUsableImagesError(validated.problems)
     train, val = split_items(items, val_fraction, seed)
-    stats, anchors = describe(items, model)
+    stats, anchors, anchors_by_model = describe(items, model)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     label_ids = {name: i for i, name in label_map.items()}
@@ -276,6 +290,7 @@ def write_tfrecords(
             dropped_images=validated.dropped,
             stats=stats,
             anchors=anchors,
+            anchors_by_model=anchors_by_model,
         )
         (staging / REPORT_FILE).write_text(report.model_dump_json(indent=2))
         if output_dir.exists():
@@ -384,7 +399,7 @@ def inspect_dataset(
     with _Opened(source, Path(tempfile.gettempdir())) as (root, scratch):
         records, names, found_format, problems = _read(root, scratch, format, label_map, aliases)
         validated = validate_records(records, names, problems, workers, progress)
-    stats, anchors = describe(validated.items, model or ModelConfig())
+    stats, anchors, anchors_by_model = describe(validated.items, model or ModelConfig())
     return Inspection(
         format=found_format,
         label_map=names,
@@ -393,4 +408,5 @@ def inspect_dataset(
         dropped_images=validated.dropped,
         stats=stats,
         anchors=anchors,
+        anchors_by_model=anchors_by_model,
     )

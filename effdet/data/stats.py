@@ -2,7 +2,8 @@
 
 Counts per class and per image, image sizes, and the distribution of box sizes and aspect ratios (w / h), both in
 pixels of the stored image and relative to the image, with COCO's small / medium / large split (area below 32**2,
-below 96**2, the rest). Boxes are [xmin, ymin, xmax, ymax] in pixels of the stored image.
+below 96**2, the rest), and what each box becomes at each variant's input size (effdet.data.input_size). Boxes are
+[xmin, ymin, xmax, ymax] in pixels of the stored image.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from effdet.config import MODEL_NAMES, get_config
+from effdet.data.input_size import InputSizeReport, describe_input_sizes
 from effdet.data.records import Record
 
 HISTOGRAM_BINS = 10
@@ -111,6 +114,11 @@ class DatasetStats(BaseModel):
     boxes: BoxStats | None
     relative_boxes: RelativeBoxStats | None
     coco_sizes: CocoSizeCounts
+    input_sizes: InputSizeReport | None = Field(
+        None,
+        description="boxes by shorter side (under 16, 16-32, over 32 px) after the resize to each input size and "
+        "to each variant's default size; None without boxes in images of known size (or in older reports)",
+    )
 
 
 def compute_stats(records: Sequence[Record], image_sizes: Mapping[str, tuple[int, int]] | None = None) -> DatasetStats:
@@ -152,7 +160,13 @@ def compute_stats(records: Sequence[Record], image_sizes: Mapping[str, tuple[int
             medium=int(np.sum((area >= COCO_SMALL_AREA) & (area < COCO_MEDIUM_AREA))),
             large=int(np.sum(area >= COCO_MEDIUM_AREA)),
         ),
+        input_sizes=describe_input_sizes(*box_shapes(records, image_sizes), _model_sizes()),
     )
+
+
+def _model_sizes() -> dict[str, int]:
+    """Each variant's default (square) input size."""
+    return {name: get_config(name).model.image_size[0] for name in MODEL_NAMES}
 
 
 def box_shapes(

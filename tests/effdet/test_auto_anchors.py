@@ -105,3 +105,22 @@ def test_fine_tune_writes_the_chosen_anchors_into_the_run_config(
     assert saved == expected
     assert isinstance(saved.model.aspect_ratios, list)
     assert isinstance(saved.model.anchor_scale, float)
+
+
+def test_report_suggests_anchors_for_each_variant_at_its_own_size(tiny_records: Path) -> None:
+    from effdet.config import MODEL_NAMES
+
+    report = Records(tiny_records).report()
+    assert report is not None
+    assert list(report.anchors_by_model) == list(MODEL_NAMES)
+    assert report.anchors_by_model["efficientdet-d1"] == report.anchors  # the converter's default model is D1
+    for name, suggestion in report.anchors_by_model.items():
+        preset = get_config(name).model
+        assert suggestion.default_anchor_scale == preset.scale
+        assert suggestion.default_aspect_ratios == preset.ratios
+        assert suggestion.num_boxes == report.stats.num_boxes
+    lite0, d7 = report.anchors_by_model["efficientdet-lite0"], report.anchors_by_model["efficientdet-d7"]
+    assert (lite0.default_anchor_scale, d7.default_anchor_scale) == (3.0, 5.0)
+    assert min(lite0.aspect_ratios) > 1.5
+    assert report.stats.input_sizes is not None
+    assert list(report.stats.input_sizes.by_model) == list(MODEL_NAMES)

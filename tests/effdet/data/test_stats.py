@@ -102,3 +102,17 @@ def test_box_shapes_pair_each_box_with_its_image_size(records: list[Record]) -> 
     boxes_wh, images_wh = box_shapes(records, REAL_SIZES)
     np.testing.assert_array_equal(boxes_wh, [[10, 10], [40, 40], [100, 100], [32, 32]])
     np.testing.assert_array_equal(images_wh, [[100, 100], [100, 100], [200, 100], [200, 100]])
+
+
+def test_boxes_at_each_variants_input_size_scale_with_their_whole_image() -> None:
+    # a 3720 x 2472 photo with a 300 x 80 plate: 80 * 320 / 3720 = 6.9 px at Lite0's 320, 80 * 640 / 3720 = 13.8 px
+    # at D1's 640 and 80 * 1024 / 3720 = 22.0 px at D4's 1024; the 1000 px tall box stays over 32 px everywhere
+    photo = _record("p.jpg", [("plate", 0, 0, 300, 80), ("car", 0, 0, 1500, 1000)], (3720, 2472))
+    sizes = compute_stats([photo]).input_sizes
+    assert sizes is not None
+    by_model = {name: (c.under_16, c.from_16_to_32, c.over_32) for name, c in sizes.by_model.items()}
+    assert by_model["efficientdet-lite0"] == (1, 0, 1)
+    assert by_model["efficientdet-d1"] == (1, 0, 1)
+    assert by_model["efficientdet-d4"] == (0, 1, 1)
+    assert len(by_model) == 14
+    assert compute_stats([_record("c.jpg", [], (100, 100))]).input_sizes is None
