@@ -244,6 +244,13 @@ def _upload_and_inspect(page: Page, dataset_zip: Path, shots: Screenshots) -> st
     expect(page.locator("#anchors")).to_contain_text("suggested")
     expect(page.locator("#anchors")).to_contain_text("aspect_ratios")
     expect(page.locator("#problems")).to_contain_text("degenerate_box")
+    problem_tile = page.locator("#gallery .tile.has-problems").first  # the gallery puts it first
+    expect(problem_tile.locator("img")).to_be_visible()
+    problem_tile.click()
+    expect(page.locator("#image-problems")).to_contain_text("degenerate_box")
+    expect(page.locator("#image-dialog img")).to_be_visible()
+    page.locator("#image-dialog button", has_text="Close").click()
+    expect(page.locator("#image-dialog")).to_be_hidden()
     shots.take(page, "dataset")
     return page.url.rsplit("/", 1)[1]
 
