@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from app.auth import static_owner
+from app.gallery import thumbnail
 from core.layout import dataset_dir
 from core.tables import Dataset, DatasetStatus
 from tests.app.conftest import Service, start_service, stop_service
@@ -174,3 +175,17 @@ def test_images_are_seen_only_by_their_owner(gallery: tuple[Service, str]) -> No
         assert service.client.get(thumb, headers=owner).status_code == 200
     finally:
         service.settings.api_keys = []
+
+
+def test_thumbnail_draws_boxes_on_the_upright_image_of_an_exif_rotated_photo() -> None:
+    stored = Image.new("RGB", (200, 100), (40, 40, 40))  # stored landscape, shown portrait (EXIF orientation 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", exif=exif)
+    box = {"label": "raccoon", "bbox": [20.0, 40.0, 80.0, 190.0], "dropped": False, "problem": None}
+    drawn = Image.open(io.BytesIO(thumbnail(buffer.getvalue(), {"boxes": [box]}, 100, 10**6))).convert("RGB")
+    assert drawn.size == (50, 100)
+    red, green, _ = drawn.getpixel((11, 60))  # the box's left edge, in upright pixels at half size
+    assert green > 150 > red
+    assert drawn.getpixel((30, 70))[1] < 100, "inside the box the photo shows, not the box colour"
