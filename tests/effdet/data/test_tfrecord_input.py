@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from effdet.cli import app
 from effdet.data.convert import convert_dataset
+from effdet.data.image_index import read_index
 from effdet.data.ingest import detect_format, read_dataset
+from effdet.data.layout import IMAGE_INDEX_FILE
 from effdet.data.records import Box
 from effdet.data.shards import make_example, parse_example
 from effdet.data.validate import ValidItem
@@ -82,6 +84,9 @@ def test_convert_tfrecords_keeps_ids_and_splits_and_writes_the_usual_outputs(
     )
     assert json.loads((out / "dataset.json").read_text())["label_map"] == {"1": "plate", "3": "car"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # scratch images removed
+    index = list(read_index(out / IMAGE_INDEX_FILE))
+    assert sorted(entry.split for entry in index) == ["train"] * 6 + ["val"] * 2
+    assert not any(entry.in_upload for entry in index), "images taken out of records are no file of the upload"
 
 
 def test_bad_examples_are_reported_and_the_rest_converted(tmp_path: Path) -> None:
