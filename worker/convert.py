@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,27 @@ from worker.lease import Heartbeat
 from worker.progress import DatasetProgress
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Labelling:
+    """What a conversion reads from the row: the format, the split and the classes the user asked for (the
+    aliases merged and the label map fixed at upload or by the last re-label)."""
+
+    format: str
+    val_fraction: float
+    class_aliases: dict[str, str] | None
+    label_map: dict[int, str] | None
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> _Labelling:
+        requested = dataset.requested_label_map
+        return cls(
+            format=dataset.format,
+            val_fraction=dataset.val_fraction,
+            class_aliases=dict(dataset.class_aliases) if dataset.class_aliases else None,
+            label_map={int(k): str(v) for k, v in requested.items()} if requested else None,
+        )
 
 
 def _record_ready(dataset_id: str, records: Path) -> None:
@@ -57,7 +79,7 @@ def _remove_scratch(folder: Path, dead_only: bool) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _convert(dataset_id: str, folder: Path, fmt: str, val_fraction: float, progress: DatasetProgress) -> None:
+def _convert(dataset_id: str, folder: Path, labels: _Labelling, progress: DatasetProgress) -> None:
     """Unpack (with the service's limits) and convert in a scratch folder, then publish tfrecords/."""
     from effdet.data.convert import convert_dataset
     from effdet.data.ingest import extract_zip
@@ -75,8 +97,10 @@ def _convert(dataset_id: str, folder: Path, fmt: str, val_fraction: float, progr
         convert_dataset(
             root,
             staged,
-            format=fmt,
-            val_fraction=val_fraction,
+            format=labels.format,
+            val_fraction=labels.val_fraction,
+            label_map=labels.label_map,
+            aliases=labels.class_aliases,
             workers=_workers(),
             progress=progress,
             max_pixels=settings.max_image_pixels,
@@ -126,7 +150,7 @@ def run_conversion(dataset_id: str) -> None:
         if dataset is None or dataset.status != DatasetStatus.validating:
             log.info("dataset %s: nothing to do (%s)", dataset_id, dataset.status if dataset else "deleted")
             return
-        fmt, val_fraction = dataset.format, dataset.val_fraction
+        labels = _Labelling.of(dataset)
     folder = layout.dataset_dir(get_settings(), dataset_id)
     _remove_scratch(folder, dead_only=True)
     if (folder / layout.RECORDS_DIR / REPORT_FILE).is_file():
@@ -137,7 +161,7 @@ def run_conversion(dataset_id: str) -> None:
     lease_s = get_settings().job_lease_s
     try:
         with Heartbeat(f"dataset-{dataset_id[:8]}", progress.touch, max(0.5, lease_s / 3)):
-            _convert(dataset_id, folder, fmt, val_fraction, progress)
+            _convert(dataset_id, folder, labels, progress)
         _record_ready(dataset_id, folder / layout.RECORDS_DIR)
     except (ValueError, FileNotFoundError) as exc:
         # DatasetFormatError, UnsafeArchiveError, NoUsableImagesError: effdet writes these for users
