@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from effdet.config import Config, ConfigError, parse_overrides
 from effdet.data.layout import GROUND_TRUTH_FILE
-from effdet.workflow import DEFAULT_MIN_SCORE_THRESH, Records, resolve_config
+from effdet.workflow import DEFAULT_MIN_SCORE_THRESH, Records, resolve_config, size_warnings
 
 WhichOpt = Annotated[str, typer.Option("--which", help="Weights of the run: final, best (by val AP) or latest.")]
 
@@ -67,6 +67,8 @@ def train(
     config = _train_config(model, hparams, run_dir, records)
     if var_freeze_expr:
         config = config.override({"var_freeze_expr": var_freeze_expr})
+    for warning in size_warnings(records.report(), config):
+        typer.echo(f"warning: {warning}", err=True)
     options = TrainOptions(
         batch_size=batch_size,
         num_steps=num_steps,

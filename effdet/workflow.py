@@ -50,6 +50,7 @@ __all__ = [
     "load_run",
     "resolve_auto_anchors",
     "resolve_config",
+    "size_warnings",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,18 @@ def resolve_config(
     given = parse_overrides(overrides)
     implied = dataset_hparams(report, given) if report is not None else {}
     return get_config(model, {**implied, **given})
+
+
+def size_warnings(report: ConversionReport | None, config: Config) -> list[str]:
+    """Advice from the dataset's report for a resolved config: more than a tenth of the boxes under 16 px at its
+    image_size, with the input size that avoids it or tiling (effdet.data.input_size); none without box sizes."""
+    from effdet.data.input_size import input_size_warning
+
+    sizes = report.stats.input_sizes if report is not None else None
+    if sizes is None:
+        return []
+    found = input_size_warning(sizes, config.model.image_size, config.model.max_level)
+    return [found] if found else []
 
 
 def resolve_auto_anchors(config: Config, records: Records) -> tuple[Config, AnchorChoice | None]:
