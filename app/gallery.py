@@ -64,7 +64,7 @@ def find(index: Path, image_id: str) -> dict[str, Any] | None:
     return None
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)
 def _members(upload: str, mtime_ns: int, size: int) -> dict[str, str]:
     """Index path -> zip member name for one upload (cached per file version: a zip's listing is read once)."""
     with zipfile.ZipFile(upload) as archive:
