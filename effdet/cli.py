@@ -80,18 +80,38 @@ def _data_errors() -> tuple[type[Exception], ...]:
     return (DatasetFormatError, UnsafeArchiveError, FileExistsError, FileNotFoundError, ValueError)
 
 
-def _read_label_map(path: Path | None) -> dict[int, str] | None:
-    if path is None:
+def _read_label_map(value: str | None) -> dict[int, str] | None:
+    """--label-map: inline JSON ('{"1": "plate"}') or a YAML/JSON file of id: name."""
+    from effdet.data.labels import check_label_map
+
+    if value is None:
         return None
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must map class ids to names, e.g. '1: plate'")
-    return {int(k): str(v) for k, v in data.items()}
+    data = json.loads(value) if value.lstrip().startswith("{") else yaml.safe_load(Path(value).read_text())
+    return check_label_map(data)
+
+
+def _read_class_aliases(value: str | None) -> dict[str, str] | None:
+    """--class-aliases: inline JSON ('{"lp": "licence plate"}') or a YAML/JSON file of alias: name."""
+    from effdet.data.labels import check_class_aliases
+
+    if value is None:
+        return None
+    data = json.loads(value) if value.lstrip().startswith("{") else yaml.safe_load(Path(value).read_text())
+    return check_class_aliases(data)
 
 
 FormatOpt = Annotated[str, typer.Option("--format", help="auto, coco, voc, yolo, csv, ccpd or tfrecord.")]
 ImageSizeOpt = Annotated[str, typer.Option("--image-size", help="Network input for the anchor check: 512 or 'WxH'.")]
-LabelMapOpt = Annotated[Path | None, typer.Option("--label-map", help="YAML/JSON file of id: name (fixes ids).")]
+LabelMapOpt = Annotated[
+    str | None,
+    typer.Option("--label-map", help='Class ids: inline JSON \'{"1": "plate"}\' or a YAML/JSON file of id: name.'),
+]
+AliasesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--class-aliases", help='Merge spellings: inline JSON \'{"lp": "licence plate"}\' or a file of alias: name.'
+    ),
+]
 
 
 @app.command()
@@ -101,6 +121,7 @@ def convert(
     format: FormatOpt = "auto",
     val_fraction: Annotated[float, typer.Option("--val-fraction")] = 0.1,
     label_map: LabelMapOpt = None,
+    class_aliases: AliasesOpt = None,
     num_shards: Annotated[
         int | None, typer.Option("--num-shards", help="Shards per split (default: 1 per 1000).")
     ] = None,
@@ -121,7 +142,7 @@ def convert(
                 seed,
                 num_shards,
                 _read_label_map(label_map),
-                None,
+                _read_class_aliases(class_aliases),
                 model,
                 progress=progress,
             )
@@ -142,6 +163,7 @@ def stats(
     format: FormatOpt = "auto",
     image_size: ImageSizeOpt = "512",
     label_map: LabelMapOpt = None,
+    class_aliases: AliasesOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document for machines.")] = False,
 ) -> None:
     """Print statistics, problems and an anchor suggestion for a dataset (writes nothing)."""
@@ -150,7 +172,9 @@ def stats(
     model = _config("efficientdet-d0", {"image_size": image_size}).model
     try:
         with _progress_bar("validating") as progress:
-            report = inspect_dataset(source, format, model, _read_label_map(label_map), progress=progress)
+            report = inspect_dataset(
+                source, format, model, _read_label_map(label_map), _read_class_aliases(class_aliases), progress=progress
+            )
     except _data_errors() as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
