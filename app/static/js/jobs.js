@@ -102,6 +102,13 @@ export async function jobsView(main, { signal, query }) {
   });
 }
 
+/** The advice the service found when it resolved the job (e.g. objects too small for the input size). */
+function warningsList(warnings) {
+  if (!warnings?.length) return [];
+  const lines = warnings.map((warning) => h("p", {}, `warning: ${warning}`));
+  return [h("div", { class: "warning-box", id: "job-warnings" }, lines)];
+}
+
 /** The live part of a job page: progress bar, figures, curves, log and metrics, updated from events. */
 class JobMonitor {
   constructor(job) {
@@ -123,6 +130,7 @@ class JobMonitor {
     const settings = h("pre", { class: "json" }, JSON.stringify({ options: job.options, config: job.config }, null, 2));
     return [
       h("div", { class: "title" }, h("h2", {}, `Job ${job.id.slice(0, 8)} · ${job.model}`), this.status, cancel),
+      ...warningsList(job.warnings),
       card("Progress", this.bar, this.figures, this.result),
       card("Training curves", h("div", { class: "pair" }, this.lossTarget, this.rateTarget)),
       card("Metrics on the val split", this.metrics),
