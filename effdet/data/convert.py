@@ -194,6 +194,8 @@ def validate_records(
                 image_index.in_upload,
             )
             image_index.add(entry)
+    if image_index is not None:
+        image_index.add_unannotated(read_by_file, {record.filename for record in records})
     box_counts = dict.fromkeys(label_map.values(), 0) | Counter(box.label for item in items for box in item.boxes)
     problems.extend(similar_class_problems(box_counts))
     return Validated(items=items, problems=problems, dropped=dropped)

@@ -1,6 +1,6 @@
 """The image index the converter writes beside the records (`images.jsonl`, effdet.data.layout.IMAGE_INDEX_FILE):
-one JSON line per image a reader found, kept or dropped, so a gallery can show every image with its boxes and
-problems without TensorFlow and without the records.
+one JSON line per image a reader found, kept or dropped (also those no annotation names), so a gallery can show
+every image with its boxes and problems without TensorFlow and without the records.
 
 Each line is an `IndexedImage`: a stable id (from its path), its path relative to the dataset root (the names
 problems use; `effdet.data.ingest.root_members` maps it back to the upload's zip member), its upright size, its
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import IO, Literal
 
@@ -28,6 +28,8 @@ from effdet.data.records import Box, Problem, Record, Severity
 ImageSplit = Literal["train", "val", "dropped"]
 DROPPED: ImageSplit = "dropped"
 ID_CHARS = 16
+UNANNOTATED = "unannotated_image"
+"""The readers' warning for an image no annotation names (effdet.data.formats.common.ImageIndex.unannotated)."""
 
 
 class IndexedBox(BaseModel):
@@ -136,6 +138,23 @@ class IndexSpool:
         self._handle.seek(0, 2)
         self._keys.append((not entry.problems, entry.path, self._handle.tell()))
         self._handle.write(entry.model_dump_json().encode() + b"\n")
+
+    def add_unannotated(self, problems_by_file: Mapping[str, list[Problem]], annotated: Set[str]) -> None:
+        """Spool the images a reader found but no annotation names (its 'unannotated_image' warnings): they are
+        images of the upload too, left out, with no box and no known size."""
+        for path, found in problems_by_file.items():
+            if path not in annotated and any(problem.code == UNANNOTATED for problem in found):
+                entry = IndexedImage(
+                    id=self.unique_id(path),
+                    path=path,
+                    in_upload=self.in_upload,
+                    width=None,
+                    height=None,
+                    split=DROPPED,
+                    boxes=[],
+                    problems=found,
+                )
+                self.add(entry)
 
     def write(self, destination: Path, splits: Mapping[str, str]) -> None:
         """Write the sorted index; kept images take their split from `splits` (path -> 'train' or 'val')."""

@@ -50,3 +50,13 @@ def test_convert_writes_every_image_with_boxes_and_problems(tmp_path: Path) -> N
         members = root_members(archive)
         assert all(members[e.path].filename == f"raccoon/{e.path}" for e in entries)
         assert archive.read(members[BAD_BOX_IMAGE])[:2] == b"\xff\xd8"
+
+
+def test_index_lists_an_image_no_annotation_names_as_dropped(tmp_path: Path) -> None:
+    upload = gallery_zip(tmp_path / "raccoon.zip")
+    with zipfile.ZipFile(upload, "a") as archive:
+        archive.writestr("raccoon/images/lonely.jpg", archive.read("raccoon/images/raccoon-3.jpg"))
+    convert_dataset(upload, tmp_path / "out", workers=1)
+    lonely = next(e for e in read_index(tmp_path / "out" / IMAGE_INDEX_FILE) if e.path == "images/lonely.jpg")
+    assert (lonely.split, lonely.boxes, lonely.width) == ("dropped", [], None)
+    assert lonely.problem_codes == ["unannotated_image"]
