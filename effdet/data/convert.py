@@ -155,8 +155,8 @@ def validate_records(
     max_pixels: int = MAX_IMAGE_PIXELS,
     image_index: IndexSpool | None = None,
 ) -> Validated:
-    """Validate every record in parallel and drop byte-identical copies of an image; with `index`, spool each
-    image's entry (boxes, problems, kept or dropped) to `image_index`. Class names that look like one class
+    """Validate every record in parallel and drop byte-identical copies of an image; with `image_index`, spool
+    each image's entry (boxes, problems, kept or dropped) to it. Class names that look like one class
     (effdet.data.similar_names) are warned about last."""
     problems = list(read_problems or [])
     items: list[ValidItem] = []
