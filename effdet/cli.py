@@ -35,6 +35,13 @@ def _config(model: str, hparams: str | dict[str, str] | None) -> Config:
 
 
 def _build(config: Config):  # type: ignore[no-untyped-def]  # returns a keras.Model; TF is imported lazily
+    if config.model.has_auto_anchors:
+        typer.echo(
+            "aspect_ratios or anchor_scale is 'auto': it is chosen on a dataset's training boxes when `effdet train` "
+            "starts; give numbers here (e.g. aspect_ratios=1.0*2.0*0.5,anchor_scale=4.0)",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from effdet.model import build_model
 

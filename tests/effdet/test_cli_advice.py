@@ -64,3 +64,9 @@ def test_train_with_auto_anchors_writes_the_chosen_numbers(tiny_records: Path, t
     assert isinstance(saved.model.aspect_ratios, list)
     assert min(saved.model.aspect_ratios) > 1.5  # synthetic plates are wide
     assert isinstance(saved.model.anchor_scale, float)
+
+
+def test_params_with_auto_anchors_asks_for_numbers() -> None:
+    result = runner.invoke(app, ["params", "efficientdet-d0", "--hparams", "aspect_ratios=auto"])
+    assert result.exit_code == 2
+    assert "aspect_ratios or anchor_scale is 'auto'" in result.output
