@@ -2,11 +2,11 @@
 
 The pipeline fits an image into the network input with its aspect kept: the image is scaled by
 min(input_height / image_height, input_width / image_width) (effdet.data.anchors_kmeans.input_shapes; training
-jitters that scale around 1), so a box's shorter side becomes min(box_width, box_height) times that scale. Below
-`SMALL_PX` pixels on its shorter side a box is smaller than the finest anchor's stride pattern can resolve well
-(the smallest default anchor is 4 * 2**3 = 32 px), so when more than `MAX_SMALL_SHARE` of the boxes are that small
-at the requested size the service suggests the smallest size, a multiple of 128 (2**max_level), that brings them
-back under that share, or cutting the images into tiles when no size up to `MAX_SUGGESTED_SIZE` does.
+jitters that scale around 1), so a box's shorter side becomes min(box_width, box_height) times that scale. A box
+under `SMALL_PX` pixels on its shorter side is under half the smallest default anchor (anchor_scale 4 times the
+finest stride 2**3 = 32 px) and is found poorly, so when more than `MAX_SMALL_SHARE` of the boxes are that small at
+the requested size the service suggests the smallest size, a multiple of 128 (2**max_level), that brings them back
+under that share, or cutting the images into tiles when no size up to `MAX_SUGGESTED_SIZE` does.
 
 Counts are measured at square input sizes (`TABLE_SIZES`, every multiple of 32 from 128 to 1536, which covers
 every variant's default size); a 'WxH' input is judged at its shorter side, a lower bound of its scale.
