@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.layout import saved_model_dir, tflite_file
 from core.tables import Dataset, Job, JobEvent, ModelVersion
+from effdet.data.labels import check_class_aliases, check_label_map
 
 ModelFormat = Literal["saved_model", "tflite"]
 UploadFormat = Literal["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"]
@@ -73,10 +74,19 @@ class DatasetPublic(BaseModel):
     num_images: int | None = None
     num_boxes: int | None = None
     label_map: dict[str, str] | None = Field(None, description="class id (1-based) -> name")
+    class_aliases: dict[str, str] | None = Field(
+        None, description="alias -> class name merged at conversion (given at upload or by the last re-label)"
+    )
+    requested_label_map: dict[str, str] | None = Field(
+        None, description="class id -> name the user fixed (given at upload or by the last re-label)"
+    )
     splits: dict[str, Any] | None = Field(None, description="images, boxes and shards per split")
     stats: dict[str, Any] | None = Field(None, description="class counts, image sizes, box sizes, aspect ratios")
     problems: list[dict[str, Any]] = Field(default_factory=list, description="per file / per box problems found")
     anchors: dict[str, Any] | None = Field(None, description="k-means suggestion of aspect_ratios and anchor_scale")
+    anchors_by_model: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="the same suggestion for each variant at its own input size and levels"
+    )
     progress: dict[str, Any] | None = None
     error: str | None = None
     created_at: Timestamp
@@ -96,15 +106,45 @@ class DatasetPublic(BaseModel):
             num_images=row.num_images,
             num_boxes=row.num_boxes,
             label_map={str(k): str(v) for k, v in (row.label_map or {}).items()} or None,
+            class_aliases=row.class_aliases or None,
+            requested_label_map=row.requested_label_map or None,
             splits=report.get("splits"),
             stats=report.get("stats"),
             problems=report.get("problems") or [],
             anchors=report.get("anchors"),
+            anchors_by_model=report.get("anchors_by_model") or {},
             progress=row.progress,
             error=row.error,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+def _class_aliases(value: object) -> dict[str, str] | None:
+    return check_class_aliases(value) if value not in (None, {}) else None
+
+
+def _label_map(value: object) -> dict[str, str] | None:
+    return {str(k): v for k, v in check_label_map(value).items()} if value not in (None, {}) else None
+
+
+ClassAliases = Annotated[dict[str, str] | None, BeforeValidator(_class_aliases)]
+"""`{"alias": "name"}`: boxes labelled alias count as name (merges spellings of one class); checked."""
+RequestedLabelMap = Annotated[dict[str, str] | None, BeforeValidator(_label_map)]
+"""`{"id": "name"}`: fixes the class ids (from 1) and their order; checked."""
+
+
+class DatasetRelabel(BaseModel):
+    """New class aliases and label map for a dataset; it is converted again from its upload. A field left out
+    keeps its value; null or {} clears it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"class_aliases": {"lp": "licence plate"}}]},
+    )
+
+    class_aliases: ClassAliases = Field(None, description='alias -> class name, e.g. {"lp": "licence plate"}')
+    label_map: RequestedLabelMap = Field(None, description='class id (from 1) -> name, e.g. {"1": "licence plate"}')
 
 
 class DatasetsPublic(BaseModel):
@@ -266,6 +306,7 @@ class JobPublic(BaseModel):
                     "model_id": None,
                     "config": {"name": "efficientdet-d0", "image_size": 512, "num_classes": 1},
                     "options": {"batch_size": 8, "num_steps": 2000},
+                    "warnings": [],
                     "created_at": _TIME_EXAMPLE,
                     "started_at": _TIME_EXAMPLE,
                     "finished_at": None,
@@ -286,6 +327,9 @@ class JobPublic(BaseModel):
     model_id: str | None = None
     config: dict[str, Any] = Field(description="the resolved automl hyperparameters the job trains with")
     options: dict[str, Any] = Field(description="run settings (effdet TrainOptions) and export settings")
+    warnings: list[str] = Field(
+        default_factory=list, description="advice found when the job was resolved, e.g. objects too small for its size"
+    )
     created_at: Timestamp
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
@@ -306,6 +350,7 @@ class JobPublic(BaseModel):
             model_id=row.model_id,
             config=row.config,
             options=row.options,
+            warnings=list(row.warnings or []),
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,

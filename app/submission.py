@@ -22,7 +22,7 @@ from core.tables import Dataset, DatasetStatus
 from effdet.config import MODEL_NAMES, Config, ConfigError, get_config, parse_overrides
 from effdet.data.convert import ConversionReport
 from effdet.model.structure import variable_paths
-from effdet.workflow import resolve_config
+from effdet.workflow import resolve_config, size_warnings
 
 FALLBACK_MODEL = "efficientdet-d0"
 
@@ -39,10 +39,11 @@ class SubmissionError(Exception):
 class ResolvedJob:
     """What is stored with an accepted job: the resolved automl config (flat) and the options, i.e. effdet
     TrainOptions fields (`pretrained` as a name in DATA_DIR/checkpoints) plus `min_score_thresh` for the export
-    when the user gave one."""
+    when the user gave one. `warnings`: advice that does not stop the job (objects too small for the input size)."""
 
     config: dict[str, Any]
     options: dict[str, Any]
+    warnings: list[str]
 
 
 def _problem(field: str, message: str) -> dict[str, Any]:
@@ -158,4 +159,4 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
     }
     if body.min_score_thresh is not None:
         options["min_score_thresh"] = body.min_score_thresh
-    return ResolvedJob(config=config.to_flat(), options=options)
+    return ResolvedJob(config=config.to_flat(), options=options, warnings=size_warnings(report, config))

@@ -47,9 +47,11 @@ def add_event(job_id: str, kind: str, data: dict[str, Any]) -> None:
 # Jobs, from the API.
 
 
-def queue_job(*, session: Session, job: Job) -> Job:
-    """Store a validated job as queued (with its first event); the caller sends it to the queue afterwards."""
+def queue_job(*, session: Session, job: Job, warnings: list[str] | None = None) -> Job:
+    """Store a validated job as queued (with its first event and the warnings found when it was resolved); the
+    caller sends it to the queue afterwards."""
     job.status, job.cancel_requested, job.attempts = JobStatus.queued, False, 0
+    job.warnings = list(warnings) if warnings else None
     session.add(job)
     session.flush()
     session.add(_state_event(job.id, JobStatus.queued))
@@ -338,6 +340,40 @@ def add_dataset(*, session: Session, dataset: Dataset) -> None:
     dataset.status = DatasetStatus.validating
     session.add(dataset)
     session.commit()
+
+
+def relabel_dataset(
+    *, session: Session, dataset: Dataset, class_aliases: dict[str, str] | None, label_map: dict[int, str] | None
+) -> bool:
+    """Send a ready or failed dataset back to validating with new class aliases and label map (what its
+    conversion found is cleared); False, writing nothing, when it is validating or a queued or running job
+    uses it. One conditional UPDATE, so a job submitted meanwhile and a re-label cannot both win. The caller
+    removes the old records and sends the conversion afterwards."""
+    in_use = select(Job.id).where(Job.dataset_id == dataset.id, Job.status.not_in([s.value for s in FINISHED]))
+    result = session.execute(
+        update(Dataset)
+        .where(
+            Dataset.id == dataset.id,
+            Dataset.status.in_([DatasetStatus.ready.value, DatasetStatus.failed.value]),
+            ~in_use.exists(),
+        )
+        .values(
+            status=DatasetStatus.validating.value,
+            class_aliases=class_aliases or None,
+            requested_label_map={str(k): v for k, v in label_map.items()} if label_map else None,
+            num_images=None,
+            num_boxes=None,
+            label_map=None,
+            report=None,
+            progress=None,
+            error=None,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    session.refresh(dataset)
+    return bool(_changed(result))
 
 
 def delete_dataset(*, session: Session, dataset: Dataset) -> None:

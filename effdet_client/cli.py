@@ -7,6 +7,7 @@ Exit status: 0 done; 1 the service answered an error, cannot be reached, or the 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -17,7 +18,7 @@ import typer
 from effdet_client import output
 from effdet_client.client import DEFAULT_URL, Client
 from effdet_client.errors import ApiError, ClientError
-from effdet_client.models import DatasetFormat, ImageSplit, Job, JobSubmission, ModelFormat, PlotName
+from effdet_client.models import Dataset, DatasetFormat, ImageSplit, Job, JobSubmission, ModelFormat, PlotName
 
 app = typer.Typer(
     help="Drive an effdet-service: upload datasets, fine-tune, watch, plot, predict, download.",
@@ -69,6 +70,17 @@ def _client(ctx: typer.Context) -> Client:
 # --- datasets -----------------------------------------------------------------------------------------------------
 
 
+ClassAliasesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--class-aliases", help='JSON object alias -> class name merging spellings: \'{"lp": "licence plate"}\''
+    ),
+]
+LabelMapOpt = Annotated[
+    str | None, typer.Option("--label-map", help='JSON object class id -> name fixing ids: \'{"1": "licence plate"}\'')
+]
+
+
 @datasets.command("upload")
 @handled
 def datasets_upload(
@@ -77,19 +89,82 @@ def datasets_upload(
     name: Annotated[str | None, typer.Option(help="default: the folder or zip name")] = None,
     format: Annotated[DatasetFormat, typer.Option(help="annotation format (auto: detected)")] = "auto",
     val_fraction: Annotated[float | None, typer.Option(help="share held out for evaluation (server: 0.1)")] = None,
+    class_aliases: ClassAliasesOpt = None,
+    label_map: LabelMapOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until it is ready or failed")] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Upload a dataset (with a progress bar); exits 1 if --wait ends in failed."""
     client = _client(ctx)
+    aliases, labels = _json_object("--class-aliases", class_aliases), _json_object("--label-map", label_map)
     with output.transfer(f"uploading {path.name}") as progress:
-        dataset = client.upload_dataset(path, name=name, format=format, val_fraction=val_fraction, on_progress=progress)
+        dataset = client.upload_dataset(
+            path,
+            name=name,
+            format=format,
+            val_fraction=val_fraction,
+            class_aliases=aliases,
+            label_map=labels,
+            on_progress=progress,
+        )
+    _finish(client, dataset, wait, json_output)
+
+
+@datasets.command("relabel")
+@handled
+def datasets_relabel(
+    ctx: typer.Context,
+    dataset_id: str,
+    class_aliases: ClassAliasesOpt = None,
+    label_map: LabelMapOpt = None,
+    suggested: Annotated[
+        bool, typer.Option("--suggested", help="add the aliases the dataset's similar_class_names warnings suggest")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until it is ready or failed")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Convert a dataset again from its upload with new class aliases / label map; exits 1 if --wait ends failed."""
+    client = _client(ctx)
+    aliases, labels = _json_object("--class-aliases", class_aliases), _json_object("--label-map", label_map)
+    if suggested:
+        current = client.get_dataset(dataset_id)
+        proposal = current.suggested_aliases()
+        if not proposal:
+            raise ClientError(f"dataset {dataset_id} has no similar_class_names warning; nothing to merge")
+        aliases = {**(current.class_aliases or {}), **(aliases or {}), **proposal}
+    changes: dict[str, Any] = {}
+    if aliases is not None:
+        changes["class_aliases"] = aliases
+    if labels is not None:
+        changes["label_map"] = labels
+    if not changes:
+        raise ClientError("give --class-aliases, --label-map or --suggested; nothing would change")
+    _finish(client, client.relabel_dataset(dataset_id, **changes), wait, json_output)
+
+
+def _finish(client: Client, dataset: Dataset, wait: bool, json_output: bool) -> None:
+    """Wait for the conversion if asked, show the dataset, exit 1 when it failed."""
     if wait:
         with output.status_console.status(f"validating and converting {dataset.name}"):
             dataset = client.wait_dataset(dataset.id)
     output.show(dataset, json_output, output.dataset_detail)
     if dataset.status == "failed":
         raise typer.Exit(1)
+
+
+def _json_object(flag: str, text: str | None) -> dict[str, str] | None:
+    """A flag's JSON object (the service checks what it maps); ClientError for text that is not one."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ClientError(
+            f'{flag} is not valid JSON ({err}); give an object such as \'{{"lp": "licence plate"}}\''
+        ) from None
+    if not isinstance(value, dict):
+        raise ClientError(f'{flag} must be a JSON object, e.g. \'{{"lp": "licence plate"}}\'')
+    return value
 
 
 @datasets.command("show")
@@ -188,6 +263,8 @@ def jobs_submit(
     )
     job = _client(ctx).submit_job(submission)
     if watch:
+        if not json_output:
+            output.job_warnings(job)
         _watch(_client(ctx), job.id, json_output)
     else:
         output.show(job, json_output, output.job_detail)

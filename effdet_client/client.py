@@ -3,11 +3,12 @@ the server's `detail` on any 4xx/5xx."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +40,16 @@ DOWNLOAD_CHUNK = 1 << 20
 RECONNECT_S = 1.0
 
 Answer = TypeVar("Answer", bound=BaseModel)
+
+
+class _Keep:
+    """The default of a re-label field left out: the dataset keeps its value."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()
 
 
 def _detail(response: httpx.Response) -> Any:
@@ -155,12 +166,21 @@ class Client:
         name: str | None = None,
         format: DatasetFormat = "auto",
         val_fraction: float | None = None,
+        class_aliases: Mapping[str, str] | None = None,
+        label_map: Mapping[int, str] | Mapping[str, str] | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> Dataset:
-        """Upload a dataset zip, or a folder (zipped on the fly into a temporary file); it is then `validating`."""
+        """Upload a dataset zip, or a folder (zipped on the fly into a temporary file); it is then `validating`.
+
+        class_aliases ({"lp": "licence plate"}) merges spellings of one class; label_map ({1: "licence plate"})
+        fixes the class ids and their order."""
         path = Path(path)
         fields = {"format": format, "name": name or path.stem, "val_fraction": val_fraction}
         data = {key: str(value) for key, value in fields.items() if value is not None}
+        if class_aliases:
+            data["class_aliases"] = json.dumps(dict(class_aliases))
+        if label_map:
+            data["label_map"] = json.dumps({str(k): v for k, v in label_map.items()})
         if path.is_dir():
             with tempfile.TemporaryFile(suffix=".zip") as archive:
                 zip_folder(path, archive)
@@ -177,6 +197,22 @@ class Client:
         reader = ProgressReader(archive, on_progress)
         files = {"file": (filename, reader, "application/zip")}
         return Dataset.model_validate(self._send("POST", "/v1/datasets", files=files, data=data).json())
+
+    def relabel_dataset(
+        self,
+        dataset_id: str,
+        *,
+        class_aliases: Mapping[str, str] | _Keep | None = KEEP,
+        label_map: Mapping[int, str] | Mapping[str, str] | _Keep | None = KEEP,
+    ) -> Dataset:
+        """Convert a ready or failed dataset again from its upload with new class aliases and/or label map (one
+        left out keeps its value, None clears it); it is then `validating` (409 while validating or in use)."""
+        body: dict[str, Any] = {}
+        if not isinstance(class_aliases, _Keep):
+            body["class_aliases"] = None if class_aliases is None else dict(class_aliases)
+        if not isinstance(label_map, _Keep):
+            body["label_map"] = None if label_map is None else {str(k): v for k, v in label_map.items()}
+        return Dataset.model_validate(self._send("PATCH", f"/v1/datasets/{dataset_id}", json=body).json())
 
     def wait_dataset(self, dataset_id: str, *, timeout: float | None = None, poll_s: float = 1.0) -> Dataset:
         """Poll until the dataset is no longer `validating` (ready or failed); ClientError after timeout seconds."""

@@ -43,10 +43,20 @@ class Dataset(_Answer):
     num_images: int | None = None
     num_boxes: int | None = None
     label_map: dict[str, str] | None = None
+    class_aliases: dict[str, str] | None = None
+    requested_label_map: dict[str, str] | None = None
     problems: list[dict[str, Any]] = Field(default_factory=list)
     progress: dict[str, Any] | None = None
     error: str | None = None
     created_at: datetime
+
+    def suggested_aliases(self) -> dict[str, str]:
+        """The class_aliases the service suggests (its `similar_class_names` warnings), merged into one mapping."""
+        suggested: dict[str, str] = {}
+        for problem in self.problems:
+            if problem.get("code") == "similar_class_names":
+                suggested.update(problem.get("class_aliases") or {})
+        return suggested
 
 
 class JobProgress(_Answer):
@@ -71,6 +81,7 @@ class Job(_Answer):
     metrics: dict[str, Any] | None = None
     error: str | None = None
     model_id: str | None = None
+    warnings: list[str] = []
     created_at: datetime
 
     @property

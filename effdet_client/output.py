@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -104,12 +105,17 @@ def dataset_detail(dataset: Dataset) -> None:
     console.print(f"dataset [bold]{dataset.name}[/bold] {dataset.id}: {_status(dataset.status)} ({dataset.format})")
     if dataset.num_images is not None:
         console.print(f"  {dataset.num_images} images, {dataset.num_boxes} boxes; classes {dataset.label_map}")
+    if dataset.class_aliases or dataset.requested_label_map:
+        aliases, requested = dataset.class_aliases or {}, dataset.requested_label_map
+        console.print(f"  class aliases {aliases}; requested label map {requested}", markup=False)
     for problem in dataset.problems[:10]:
         console.print(f"  {problem.get('severity', '')} {problem.get('file', '')}: {problem.get('message', '')}")
     if len(dataset.problems) > 10:
         console.print(f"  ... and {len(dataset.problems) - 10} more problems (--json lists all)")
     if dataset.error:
         console.print(f"  [red]error[/red]: {dataset.error}", markup=True)
+    if dataset.suggested_aliases():
+        console.print(f"  merge the similar classes: effdet-client datasets relabel {dataset.id} --suggested")
 
 
 def images_table(page: DatasetImageList) -> None:
@@ -150,6 +156,14 @@ def job_detail(job: Job) -> None:
         console.print(f"  [red]error[/red]: {job.error}", markup=True)
     if job.model_id:
         console.print(f"  model {job.model_id}")
+    for warning in job.warnings:
+        console.print(f"  [yellow]warning[/yellow]: {escape(warning)}", markup=True)
+
+
+def job_warnings(job: Job) -> None:
+    """The job's warnings on stderr (beside a progress bar)."""
+    for warning in job.warnings:
+        status_console.print(f"[yellow]warning[/yellow]: {escape(warning)}", markup=True)
 
 
 def models_table(page: ModelList) -> None:

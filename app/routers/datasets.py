@@ -1,27 +1,42 @@
-"""Datasets: upload a zip (streamed to disk, checked, queued for validation and conversion), list, show, delete."""
+"""Datasets: upload a zip (streamed to disk, checked, queued for validation and conversion), list, show, re-label
+(convert again with new class aliases or label map), delete."""
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import CurrentOwner, get_owned, owned
 from app.deps import EngineDep, SessionDep, SettingsDep
-from app.schemas import AUTH_RESPONSES, MAX_OFFSET, DatasetPublic, DatasetsPublic, ErrorDetail, UploadFormat
+from app.schemas import (
+    AUTH_RESPONSES,
+    MAX_OFFSET,
+    ClassAliases,
+    DatasetPublic,
+    DatasetRelabel,
+    DatasetsPublic,
+    ErrorDetail,
+    RequestedLabelMap,
+    UploadFormat,
+)
 from app.storage import move_atomic, remove
 from app.uploads import check_zip, receive_file_form
 from core import states
-from core.layout import dataset_dir, upload_path, uploads_dir
+from core.layout import dataset_dir, records_dir, upload_path, uploads_dir
 from core.queue import send_convert
 from core.settings import Settings
-from core.tables import Dataset, DatasetStatus, Job
+from core.tables import FINISHED, Dataset, DatasetStatus, Job
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES)
 
@@ -49,6 +64,14 @@ _UPLOAD_BODY: dict[str, Any] = {
                             "exclusiveMaximum": 1,
                             "description": "share of images held out for evaluation",
                         },
+                        "class_aliases": {
+                            "type": "string",
+                            "description": 'JSON object alias -> class name merging spellings: {"lp": "licence plate"}',
+                        },
+                        "label_map": {
+                            "type": "string",
+                            "description": 'JSON object class id (from 1) -> name fixing ids: {"1": "plate"}',
+                        },
                     },
                 },
                 "encoding": {"file": {"contentType": "application/zip"}},
@@ -64,6 +87,22 @@ class _UploadFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     format: UploadFormat = "auto"
     val_fraction: float = Field(0.1, gt=0, lt=1)
+    class_aliases: ClassAliases = None
+    label_map: RequestedLabelMap = None
+
+    @field_validator("class_aliases", "label_map", mode="before")
+    @classmethod
+    def _json(cls, value: object, info: ValidationInfo) -> object:
+        """Form fields are text: the class fields hold JSON objects."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as err:
+            example = '{"lp": "licence plate"}' if info.field_name == "class_aliases" else '{"1": "licence plate"}'
+            raise ValueError(
+                f"{info.field_name} is not valid JSON ({err}); send a JSON object such as {example}"
+            ) from None
 
     @field_validator("name")
     @classmethod
@@ -132,6 +171,8 @@ async def upload_dataset(
             format=fields.format,
             val_fraction=fields.val_fraction,
             upload_bytes=form.size,
+            class_aliases=fields.class_aliases,
+            requested_label_map=fields.label_map,
         )
         return await run_in_threadpool(_register, engine, settings, row, part)
     finally:
@@ -177,3 +218,67 @@ def delete_dataset(dataset_id: str, session: SessionDep, owner: CurrentOwner, se
         )
     states.delete_dataset(session=session, dataset=row)
     remove(dataset_dir(settings, dataset_id))
+
+
+@router.patch(
+    "/{dataset_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        404: {"model": ErrorDetail},
+        409: {"model": ErrorDetail, "description": "validating, used by a queued or running job, or no upload"},
+        422: {"model": ErrorDetail, "description": "bad class_aliases or label_map"},
+    },
+)
+def relabel_dataset(
+    dataset_id: str, relabel: DatasetRelabel, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
+) -> DatasetPublic:
+    """Re-label a dataset (class_aliases, label_map) and convert it again from its upload (status `validating`)."""
+    row = get_owned(session, Dataset, dataset_id, owner)
+    _check_relabel(session, row, settings)
+    given = relabel.model_fields_set
+    aliases = relabel.class_aliases if "class_aliases" in given else row.class_aliases
+    label_map = relabel.label_map if "label_map" in given else row.requested_label_map
+    records = records_dir(settings, dataset_id)
+    aside = records.with_name(f"{records.name}.relabel-{uuid.uuid4().hex}")
+    if records.exists():
+        records.rename(aside)  # the worker must not take the old records for converted ones
+    changed = states.relabel_dataset(
+        session=session,
+        dataset=row,
+        class_aliases=aliases,
+        label_map={int(k): str(v) for k, v in label_map.items()} if label_map else None,
+    )
+    if not changed:
+        if aside.exists():
+            aside.rename(records)
+        _check_relabel(session, row, settings)
+        raise HTTPException(status.HTTP_409_CONFLICT, "the dataset changed meanwhile; try again")
+    remove(aside)
+    try:
+        send_convert(dataset_id)
+    except Exception as err:  # the sweeper re-sends a validating dataset no worker took
+        log.warning("dataset %s: re-label queued later, the job queue is unreachable: %s", dataset_id, err)
+    return DatasetPublic.from_row(row)
+
+
+def _check_relabel(session: Session, row: Dataset, settings: Settings) -> None:
+    """409 with what to wait for when a dataset cannot be re-labelled now."""
+    session.refresh(row)
+    if row.status == DatasetStatus.validating:
+        raise HTTPException(status.HTTP_409_CONFLICT, "the dataset is being validated; re-label it when that ends")
+    unfinished = [s.value for s in FINISHED]
+    jobs = (
+        session.scalar(
+            select(func.count()).select_from(Job).where(Job.dataset_id == row.id, Job.status.not_in(unfinished))
+        )
+        or 0
+    )
+    if jobs:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"{jobs} queued or running job(s) use this dataset; re-label it when they end (or cancel them)",
+        )
+    if not upload_path(settings, row.id).is_file():
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "the dataset's upload is gone, so it cannot be converted again; upload it again"
+        )

@@ -59,6 +59,7 @@ def create_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owne
             config=resolved.config,
             options=resolved.options,
         ),
+        warnings=resolved.warnings,
     )
     try:
         send_job(job.id)

@@ -50,6 +50,12 @@ export async function post(path, body) {
   return (await send(path, init)).json();
 }
 
+/** PATCH a JSON body and read the JSON answer. */
+export async function patch(path, body) {
+  const init = { method: "PATCH", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } };
+  return (await send(path, init)).json();
+}
+
 /** Save a file the API serves (fetched with the key, then handed to the browser as a download). */
 export async function download(path, filename) {
   const blob = await (await send(path)).blob();

@@ -10,6 +10,9 @@ const FORMATS = ["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"];
 const PROBLEMS_SHOWN = 200;
 const REFRESH_MS = 2000;
 const VAL_FRACTION = { min: 0.01, max: 0.99, step: 0.01, value: 0.1 };
+const ALIASES_EXAMPLE = '{"lp": "licence plate"}: merges spellings of one class';
+const LABEL_MAP_EXAMPLE = '{"1": "licence plate"}: fixes the class ids';
+const SIMILAR = "similar_class_names";
 
 function uploadForm(refresh) {
   const form = h(
@@ -26,6 +29,8 @@ function uploadForm(refresh) {
       ),
     ),
     field("Val fraction", h("input", { name: "val_fraction", type: "number", ...VAL_FRACTION })),
+    field("Class aliases (JSON, optional)", h("input", { name: "class_aliases", placeholder: ALIASES_EXAMPLE })),
+    field("Label map (JSON, optional)", h("input", { name: "label_map", placeholder: LABEL_MAP_EXAMPLE })),
     h("p", { class: "form-error wide" }),
     h("button", { type: "submit" }, "Upload"),
     h("p", { class: "notice wide", id: "upload-notice" }),
@@ -107,7 +112,9 @@ function anchorsTable(anchors) {
     ["mean best IoU", num(anchors.default_mean_iou), num(anchors.suggested_mean_iou)],
     ["boxes matched (IoU ≥ 0.5)", pct(anchors.default_matched_fraction), pct(anchors.suggested_matched_fraction)],
   ];
-  const yaml = `aspect_ratios: [${anchors.aspect_ratios.join(", ")}]\nanchor_scale: ${anchors.anchor_scale}`;
+  const yaml =
+    `aspect_ratios: [${anchors.aspect_ratios.join(", ")}]\nanchor_scale: ${anchors.anchor_scale}\n` +
+    "# or let the job choose them on its training boxes: aspect_ratios: auto, anchor_scale: auto";
   return [
     table(["", "default", "suggested"], rows, "", { id: "anchors" }),
     h(
@@ -116,6 +123,47 @@ function anchorsTable(anchors) {
       `Measured on ${num(anchors.num_boxes)} boxes. To use the suggestion, add to a job's hparams:`,
     ),
     h("pre", { class: "json" }, yaml),
+  ];
+}
+
+const ANCHORS_MODEL = "efficientdet-d0";
+
+/** The anchor suggestion and the box sizes for a chosen variant (each at its own input size and levels). */
+function anchorsCard(dataset) {
+  const byModel = dataset.anchors_by_model ?? {};
+  const names = Object.keys(byModel);
+  if (!names.length) return card("Anchors: default vs suggested", anchorsTable(dataset.anchors));
+  const sizes = dataset.stats?.input_sizes?.by_model ?? {};
+  const target = h("div", { id: "anchors-for-model" });
+  const show = (name) => target.replaceChildren(...anchorsTable(byModel[name]), ...boxSizes(sizes[name]));
+  const initial = names.includes(ANCHORS_MODEL) ? ANCHORS_MODEL : names[0];
+  const chooser = h(
+    "select",
+    { id: "anchors-model", onchange: (event) => show(event.target.value) },
+    names.map((name) => h("option", { value: name, selected: name === initial }, name)),
+  );
+  show(initial);
+  return card("Anchors and box sizes for a model", h("label", {}, "Model ", chooser), target);
+}
+
+/** Boxes by shorter side after the resize to the variant's input size; a notice when over a tenth are small. */
+function boxSizes(counts) {
+  if (!counts) return [];
+  const total = counts.under_16 + counts.from_16_to_32 + counts.over_32;
+  const share = (n) => (total ? pct(n / total) : "–");
+  const shares = [counts.under_16, counts.from_16_to_32, counts.over_32].map(share);
+  const rows = [[`${counts.image_size} px`, ...shares]];
+  const small = counts.under_16 * 10 > total;
+  return [
+    table(["input size", "under 16 px", "16-32 px", "over 32 px"], rows, "", { id: "box-sizes" }),
+    h(
+      "p",
+      { class: small ? "warning-box" : "notice" },
+      small
+        ? "More than a tenth of the boxes are under 16 px on their shorter side at this input size: a job " +
+            "warns and suggests a larger image_size (or tiling)."
+        : "Box shorter sides after the image is resized to the model's input (aspect kept).",
+    ),
   ];
 }
 
@@ -151,11 +199,87 @@ function summary(dataset) {
     ["images", num(dataset.num_images)],
     ["boxes", num(dataset.num_boxes)],
     ["classes", Object.values(dataset.label_map ?? {}).join(", ") || "–"],
+    ["class aliases", aliasText(dataset.class_aliases) || "–"],
     ["splits", splits.join("; ") || "–"],
     ["median image", sizes?.width ? `${num(sizes.width.median)} × ${num(sizes.height.median)}` : "–"],
     ["max boxes / image", num(dataset.stats?.max_boxes_per_image)],
     ["uploaded", when(dataset.created_at)],
   ]);
+}
+
+function aliasText(aliases) {
+  return Object.entries(aliases ?? {})
+    .map(([alias, name]) => `${alias} → ${name}`)
+    .join(", ");
+}
+
+/** The dataset's aliases with the suggested ones added; an old alias pointing at a name now merged follows it
+ * to the final name (the API refuses chains). */
+export function mergedAliases(current, suggested) {
+  const merged = { ...(current ?? {}), ...suggested };
+  for (const [alias, name] of Object.entries(merged)) merged[alias] = suggested[name] ?? name;
+  return merged;
+}
+
+/** The similar_class_names warnings, each with its merge, and one button that re-labels with all of them. */
+function similarClasses(dataset, relabel) {
+  const similar = dataset.problems.filter((problem) => problem.code === SIMILAR && problem.class_aliases);
+  if (!similar.length) return null;
+  const suggested = Object.assign({}, ...similar.map((problem) => problem.class_aliases));
+  const error = h("p", { class: "form-error" });
+  const button = h("button", { type: "button", id: "merge-classes" }, `Merge: ${aliasText(suggested)}`);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    error.textContent = "";
+    try {
+      await relabel({ class_aliases: mergedAliases(dataset.class_aliases, suggested) });
+    } catch (failure) {
+      error.textContent = failure.message;
+      button.disabled = false;
+    }
+  });
+  return card(
+    "Classes that look like one class",
+    h(
+      "ul",
+      { id: "similar-classes" },
+      similar.map((problem) => h("li", {}, problem.message)),
+    ),
+    h("p", { class: "notice" }, "Merging converts the dataset again from its upload; jobs already run keep theirs."),
+    button,
+    error,
+  );
+}
+
+/** The dataset's class_aliases and label map as JSON inputs; sending them converts it again (PATCH). */
+function relabelForm(dataset, relabel) {
+  const current = { class_aliases: dataset.class_aliases, label_map: dataset.requested_label_map };
+  const input = (name, placeholder) =>
+    h("input", { name, placeholder, value: current[name] ? JSON.stringify(current[name]) : "" });
+  const form = h(
+    "form",
+    { class: "stacked", id: "relabel-form" },
+    field("Class aliases (JSON)", input("class_aliases", ALIASES_EXAMPLE)),
+    field("Label map (JSON)", input("label_map", LABEL_MAP_EXAMPLE)),
+    h("p", { class: "form-error wide" }),
+    h("button", { type: "submit" }, "Convert again with these classes"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, async () => {
+      const changes = {};
+      for (const name of Object.keys(current)) {
+        const text = form.elements[name].value.trim();
+        try {
+          changes[name] = text ? JSON.parse(text) : null;
+        } catch (error) {
+          throw new api.ApiError(422, [{ loc: ["body", name], msg: `not valid JSON (${error.message})` }]);
+        }
+      }
+      await relabel(changes);
+    });
+  });
+  return card("Re-label", form);
 }
 
 function validating(dataset) {
@@ -164,7 +288,7 @@ function validating(dataset) {
   return card("Validating", bar, h("p", { class: "notice" }, `${done} of ${total || "?"} images checked`));
 }
 
-function datasetPage(dataset) {
+function datasetPage(dataset, relabel) {
   const train = h("a", { href: `#/jobs?dataset=${dataset.id}` }, "Train a model on it →");
   const title = h(
     "div",
@@ -174,7 +298,8 @@ function datasetPage(dataset) {
     dataset.status === "ready" ? train : null,
   );
   if (dataset.status === "validating") return [title, validating(dataset)];
-  if (dataset.status === "failed") return [title, card(null, h("p", { class: "error-box" }, dataset.error))];
+  if (dataset.status === "failed")
+    return [title, card(null, h("p", { class: "error-box" }, dataset.error)), relabelForm(dataset, relabel)];
   const stats = dataset.stats;
   return [
     title,
@@ -185,17 +310,25 @@ function datasetPage(dataset) {
       card("Boxes per class", stats ? classBars(stats) : "–"),
     ),
     card("Box sizes and aspect ratios", stats ? histograms(stats) : "no statistics"),
-    card("Anchors: default vs suggested", anchorsTable(dataset.anchors)),
+    similarClasses(dataset, relabel),
+    anchorsCard(dataset),
     card(`Problems (${dataset.problems.length})`, problemsList(dataset.problems)),
+    relabelForm(dataset, relabel),
   ];
 }
 
-/** #/datasets/{id}: one dataset, refreshed until its validation ends. */
+/** #/datasets/{id}: one dataset, refreshed until its validation ends (and again after a re-label). */
 export async function datasetView(main, { params: [id], signal }) {
-  await poll(signal, REFRESH_MS, async () => {
-    const dataset = await api.get(`v1/datasets/${id}`, signal);
-    main.replaceChildren(...datasetPage(dataset));
-    if (dataset.status === "ready") main.append(galleryCard(dataset, signal));
-    return dataset.status !== "validating";
-  });
+  const relabel = async (changes) => {
+    await api.patch(`v1/datasets/${id}`, changes);
+    await follow();
+  };
+  const follow = () =>
+    poll(signal, REFRESH_MS, async () => {
+      const dataset = await api.get(`v1/datasets/${id}`, signal);
+      main.replaceChildren(...datasetPage(dataset, relabel).filter(Boolean));
+      if (dataset.status === "ready") main.append(galleryCard(dataset, signal));
+      return dataset.status !== "validating";
+    });
+  await follow();
 }
