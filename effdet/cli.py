@@ -206,18 +206,34 @@ def stats(
         )
 
 
+def _pair(text: str, separator: str, option: str, example: str) -> tuple[int, int]:
+    """Two positive integers written 'AxB' or 'A-B'; a usage error naming the option otherwise."""
+    parts = text.lower().split(separator)
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise typer.BadParameter(f"{text!r} is not two positive whole numbers such as {example}", param_hint=option)
+    first, second = (int(p) for p in parts)
+    return first, second
+
+
 @app.command()
 def synth(
     output: Annotated[Path, typer.Option("--output", help="Folder to write the dataset into.")],
     num_images: Annotated[int, typer.Option("--num-images", min=1)] = 100,
     format: Annotated[Literal["voc", "coco", "ccpd"], typer.Option("--format")] = "voc",
     seed: int = 0,
+    size: Annotated[str, typer.Option("--size", help="Scene width x height in pixels, e.g. 2400x1600.")] = "320x240",
+    plate_width: Annotated[
+        str | None,
+        typer.Option("--plate-width", help="Plate width range in pixels, e.g. 40-100 (default: 15-60 % of the scene)."),
+    ] = None,
 ) -> None:
     """Render synthetic licence-plate scenes with exact boxes (for fast learning tests)."""
     from effdet.data.synthetic import write_dataset
 
+    scene = _pair(size, "x", "--size", "320x240")
+    widths = _pair(plate_width, "-", "--plate-width", "40-100") if plate_width else None
     with _progress_bar("rendering") as progress:
-        write_dataset(output, num_images, format, seed=seed, progress=progress)
+        write_dataset(output, num_images, format, seed=seed, image_size=scene, progress=progress, plate_width=widths)
     typer.echo(f"{output}: {num_images} images ({format})")
 
 

@@ -84,16 +84,19 @@ def render_scene(rng: np.random.Generator, width: int, height: int) -> tuple[Ima
 
 
 def render_plates(
-    rng: np.random.Generator, width: int, height: int, max_plates: int
+    rng: np.random.Generator, width: int, height: int, max_plates: int, plate_width: tuple[int, int] | None = None
 ) -> tuple[Image.Image, list[RenderedPlate]]:
-    """`render_scene` with the plates' corners, brightness and blur, and at most `max_plates` plates."""
+    """`render_scene` with the plates' corners, brightness and blur, and at most `max_plates` plates; plate_width
+    (min, max) in pixels replaces the default of 15-60 % of the scene's width (small plates in large scenes)."""
     if width < 32 or height < 32:
         raise ValueError(f"scene size {width}x{height} is too small for a plate; use at least 32x32")
     image = render_background(rng, width, height)
     count = min(max_plates, int(rng.choice(_PLATE_COUNTS, p=_PLATE_COUNT_PROBABILITIES)))
     plates: list[RenderedPlate] = []
     for _ in range(count):
-        plate = _paste_plate(rng, image, plates, max_width_fraction=0.6 if count == 1 else 0.35)
+        fraction = 0.6 if count == 1 else 0.35
+        widths = plate_width or (0.15 * width, fraction * width)
+        plate = _paste_plate(rng, image, plates, widths)
         if plate is None:
             break
         plates.append(plate)
@@ -117,12 +120,12 @@ def _draw_clutter(rng: np.random.Generator, draw: ImageDraw.ImageDraw, width: in
 
 
 def _paste_plate(
-    rng: np.random.Generator, image: Image.Image, placed: list[RenderedPlate], max_width_fraction: float
+    rng: np.random.Generator, image: Image.Image, placed: list[RenderedPlate], widths: tuple[float, float]
 ) -> RenderedPlate | None:
     """Warp a new plate face into `image` away from the `placed` plates; None when no free spot was found."""
     width, height = image.size
     face = _plate_face(rng, aspect=rng.uniform(2.0, 4.7))
-    plate_width = rng.uniform(0.15, max_width_fraction) * width
+    plate_width = rng.uniform(*widths)
     corners = _plate_quad(rng, plate_width, plate_width * face.height / face.width)
     extent = corners.max(axis=0) - corners.min(axis=0)
     corners = (corners - corners.min(axis=0)) * min(1.0, (width - 4) / extent[0], (height - 4) / extent[1])
@@ -229,12 +232,14 @@ def write_dataset(
     seed: int = 0,
     image_size: tuple[int, int] = (320, 240),
     progress: Callable[[int, int], None] | None = None,
+    plate_width: tuple[int, int] | None = None,
 ) -> Path:
     """Write `num_images` synthetic scenes of image_size (width, height) under `output` and return it.
 
     Layout: `images/*.jpg` plus `annotations/*.xml` (voc, labelImg style) or `annotations.json` (coco), or
     CCPD file names that carry the one plate of each image (ccpd). Image i depends only on (seed, i), so the
-    same arguments write the same bytes. `progress(done, total)` is called after each image.
+    same arguments write the same bytes. `progress(done, total)` is called after each image; plate_width
+    (min, max pixels) makes plates of that width instead of a share of the scene.
     """
     if format not in SYNTHETIC_FORMATS:
         raise ValueError(f"unknown synthetic format {format!r}; choose one of {', '.join(SYNTHETIC_FORMATS)}")
@@ -248,7 +253,8 @@ def write_dataset(
     used_names: set[str] = set()
     for index in range(num_images):
         rng = np.random.default_rng([seed, index])
-        image, plates = render_plates(rng, width, height, max_plates=1 if format == "ccpd" else len(_PLATE_COUNTS))
+        most = 1 if format == "ccpd" else len(_PLATE_COUNTS)
+        image, plates = render_plates(rng, width, height, max_plates=most, plate_width=plate_width)
         if format == "ccpd":
             name = _ccpd_name(rng, plates[0], width, height)
             while name in used_names:
