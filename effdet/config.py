@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -230,6 +231,43 @@ class InputConfig(_Group):
     regenerate_source_id: bool = False
     dataset_type: str | None = None
     drop_remainder: bool = True
+    tiles: int | str | None = None
+    """Tiling for small objects in large images: a tile side in original pixels (e.g. 640) or a grid of
+    columns x rows (e.g. '3x2'). Training also sees the overlapping crops, prediction runs on the whole image
+    and the tiles and merges the boxes; None (default) works on the whole image only."""
+    tile_overlap: float = Field(0.25, ge=0, le=0.75)
+    """Share of a tile that overlaps its neighbour: make it cover the largest object so each lies whole in one."""
+    tile_empty_ratio: float = Field(0.1, ge=0, le=1)
+    """Share of the tiles without an object that training keeps (tiles with objects are always kept)."""
+
+    @field_validator("tiles", mode="before")
+    @classmethod
+    def _parse_tiles(cls, value: Any) -> Any:
+        if value is None or value == "" or value is False:
+            return None
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"tiles must be a tile side in pixels or a 'CxR' grid such as '3x2', not {value!r}")
+        if isinstance(value, int):
+            if value < 32:
+                raise ValueError(f"tiles {value} is too small a tile; give a side of at least 32 pixels")
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
+        if not match or int(match[1]) < 1 or int(match[2]) < 1 or int(match[1]) * int(match[2]) < 2:
+            raise ValueError(
+                f"tiles {value!r} is not a grid of columns x rows with two tiles or more (e.g. '3x2'), nor a "
+                "tile side in pixels (e.g. 640)"
+            )
+        return f"{int(match[1])}x{int(match[2])}"
+
+    @property
+    def tile_grid(self) -> tuple[int, int] | None:
+        """(columns, rows) when tiles is a grid, else None."""
+        if not isinstance(self.tiles, str):
+            return None
+        columns, rows = self.tiles.split("x")
+        return int(columns), int(rows)
 
 
 class LossConfig(_Group):
@@ -289,8 +327,6 @@ class TrainConfig(_Group):
     @classmethod
     def _valid_regex(cls, value: str | None) -> str | None:
         if value is not None:
-            import re
-
             try:
                 re.compile(value)
             except re.error as err:

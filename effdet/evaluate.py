@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from effdet.config import Config
 from effdet.data.pipeline import build_dataset
 from effdet.data.shards import parse_example, record_files
-from effdet.export import CONFIG_ASSET, run_detection
+from effdet.export import CONFIG_ASSET, DetectionModule, run_detection
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +202,8 @@ def model_detections(
         found = run_detection(model, config, images, image_scales, image_sizes)
         return tf.gather(found.boxes, [1, 0, 3, 2], axis=-1), found.scores, found.classes, found.num_detections
 
+    if config.input.tiles is not None:
+        return _tiled_detections(model, config, val_files, batch_size)
     results: list[dict[str, Any]] = []
     for batch in build_dataset(val_files, config, batch_size, training=False):
         boxes, scores, classes, counts = (
@@ -209,6 +211,29 @@ def model_detections(
         )
         source_ids = [int(s) for s in batch["source_ids"].numpy()]
         results += to_coco_detections(source_ids, boxes, scores, classes, counts)
+    return results
+
+
+def _tiled_detections(
+    model: keras.Model, config: Config, val_files: str | Sequence[str], batch_size: int
+) -> list[dict[str, Any]]:
+    """COCO results of a tiled model: each original image through the tiled detection an export runs."""
+    module = DetectionModule(model, config, min_score_thresh=config.eval.nms_configs.score_thresh)
+    return _encoded_detections(module.detect_encoded, val_files, batch_size, config.eval.nms_configs.score_thresh)
+
+
+def _encoded_detections(
+    detect: Any, val_files: str | Sequence[str], batch_size: int, score_threshold: float
+) -> list[dict[str, Any]]:
+    """COCO results of detect(images=encoded [N], score_threshold=[]) over the records' original images."""
+    threshold = tf.constant(score_threshold, tf.float32)
+    dataset = tf.data.TFRecordDataset(record_files(val_files)).map(parse_example)
+    dataset = dataset.map(lambda e: (e["image"], e["source_id"])).batch(batch_size)
+    results: list[dict[str, Any]] = []
+    for images, ids in dataset:
+        out = detect(images=images, score_threshold=threshold)
+        arrays = (out[k].numpy() for k in ("boxes", "scores", "classes", "num_detections"))
+        results += to_coco_detections([int(s) for s in ids.numpy()], *arrays)
     return results
 
 
@@ -239,16 +264,7 @@ def saved_model_detections(
             Path(saved_model_dir) / "assets" / CONFIG_ASSET
         ).eval.nms_configs.score_thresh
     loaded = tf.saved_model.load(str(saved_model_dir))
-    serve = loaded.signatures["serving_with_threshold"]
-    threshold = tf.constant(score_threshold, tf.float32)
-    dataset = tf.data.TFRecordDataset(record_files(val_files)).map(parse_example)
-    dataset = dataset.map(lambda e: (e["image"], e["source_id"])).batch(batch_size)
-    results: list[dict[str, Any]] = []
-    for images, ids in dataset:
-        out = serve(images=images, score_threshold=threshold)
-        arrays = (out[k].numpy() for k in ("boxes", "scores", "classes", "num_detections"))
-        results += to_coco_detections([int(s) for s in ids.numpy()], *arrays)
-    return results
+    return _encoded_detections(loaded.signatures["serving_with_threshold"], val_files, batch_size, score_threshold)
 
 
 def evaluate_saved_model(

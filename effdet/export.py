@@ -15,7 +15,9 @@ take the threshold as an optional argument. Outputs: `boxes` float32 [N, max_det
 int32 [N, max_detections] (1-based label-map ids, 0 in padding), `num_detections` int32 [N].
 
 Pre-processing is the evaluation path of the input pipeline: decode, normalise by mean_rgb/stddev_rgb,
-resize keeping the aspect ratio to fit image_size, pad bottom/right with zeros (after normalisation).
+resize keeping the aspect ratio to fit image_size, pad bottom/right with zeros (after normalisation). A model
+trained with `tiles` detects on the whole image and its tiles and merges the boxes (effdet.tiled), so every
+signature and the TFLite file honour the tiling the model was trained with.
 Assets: `label_map.json` ({"id": "name"}) and `config.yaml` (the resolved config, `Config.from_yaml` reads it).
 """
 
@@ -39,6 +41,7 @@ from effdet.data.augment import resize_and_crop
 from effdet.model.efficientdet import flatten_predictions
 from effdet.postprocess import Detections, postprocess
 from effdet.predict import DEFAULT_MIN_SCORE_THRESH, LABEL_MAP_ASSET
+from effdet.tiled import detect_tiled
 
 CONFIG_ASSET = "config.yaml"
 
@@ -126,10 +129,10 @@ class DetectionModule(tf.Module):
         )
 
         def detect_encoded(images: tf.Tensor, score_threshold: tf.Tensor = default) -> dict[str, tf.Tensor]:
-            return self._detect(*self._prepare_batch(images, encoded=True), score_threshold)
+            return self._detect_batch(images, True, score_threshold)
 
         def detect_image(images: tf.Tensor, score_threshold: tf.Tensor = default) -> dict[str, tf.Tensor]:
-            return self._detect(*self._prepare_batch(images, encoded=False), score_threshold)
+            return self._detect_batch(images, False, score_threshold)
 
         threshold_spec = tf.TensorSpec([], tf.float32, name="score_threshold")
         self.detect_encoded = tf.function(detect_encoded, input_signature=[ENCODED_SPEC, threshold_spec])
@@ -155,6 +158,40 @@ class DetectionModule(tf.Module):
         placed = resize_and_crop(normalised, tf.zeros([0, 4]), self._config.model.image_size)
         size = tf.cast(tf.shape(image)[:2], tf.float32)
         return placed.image, 1.0 / placed.scale, size
+
+    def _detect_batch(self, images: tf.Tensor, encoded: bool, score_threshold: tf.Tensor) -> dict[str, tf.Tensor]:
+        """A batch of encoded or uint8 images -> outputs: the whole images, or each image tiled (input.tiles)."""
+        if self._config.input.tiles is None:
+            return self._detect(*self._prepare_batch(images, encoded), score_threshold)
+        count = self._max_detections
+
+        def one(item: tf.Tensor) -> dict[str, tf.Tensor]:
+            image = tf.io.decode_image(item, channels=3, expand_animations=False) if encoded else item
+            return self._detect_tiled(image, score_threshold)
+
+        signature = {
+            "boxes": tf.TensorSpec([count, 4], tf.float32),
+            "scores": tf.TensorSpec([count], tf.float32),
+            "classes": tf.TensorSpec([count], tf.int32),
+            "num_detections": tf.TensorSpec([], tf.int32),
+        }
+        return tf.map_fn(one, images, fn_output_signature=signature)
+
+    def _detect_tiled(self, image: tf.Tensor, score_threshold: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One uint8 image [h, w, 3] detected whole and in tiles, merged (effdet.tiled); outputs unbatched."""
+
+        def detect(images: tf.Tensor, scales: tf.Tensor, sizes: tf.Tensor) -> Detections:
+            network, config = self._network.value, self._config
+            return run_detection(network, config, images, scales, sizes, score_threshold, self._max_detections)
+
+        size = self._config.model.image_size
+        found = detect_tiled(image, self._config.input, size, self.prepare, detect, self._max_detections)
+        return {
+            "boxes": tf.gather(found.boxes, [1, 0, 3, 2], axis=-1),
+            "scores": found.scores,
+            "classes": found.classes,
+            "num_detections": found.num_detections,
+        }
 
     def _prepare_batch(self, images: tf.Tensor, encoded: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         height, width = self._config.model.image_size
@@ -193,6 +230,9 @@ class DetectionModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec([1, *input_size, 3], tf.uint8, name="images")])
         def detect(images: tf.Tensor) -> dict[str, tf.Tensor]:
+            if self._config.input.tiles is not None:
+                found = self._detect_tiled(images[0], tf.constant(score_threshold, tf.float32))
+                return {key: value[tf.newaxis] for key, value in found.items()}
             image, scale, size = self.prepare(images[0])
             return self._detect_normalised(image[tf.newaxis], scale[tf.newaxis], size[tf.newaxis], score_threshold)
 

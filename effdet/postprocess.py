@@ -30,7 +30,7 @@ class Detections(NamedTuple):
     num_detections: tf.Tensor
 
 
-def _per_class_nms(
+def per_class_nms(
     boxes: tf.Tensor,
     scores: tf.Tensor,
     classes: tf.Tensor,
@@ -39,7 +39,8 @@ def _per_class_nms(
     max_output: int,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """NMS of one image, class by class, in one op: each class is shifted to its own region of the plane
-    so that boxes of different classes never overlap (boxes must lie in [0, 1])."""
+    so that boxes of different classes never overlap (boxes must lie in [0, 1], classes 0-based; the returned
+    classes are 1-based, padded with 0 to max_output)."""
     shifted = boxes + tf.cast(classes, boxes.dtype)[:, tf.newaxis] * 2.0
     indices, kept_scores = tf.image.non_max_suppression_with_scores(
         shifted,
@@ -97,7 +98,7 @@ def postprocess(
     normalised = tf.clip_by_value(boxes / [height, width, height, width], 0.0, 1.0)
 
     def one_image(args: tuple[tf.Tensor, tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, ...]:
-        return _per_class_nms(*args, nms=nms, score_threshold=threshold, max_output=max_output)
+        return per_class_nms(*args, nms=nms, score_threshold=threshold, max_output=max_output)
 
     out_boxes, out_scores, out_classes, counts = tf.map_fn(
         one_image,

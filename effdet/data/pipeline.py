@@ -5,6 +5,7 @@ Each element is a dict: `images` float32 [batch, H, W, 3] (normalised by mean_rg
 `boxes` float32 [batch, max_instances, 4] yxyx input pixels and `classes` int32 [batch, max_instances]
 (0 pads), `image_scales` float32 [batch] (original pixels per input pixel), `image_sizes` float32
 [batch, 2] (original height, width), `source_ids` string [batch].
+With `tiles` set, training also cuts each image into overlapping tiles (effdet.data.tiles) before augmenting.
 Training augments in automl's order: `autoaugment_policy` (AutoAugment v0..v3 or RandAugment) on the decoded
 uint8 image, then normalisation, horizontal flip and scale jitter.
 """
@@ -20,7 +21,10 @@ from effdet.config import Config
 from effdet.data.augment import random_horizontal_flip, resize_and_crop
 from effdet.data.autoaugment import distort
 from effdet.data.shards import parse_example, record_files
+from effdet.data.tiles import tile_examples
 
+TILE_SHUFFLE = 32
+"""Decoded crops held to mix tiles across images (a few hundred MB at most for 2000+ px photos)."""
 AUGMENT_SEED = "augment_seed"
 """Key of the int64 [2] per-example seed build_dataset adds when an autoaugment policy is on."""
 
@@ -45,7 +49,9 @@ def make_preprocess(config: Config, training: bool, seed: int | None = None):  #
     target_size = config.model.image_size
 
     def preprocess(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
+        image = example["image"]
+        if image.dtype == tf.string:
+            image = tf.io.decode_image(image, channels=3, expand_animations=False)
         height = tf.cast(tf.shape(image)[0], tf.float32)
         width = tf.cast(tf.shape(image)[1], tf.float32)
         boxes = example["boxes"] * tf.stack([height, width, height, width])
@@ -116,6 +122,9 @@ def build_dataset(
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and config.input.tiles is not None:
+        # The tiles of one image arrive together; a second shuffle mixes them with other images' tiles.
+        dataset = dataset.flat_map(tile_examples(config.input, seed)).shuffle(TILE_SHUFFLE, seed=seed)
     if training and config.input.autoaugment_policy:
         # One seed pair per example, in element order: the same seed gives the same augmentation.
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
