@@ -126,11 +126,12 @@ def resolve_config(
 
 def size_warnings(report: ConversionReport | None, config: Config) -> list[str]:
     """Advice from the dataset's report for a resolved config: more than a tenth of the boxes under 16 px at its
-    image_size, with the input size that avoids it or tiling (effdet.data.input_size); none without box sizes."""
+    image_size, with the input size that avoids it or tiling (effdet.data.input_size); none without box sizes,
+    and none for a tiled config, which already applies the remedy (its tiles enlarge the boxes)."""
     from effdet.data.input_size import input_size_warning
 
     sizes = report.stats.input_sizes if report is not None else None
-    if sizes is None:
+    if sizes is None or config.input.tiles is not None:
         return []
     found = input_size_warning(sizes, config.model.image_size, config.model.max_level)
     return [found] if found else []

@@ -6,7 +6,8 @@ jitters that scale around 1), so a box's shorter side becomes min(box_width, box
 under `SMALL_PX` pixels on its shorter side is under half the smallest default anchor (anchor_scale 4 times the
 finest stride 2**3 = 32 px) and is found poorly, so when more than `MAX_SMALL_SHARE` of the boxes are that small at
 the requested size the service suggests the smallest size, a multiple of 128 (2**max_level), that brings them back
-under that share, or cutting the images into tiles when no size up to `MAX_SUGGESTED_SIZE` does.
+under that share, or training on tiles (hparams `tiles`, effdet.data.tiles) when no size up to
+`MAX_SUGGESTED_SIZE` does.
 
 Counts are measured at square input sizes (`TABLE_SIZES`, every multiple of 32 from 128 to 1536, which covers
 every variant's default size); a 'WxH' input is judged at its shorter side, a lower bound of its scale.
@@ -26,6 +27,8 @@ MAX_SMALL_SHARE = 0.1
 """More than this share of boxes under SMALL_PX at the requested size gives a warning."""
 SIZE_MULTIPLE = 128
 MAX_SUGGESTED_SIZE = 1536
+TILE_HINT = 640
+"""The tile side the advice offers as an example: what a photo of a few thousand pixels cuts into well."""
 TABLE_SIZES: tuple[int, ...] = tuple(range(128, MAX_SUGGESTED_SIZE + 1, 32))
 
 
@@ -122,11 +125,11 @@ def input_size_warning(report: InputSizeReport, image_size: ImageSize, max_level
     suggested = suggest_input_size(report, max_level)
     if suggested is None:
         return (
-            f"{found}; no image_size up to {MAX_SUGGESTED_SIZE} brings that under {MAX_SMALL_SHARE:.0%}: cut the "
-            "images into tiles (crops that keep the objects) and upload those"
+            f"{found}; no image_size up to {MAX_SUGGESTED_SIZE} brings that under {MAX_SMALL_SHARE:.0%}: train on "
+            f"tiles (hparams tiles: {TILE_HINT}, a tile side in original pixels, or a grid such as '3x2')"
         )
     at = next(c for c in report.by_size if c.image_size == suggested)
     return (
         f"{found}; image_size {suggested} brings that to {at.small_share:.0%} (hparams image_size: {suggested}; a "
-        "larger input costs memory and time), or cut the images into tiles"
+        f"larger input costs memory and time), or train on tiles (hparams tiles: {TILE_HINT})"
     )

@@ -13,7 +13,7 @@ from effdet.data.stats import compute_stats
 PLATE_WARNING_AT_320 = (
     "100% of the boxes (10 of 10) are under 16 px on their shorter side at image_size 320, too small to detect "
     "well; image_size 768 brings that to 0% (hparams image_size: 768; a larger input costs memory and time), "
-    "or cut the images into tiles"
+    "or train on tiles (hparams tiles: 640)"
 )
 
 

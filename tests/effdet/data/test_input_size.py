@@ -60,7 +60,7 @@ def test_warning_names_the_share_and_the_size_that_fixes_it() -> None:
     assert input_size_warning(report, (320, 320)) == (
         "80% of the boxes (8 of 10) are under 16 px on their shorter side at image_size 320, too small to detect "
         "well; image_size 768 brings that to 0% (hparams image_size: 768; a larger input costs memory and time), "
-        "or cut the images into tiles"
+        "or train on tiles (hparams tiles: 640)"
     )
     assert input_size_warning(report, (768, 768)) is None
     assert counts_at(report, (384, 640)) == count_sizes(BOXES, IMAGES, 384)  # judged at the shorter side
@@ -75,8 +75,8 @@ def test_warning_suggests_tiles_when_no_size_is_enough() -> None:
     warning = input_size_warning(report, (640, 640))
     assert warning is not None
     assert warning.endswith(
-        "no image_size up to 1536 brings that under 10%: cut the images into tiles (crops "
-        "that keep the objects) and upload those"
+        "no image_size up to 1536 brings that under 10%: train on tiles (hparams tiles: 640, a tile side in "
+        "original pixels, or a grid such as '3x2')"
     )
 
 
