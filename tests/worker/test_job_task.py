@@ -1,6 +1,7 @@
-"""The training task in-process on a tiny synthetic dataset: cancel, divergence, internal errors, and deliveries
-that must not start a job. (A job that succeeds, with its metrics and model version, is proven through a real
-worker, after a SIGKILL, in test_worker_process.py: one more in-process run would only repeat it.)"""
+"""The training task in-process on a tiny synthetic dataset: cancel, divergence, internal errors, deliveries that
+must not start a job, and a job whose config the worker completes (auto anchors) and whose export tiles. (A plain
+job that succeeds, with its metrics and model version, is proven through a real worker, after a SIGKILL, in
+test_worker_process.py.)"""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 from sqlalchemy import select, update
 
 from core.db import session_scope
+from core.layout import saved_model_dir
 from core.states import claim
-from core.tables import DatasetStatus, Job, JobEvent, JobStatus
+from core.tables import DatasetStatus, Job, JobEvent, JobStatus, ModelVersion
 from worker.tasks import convert_dataset, run_job
 
 FAST = {"batch_size": 2, "bn_recalibration_batches": 0, "progress_interval_s": 0}
@@ -129,20 +131,18 @@ def test_redelivery_of_a_finished_job_does_nothing(dataset_id: str, rows: Any) -
     assert (job.status, job.attempts, job.worker) == (JobStatus.succeeded, 0, None)
 
 
-def test_auto_anchors_are_chosen_on_the_training_boxes_and_recorded(
-    module_service: Path, dataset_id: str, rows: Any, monkeypatch: pytest.MonkeyPatch
+def test_a_tiled_job_with_auto_anchors_records_them_and_serves_tiled_predictions(
+    module_service: Path, dataset_id: str, rows: Any
 ) -> None:
-    import effdet.train
     from effdet.config import Config
+    from effdet.predict import load_exported, predict_images
+    from tests.effdet.test_export import scene
 
-    def stop(*args: Any, **kwargs: Any) -> None:  # the anchors are chosen and written before training starts
-        raise RuntimeError("stopped after the config was written")
-
-    monkeypatch.setattr(effdet.train, "train", stop)
-    job_id = rows.add_job(dataset_id, {"aspect_ratios": "auto", "anchor_scale": "auto"}, {**FAST, "num_steps": 4})
+    hparams = {"aspect_ratios": "auto", "anchor_scale": "auto", "tiles": 192}
+    job_id = rows.add_job(dataset_id, hparams, {**FAST, "num_steps": 3})
     run_job(job_id)
     job = rows.job(job_id)
-    assert job.error == "internal error: RuntimeError: stopped after the config was written; see the job logs"
+    assert job.status == JobStatus.succeeded, job.error
     [event] = [e for e in _events(job_id, "log") if "anchors" in e]
     chosen = event["anchors"]
     assert chosen["auto"] == ["aspect_ratios", "anchor_scale"]
@@ -157,3 +157,11 @@ def test_auto_anchors_are_chosen_on_the_training_boxes_and_recorded(
     saved = Config.from_yaml(run / "config.yaml")
     assert (saved.model.aspect_ratios, saved.model.anchor_scale) == (chosen["aspect_ratios"], chosen["anchor_scale"])
     assert "anchors chosen on" in (run / "logs" / "worker.log").read_text()
+    with session_scope() as session:
+        model = session.get(ModelVersion, job.model_id)
+        assert model is not None
+        exported = load_exported(saved_model_dir(Path(model.path)))
+    served = Config.from_yaml(exported.path / "assets" / "config.yaml")
+    assert (served.input.tiles, served.model.aspect_ratios) == (192, chosen["aspect_ratios"])
+    [detections] = predict_images(exported, [scene(640, 480, seed=4)], score_threshold=0.0)
+    assert all(0 <= d.box[0] <= d.box[2] <= 640 and 0 <= d.box[1] <= d.box[3] <= 480 for d in detections)
