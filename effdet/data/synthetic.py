@@ -26,6 +26,8 @@ from effdet.data.records import Box
 
 SyntheticFormat = Literal["voc", "coco", "ccpd"]
 SYNTHETIC_FORMATS: tuple[str, ...] = get_args(SyntheticFormat)
+PLATE_ASPECTS = (2.0, 4.7)
+"""Width / height of a drawn plate face, drawn uniformly: from square-ish two-row plates to long EU plates."""
 PLATE_LABEL = "plate"
 
 # CCPD's character tables (detectRecog/CCPD README): a plate number is one province, one letter, five
@@ -84,10 +86,16 @@ def render_scene(rng: np.random.Generator, width: int, height: int) -> tuple[Ima
 
 
 def render_plates(
-    rng: np.random.Generator, width: int, height: int, max_plates: int, plate_width: tuple[int, int] | None = None
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    max_plates: int,
+    plate_width: tuple[int, int] | None = None,
+    plate_aspect: tuple[float, float] = PLATE_ASPECTS,
 ) -> tuple[Image.Image, list[RenderedPlate]]:
     """`render_scene` with the plates' corners, brightness and blur, and at most `max_plates` plates; plate_width
-    (min, max) in pixels replaces the default of 15-60 % of the scene's width (small plates in large scenes)."""
+    (min, max) in pixels replaces the default of 15-60 % of the scene's width (small plates in large scenes), and
+    plate_aspect (min, max width / height of the face) the default PLATE_ASPECTS."""
     if width < 32 or height < 32:
         raise ValueError(f"scene size {width}x{height} is too small for a plate; use at least 32x32")
     image = render_background(rng, width, height)
@@ -96,7 +104,7 @@ def render_plates(
     for _ in range(count):
         fraction = 0.6 if count == 1 else 0.35
         widths = plate_width or (0.15 * width, fraction * width)
-        plate = _paste_plate(rng, image, plates, widths)
+        plate = _paste_plate(rng, image, plates, widths, plate_aspect)
         if plate is None:
             break
         plates.append(plate)
@@ -120,11 +128,15 @@ def _draw_clutter(rng: np.random.Generator, draw: ImageDraw.ImageDraw, width: in
 
 
 def _paste_plate(
-    rng: np.random.Generator, image: Image.Image, placed: list[RenderedPlate], widths: tuple[float, float]
+    rng: np.random.Generator,
+    image: Image.Image,
+    placed: list[RenderedPlate],
+    widths: tuple[float, float],
+    aspects: tuple[float, float],
 ) -> RenderedPlate | None:
     """Warp a new plate face into `image` away from the `placed` plates; None when no free spot was found."""
     width, height = image.size
-    face = _plate_face(rng, aspect=rng.uniform(2.0, 4.7))
+    face = _plate_face(rng, aspect=rng.uniform(*aspects))
     plate_width = rng.uniform(*widths)
     corners = _plate_quad(rng, plate_width, plate_width * face.height / face.width)
     extent = corners.max(axis=0) - corners.min(axis=0)
@@ -233,13 +245,14 @@ def write_dataset(
     image_size: tuple[int, int] = (320, 240),
     progress: Callable[[int, int], None] | None = None,
     plate_width: tuple[int, int] | None = None,
+    plate_aspect: tuple[float, float] = PLATE_ASPECTS,
 ) -> Path:
     """Write `num_images` synthetic scenes of image_size (width, height) under `output` and return it.
 
     Layout: `images/*.jpg` plus `annotations/*.xml` (voc, labelImg style) or `annotations.json` (coco), or
     CCPD file names that carry the one plate of each image (ccpd). Image i depends only on (seed, i), so the
     same arguments write the same bytes. `progress(done, total)` is called after each image; plate_width
-    (min, max pixels) makes plates of that width instead of a share of the scene.
+    (min, max pixels) makes plates of that width instead of a share of the scene, plate_aspect of that shape.
     """
     if format not in SYNTHETIC_FORMATS:
         raise ValueError(f"unknown synthetic format {format!r}; choose one of {', '.join(SYNTHETIC_FORMATS)}")
@@ -254,7 +267,7 @@ def write_dataset(
     for index in range(num_images):
         rng = np.random.default_rng([seed, index])
         most = 1 if format == "ccpd" else len(_PLATE_COUNTS)
-        image, plates = render_plates(rng, width, height, max_plates=most, plate_width=plate_width)
+        image, plates = render_plates(rng, width, height, most, plate_width, plate_aspect)
         if format == "ccpd":
             name = _ccpd_name(rng, plates[0], width, height)
             while name in used_names:

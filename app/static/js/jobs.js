@@ -10,7 +10,7 @@ const FINISHED = ["succeeded", "failed", "cancelled"];
 const REFRESH_MS = 2000;
 const NUMBER_FIELDS = ["num_steps", "num_epochs", "batch_size", "max_train_seconds"];
 const TEXT_FIELDS = ["dataset_id", "model", "pretrained", "var_freeze_expr", "hparams_yaml"];
-const YAML_EXAMPLE = "image_size: 512\nlearning_rate: 0.008\nautoaugment_policy: v0";
+const YAML_EXAMPLE = "image_size: 512\nlearning_rate: 0.008\naspect_ratios: auto\ntiles: 640";
 
 function select(name, choices, selected) {
   return h(
