@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from effdet.config import Config, get_config, parse_overrides
+import numpy as np
+
+from effdet.config import Config, InputConfig, get_config, parse_overrides
 from effdet.data.layout import GROUND_TRUTH_FILE, REPORT_FILE, TRAIN_SHARDS, VAL_SHARDS
 from effdet.layout import TFLITE_FILE
 from effdet.predict import DEFAULT_MIN_SCORE_THRESH
@@ -137,6 +139,19 @@ def size_warnings(report: ConversionReport | None, config: Config) -> list[str]:
     return [found] if found else []
 
 
+def tiled_image_sizes(images_wh: np.ndarray, settings: InputConfig) -> np.ndarray:
+    """The (width, height) a box's image has when the network sees it: the tile, for a tiled config (training
+    sees mostly tiles, so anchors are chosen at the tiles' scale), else the image itself."""
+    grid = settings.tile_grid
+    if settings.tiles is None:
+        return images_wh
+    if grid is None:
+        return np.minimum(images_wh, float(settings.tiles))
+    overlap = settings.tile_overlap
+    counts = np.array(grid, np.float64)
+    return np.ceil(images_wh / (counts - (counts - 1) * overlap))
+
+
 def resolve_auto_anchors(config: Config, records: Records) -> tuple[Config, AnchorChoice | None]:
     """The config with `aspect_ratios: auto` and `anchor_scale: auto` replaced by what the k-means suggestion
     chooses on the records' training boxes at the config's image_size and levels (effdet.data.anchors_kmeans),
@@ -149,6 +164,7 @@ def resolve_auto_anchors(config: Config, records: Records) -> tuple[Config, Anch
     from effdet.data.shards import read_box_shapes
 
     boxes_wh, images_wh = read_box_shapes(records.train_files, skip_crowd=config.input.skip_crowd_during_training)
+    images_wh = tiled_image_sizes(images_wh, config.input)
     if not len(boxes_wh):
         raise ValueError(
             f"aspect_ratios or anchor_scale is 'auto' but {records.train_files} holds no box to choose them on; "

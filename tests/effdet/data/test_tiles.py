@@ -75,3 +75,13 @@ def test_training_keeps_the_whole_image_tiles_with_boxes_and_a_share_of_empty_on
     crop = with_box[0]
     height, width = crop["image"].shape[:2]
     np.testing.assert_allclose(crop["boxes"].numpy()[0] * [height, width, height, width], [100, 100, 130, 180])
+
+
+@pytest.mark.parametrize("tiles", [640, "3x2"])
+def test_auto_anchors_see_boxes_at_the_tiles_scale(tiles: int | str) -> None:
+    from effdet.workflow import tiled_image_sizes
+
+    config = settings(tiles=tiles)
+    tiles_wh = {(int(x1 - x0), int(y1 - y0)) for y0, x0, y1, x1 in tile_windows(1600, 2400, config).numpy()[1:]}
+    assert len(tiles_wh) == 1
+    assert tiled_image_sizes(np.array([[2400.0, 1600.0]]), config).tolist() == [list(tiles_wh.pop())]
