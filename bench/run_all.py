@@ -26,6 +26,7 @@ BENCHMARKS = (
     "learning_synthetic",
     "transfer_raccoon",
     "transfer_raccoon_api",
+    "dataset_rows",
 )
 
 
