@@ -19,6 +19,7 @@ from bench.report import read_results, render
 
 BENCHMARKS = (
     "data_throughput",
+    "convert_speed",
     "train_throughput",
     "export_latency",
     "predict_load",

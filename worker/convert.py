@@ -11,8 +11,6 @@ folder goes once the dataset is ready.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import shutil
 import tempfile
 import traceback
@@ -101,7 +99,6 @@ def _convert(dataset_id: str, folder: Path, labels: _Labelling, progress: Datase
             val_fraction=labels.val_fraction,
             label_map=labels.label_map,
             aliases=labels.class_aliases,
-            workers=_workers(),
             progress=progress,
             max_pixels=settings.max_image_pixels,
         )
@@ -113,14 +110,6 @@ def _convert(dataset_id: str, folder: Path, labels: _Labelling, progress: Datase
             log.info("dataset %s: another attempt published its records first", dataset_id)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _workers() -> int:
-    """Processes for image validation: the CPUs this process may use, or 1 (validate in this process) in a
-    Celery prefork pool child, which is daemonic and may not start a process pool."""
-    if multiprocessing.current_process().daemon:
-        return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _log_failure(folder: Path, exc: BaseException) -> None:

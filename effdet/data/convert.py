@@ -2,21 +2,21 @@
 ground truth as COCO JSON, and `dataset.json` (label map, counts, statistics, problems, anchor suggestion), under
 the names effdet.data.layout gives them.
 
-Validation (image decoding) runs in a process pool; records stream through it so memory does not grow with
-the dataset. Everything is written to a temporary folder beside the output and renamed at the end: a
+Validation (image decoding) runs in a thread pool sized to the cores; records stream through it so memory does
+not grow with the images' bytes. Everything is written to a temporary folder beside the output and renamed at the end: a
 failure leaves nothing half-written.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import tempfile
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,8 @@ Progress = Callable[[int, int], None]
 """progress(done, total): called as items are validated and then written."""
 
 IMAGES_PER_SHARD = 1000
+WINDOW = 16
+"""Validations queued per worker thread: enough to keep each busy, few enough that results never pile up."""
 
 
 class NoUsableImagesError(ValueError):
@@ -105,21 +107,26 @@ def _validate_all(
     total: int,
     max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Iterator[ItemResult]:
-    """Validate records in `workers` processes (spawned: the parent may hold TensorFlow), in order."""
-    if workers <= 1 or len(records) < 32:
-        results: Iterator[ItemResult] = (validate_record(r, known, max_pixels) for r in records)
-        for done, result in enumerate(results, start=1):
+    """Validate records in `workers` threads, yielding results in order with at most WINDOW per worker in flight.
+
+    Threads, not processes: reading, hashing and JPEG decoding release the GIL, and a process pool's start-up (a
+    spawned child re-imports the parent's main module, TensorFlow included) cost more than raccoon's whole
+    conversion."""
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="validate") as pool:
+        pending: deque[Future[ItemResult]] = deque()
+        queued = iter(records)
+        for done in range(1, len(records) + 1):
+            for record in islice(queued, max(1, workers) * WINDOW - len(pending)):
+                pending.append(pool.submit(validate_record, record, known, max_pixels))
+            result = pending.popleft().result()
             if progress:
                 progress(done, total)
             yield result
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        results = pool.map(validate_record, records, [known] * len(records), [max_pixels] * len(records), chunksize=8)
-        for done, result in enumerate(results, start=1):
-            if progress:
-                progress(done, total)
-            yield result
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a container's cpuset), at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _coco_ground_truth(items: list[tuple[int, ValidItem]], label_map: dict[int, str]) -> dict[str, object]:
@@ -166,7 +173,7 @@ def validate_records(
     read_by_file: dict[str, list[Problem]] = defaultdict(list)
     for problem in read_problems or []:
         read_by_file[problem.file].append(problem)
-    results = _validate_all(records, known, workers or os.cpu_count() or 1, progress, total or len(records), max_pixels)
+    results = _validate_all(records, known, workers or usable_cpus(), progress, total or len(records), max_pixels)
     for record, result in zip(records, results, strict=True):
         problems.extend(result.problems)
         item = result.item
