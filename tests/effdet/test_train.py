@@ -144,12 +144,15 @@ def test_budgets_epochs_time_and_gpu_settings_on_a_cpu(
     assert examples == 12
     options = TrainOptions(batch_size=4, num_epochs=2, max_train_seconds=1e-3)
     gpu_config = tiny_config.override({"mixed_precision": True, "strategy": "gpus"})
-    with caplog.at_level(logging.WARNING, logger="effdet.train"):
+    with caplog.at_level(logging.INFO, logger="effdet.train"):
         result = train(gpu_config, _files(tiny_records, "train"), None, tmp_path / "budget", options)
     assert (result.status, result.step, result.total_steps) == ("time_budget", 0, 6)
     assert "mixed_precision needs a GPU" in caplog.text
     assert "no GPU is visible" in caplog.text
     assert tf.train.latest_checkpoint(str(tmp_path / "budget" / layout.CHECKPOINT_DIR))
+    assert "batch-norm statistics recomputed for the averaged weights" in caplog.text, "a budget ends like a run"
+    final = tf.train.load_checkpoint(str(tmp_path / "budget" / layout.WEIGHTS_DIR / layout.WEIGHTS_PREFIX))
+    assert any("moving_variance" in name for name in final.get_variable_to_shape_map())
 
 
 def test_run_dir_of_another_model_is_refused(tiny_records: Path, tiny_config: Config, tmp_path: Path) -> None:

@@ -28,12 +28,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
 
 from app.main import create_app
+from core import layout
 from core.db import reset_caches, session_scope
 from core.disk import disk_full_message
 from core.queue import send_convert
 from core.settings import get_settings
 from core.states import UNCLAIMED_MESSAGE
 from core.tables import DatasetStatus, JobEvent, JobStatus, ModelVersion
+from effdet.layout import WEIGHTS_DIR
 from worker.jobs import internal_error
 from worker.tasks import convert_dataset, run_job
 
@@ -301,6 +303,8 @@ def test_work_queued_in_redis_survives_a_restart_that_loses_it_and_runs_once(
     ]
     assert [data["message"] for kind, data in events if kind == "log"].count(UNCLAIMED_MESSAGE) == 1
     assert [model.id for model in _models_of(job_id)] == [job.model_id]
+    weights = layout.run_dir(get_settings(), job_id) / WEIGHTS_DIR
+    assert list(weights.glob("*.index")), "the time budget ended the job like its planned steps: final weights"
     assert rows.dataset(dataset_id).status == DatasetStatus.ready
 
 
