@@ -2,8 +2,9 @@
 ground truth as COCO JSON, and `dataset.json` (label map, counts, statistics, problems, anchor suggestion), under
 the names effdet.data.layout gives them.
 
-Validation (image decoding) runs in a thread pool sized to the cores; records stream through it so memory does
-not grow with the images' bytes. Everything is written to a temporary folder beside the output and renamed at the end: a
+Validation (image decoding) runs in a thread pool sized to the cores; records stream through it and the items
+that pass are spooled to a scratch file (effdet.data.item_spool), so memory holds no image bytes and a few hundred
+bytes per image once validated (the readers' parsed annotations are the peak: about 2.4 KB an image). Everything is written to a temporary folder beside the output and renamed at the end: a
 failure leaves nothing half-written.
 """
 
@@ -14,10 +15,11 @@ import os
 import shutil
 import tempfile
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import islice
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -26,6 +28,7 @@ from effdet.config import MODEL_NAMES, ModelConfig, get_config
 from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
 from effdet.data.image_index import IndexSpool, index_entry
 from effdet.data.ingest import DatasetFormat, extract_zip, read_dataset
+from effdet.data.item_spool import ItemSpool, SpooledItem
 from effdet.data.labels import build_label_map, is_printable, label_names_of
 from effdet.data.layout import GROUND_TRUTH_FILE, IMAGE_INDEX_FILE, REPORT_FILE, TRAIN_SPLIT, VAL_SPLIT, shard_name
 from effdet.data.records import Problem, Record, Severity, warning
@@ -91,10 +94,11 @@ class Inspection(BaseModel):
     anchors_by_model: dict[str, AnchorSuggestion] = Field(default_factory=dict)
 
 
-class Validated(BaseModel):
-    """The images that passed validation (duplicates removed) and everything found on the way."""
+@dataclass(frozen=True)
+class Validated:
+    """The images that passed validation (duplicates removed, spooled to a scratch file) and what was found."""
 
-    items: list[ValidItem]
+    items: ItemSpool
     problems: list[Problem]
     dropped: list[str]
 
@@ -106,22 +110,27 @@ def _validate_all(
     progress: Progress | None,
     total: int,
     max_pixels: int = MAX_IMAGE_PIXELS,
-) -> Iterator[ItemResult]:
-    """Validate records in `workers` threads, yielding results in order with at most WINDOW per worker in flight.
+) -> Iterator[tuple[Record, ItemResult]]:
+    """Validate records in `workers` threads, yielding (record, result) in order with at most WINDOW per worker in
+    flight; `records` is emptied as it goes, so that the readers' records are not all held to the end.
 
     Threads, not processes: reading, hashing and JPEG decoding release the GIL, and a process pool's start-up (a
     spawned child re-imports the parent's main module, TensorFlow included) cost more than raccoon's whole
     conversion."""
+    records.reverse()
+    count = len(records)
+    window = max(1, workers) * WINDOW
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="validate") as pool:
-        pending: deque[Future[ItemResult]] = deque()
-        queued = iter(records)
-        for done in range(1, len(records) + 1):
-            for record in islice(queued, max(1, workers) * WINDOW - len(pending)):
-                pending.append(pool.submit(validate_record, record, known, max_pixels))
-            result = pending.popleft().result()
+        pending: deque[tuple[Record, Future[ItemResult]]] = deque()
+        for done in range(1, count + 1):
+            while records and len(pending) < window:
+                record = records.pop()
+                pending.append((record, pool.submit(validate_record, record, known, max_pixels)))
+            record, future = pending.popleft()
+            result = future.result()
             if progress:
                 progress(done, total)
-            yield result
+            yield record, result
 
 
 def usable_cpus() -> int:
@@ -155,6 +164,7 @@ def _coco_ground_truth(items: list[tuple[int, ValidItem]], label_map: dict[int, 
 def validate_records(
     records: list[Record],
     label_map: dict[int, str],
+    spool: IO[bytes],
     read_problems: list[Problem] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
@@ -162,19 +172,21 @@ def validate_records(
     max_pixels: int = MAX_IMAGE_PIXELS,
     image_index: IndexSpool | None = None,
 ) -> Validated:
-    """Validate every record in parallel and drop byte-identical copies of an image; with `image_index`, spool
-    each image's entry (boxes, problems, kept or dropped) to it. Class names that look like one class
-    (effdet.data.similar_names) are warned about last."""
+    """Validate every record in parallel and drop byte-identical copies of an image; kept items go to `spool` (a
+    scratch file the caller closes) and `records` is emptied as it is validated, so memory holds a few bytes per
+    image. With `image_index`, spool each image's entry (boxes, problems, kept or dropped) to it. Class names that
+    look like one class (effdet.data.similar_names) are warned about last."""
     problems = list(read_problems or [])
-    items: list[ValidItem] = []
+    items = ItemSpool(spool)
     seen: dict[str, str] = {}
     dropped: list[str] = []
     known = frozenset(label_map.values())
+    box_counts: Counter[str] = Counter(dict.fromkeys(label_map.values(), 0))
     read_by_file: dict[str, list[Problem]] = defaultdict(list)
     for problem in read_problems or []:
         read_by_file[problem.file].append(problem)
     results = _validate_all(records, known, workers or usable_cpus(), progress, total or len(records), max_pixels)
-    for record, result in zip(records, results, strict=True):
+    for record, result in results:
         problems.extend(result.problems)
         item = result.item
         found = [*read_by_file.get(record.filename, []), *result.problems]
@@ -189,7 +201,8 @@ def validate_records(
             item = None
         else:
             seen[item.sha1] = item.filename
-            items.append(item)
+            items.add(item)
+            box_counts.update(item.box_labels)
         if image_index is not None:
             entry = index_entry(
                 record,
@@ -202,33 +215,21 @@ def validate_records(
             )
             image_index.add(entry)
     if image_index is not None:
-        image_index.add_unannotated(read_by_file, {record.filename for record in records})
-    box_counts = dict.fromkeys(label_map.values(), 0) | Counter(box.label for item in items for box in item.boxes)
-    problems.extend(similar_class_problems(box_counts))
+        image_index.add_unannotated(read_by_file)
+    problems.extend(similar_class_problems(dict(box_counts)))
     return Validated(items=items, problems=problems, dropped=dropped)
 
 
 def describe(
-    items: list[ValidItem], model: ModelConfig
+    items: Iterable[ValidItem], model: ModelConfig
 ) -> tuple[DatasetStats, AnchorSuggestion | None, dict[str, AnchorSuggestion]]:
     """Statistics of the validated images, the anchor suggestion at the model's input size and the suggestion for
     each variant at its own."""
-    upright = [
-        Record(
-            image_path=i.image_path,
-            filename=i.filename,
-            annotation_file="",
-            width=i.width,
-            height=i.height,
-            boxes=i.boxes,
-        )
-        for i in items
-    ]
-    boxes_wh, images_wh = box_shapes(upright)
+    boxes_wh, images_wh = box_shapes(items)
     if not len(boxes_wh):
-        return compute_stats(upright), None, {}
+        return compute_stats(items), None, {}
     by_model = {name: _suggest_for(boxes_wh, images_wh, get_config(name).model) for name in MODEL_NAMES}
-    return compute_stats(upright), _suggest_for(boxes_wh, images_wh, model), by_model
+    return compute_stats(items), _suggest_for(boxes_wh, images_wh, model), by_model
 
 
 def _suggest_for(boxes_wh: np.ndarray, images_wh: np.ndarray, model: ModelConfig) -> AnchorSuggestion:
@@ -263,16 +264,16 @@ def write_tfrecords(
     from effdet.data.shards import write_shard
 
     items = validated.items
-    if not items:
+    if not len(items):
         raise NoUsableImagesError(validated.problems)
-    train, val = split_items(items, val_fraction, seed)
+    train, val = split_items(items.keys, val_fraction, seed)
     stats, anchors, anchors_by_model = describe(items, model)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     label_ids = {name: i for i, name in label_map.items()}
     try:
         splits: dict[str, SplitSummary] = {}
-        numbered: dict[str, list[tuple[int, ValidItem]]] = {}
+        numbered: dict[str, list[tuple[int, SpooledItem]]] = {}
         next_id = 1
         for split, members in ((TRAIN_SPLIT, train), (VAL_SPLIT, val)):
             numbered[split] = [(next_id + i, item) for i, item in enumerate(members)]
@@ -281,12 +282,15 @@ def write_tfrecords(
             names = [shard_name(split, i, count) for i in range(count)]
             for index, name in enumerate(names):
                 shard = numbered[split][index::count]
-                write_shard(staging / name, shard, label_ids)
+                write_shard(staging / name, ((source_id, items.load(key)) for source_id, key in shard), label_ids)
                 done += len(shard)
                 if progress:
                     progress(done, total)
-            splits[split] = SplitSummary(images=len(members), boxes=sum(len(i.boxes) for i in members), shards=names)
-        (staging / GROUND_TRUTH_FILE).write_text(json.dumps(_coco_ground_truth(numbered[VAL_SPLIT], label_map)))
+            boxes = sum(len(key.box_labels) for key in members)
+            splits[split] = SplitSummary(images=len(members), boxes=boxes, shards=names)
+        val_items = [(source_id, items.load(key)) for source_id, key in numbered[VAL_SPLIT]]
+        (staging / GROUND_TRUTH_FILE).write_text(json.dumps(_coco_ground_truth(val_items, label_map)))
+        del val_items
         if image_index is not None:
             split_of = {item.filename: split for split, members in numbered.items() for _, item in members}
             image_index.write(staging / IMAGE_INDEX_FILE, split_of)
@@ -294,7 +298,7 @@ def write_tfrecords(
             format=source_format,
             label_map=label_map,
             splits=splits,
-            max_instances_per_image=max((len(i.boxes) for i in items), default=0),
+            max_instances_per_image=max((len(key.box_labels) for key in items.keys), default=0),
             problems=validated.problems,
             dropped_images=validated.dropped,
             stats=stats,
@@ -345,11 +349,10 @@ def _read(
     result = read_dataset(root, format, scratch, user_map)
     names = [name for name in label_names_of(result) if is_printable(name)]  # the others' boxes are reported
     label_map = build_label_map(names, user_map or result.label_ids or None, aliases)
-    records = [
-        r.model_copy(update={"boxes": [b.model_copy(update={"label": label_map.canonical(b.label)}) for b in r.boxes]})
-        for r in result.records
-    ]
-    return records, label_map.names, result.format, result.problems
+    for record in result.records:  # in place: a copy of every record would double the peak of a large dataset
+        for box in record.boxes:
+            box.label = label_map.canonical(box.label)
+    return result.records, label_map.names, result.format, result.problems
 
 
 def convert_dataset(
@@ -373,12 +376,15 @@ def convert_dataset(
         raise FileExistsError(f"output folder {output_dir} is not empty; choose a new folder or empty it")
     with (
         _Opened(source, output_dir.parent) as (root, scratch),
-        tempfile.TemporaryFile(dir=output_dir.parent) as spool,
+        tempfile.TemporaryFile(dir=output_dir.parent) as index_file,
+        tempfile.TemporaryFile(dir=output_dir.parent) as items_file,
     ):
         records, names, found_format, problems = _read(root, scratch, format, label_map, aliases)
-        total = 2 * len(records)
-        image_index = IndexSpool(spool, in_upload=found_format != DatasetFormat.TFRECORD)
-        validated = validate_records(records, names, problems, workers, progress, total, max_pixels, image_index)
+        count = len(records)
+        image_index = IndexSpool(index_file, in_upload=found_format != DatasetFormat.TFRECORD)
+        validated = validate_records(
+            records, names, items_file, problems, workers, progress, 2 * count, max_pixels, image_index
+        )
         return write_tfrecords(
             validated,
             output_dir,
@@ -389,8 +395,8 @@ def convert_dataset(
             seed,
             num_shards,
             progress,
-            done=len(records),
-            total=len(records) + len(validated.items),
+            done=count,
+            total=count + len(validated.items),
             image_index=image_index,
         )
 
@@ -405,10 +411,10 @@ def inspect_dataset(
     progress: Progress | None = None,
 ) -> Inspection:
     """Validate a dataset and describe it (statistics, problems, anchors) without writing anything."""
-    with _Opened(source, Path(tempfile.gettempdir())) as (root, scratch):
+    with _Opened(source, Path(tempfile.gettempdir())) as (root, scratch), tempfile.TemporaryFile() as items_file:
         records, names, found_format, problems = _read(root, scratch, format, label_map, aliases)
-        validated = validate_records(records, names, problems, workers, progress)
-    stats, anchors, anchors_by_model = describe(validated.items, model or ModelConfig())
+        validated = validate_records(records, names, items_file, problems, workers, progress)
+        stats, anchors, anchors_by_model = describe(validated.items, model or ModelConfig())
     return Inspection(
         format=found_format,
         label_map=names,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Set
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Literal
 
@@ -139,9 +139,10 @@ class IndexSpool:
         self._keys.append((not entry.problems, entry.path, self._handle.tell()))
         self._handle.write(entry.model_dump_json().encode() + b"\n")
 
-    def add_unannotated(self, problems_by_file: Mapping[str, list[Problem]], annotated: Set[str]) -> None:
-        """Spool the images a reader found but no annotation names (its 'unannotated_image' warnings): they are
-        images of the upload too, left out, with no box and no known size."""
+    def add_unannotated(self, problems_by_file: Mapping[str, list[Problem]]) -> None:
+        """Spool the images a reader found but no annotation names (its 'unannotated_image' warnings, for paths
+        not spooled yet): they are images of the upload too, left out, with no box and no known size."""
+        annotated = {path for _, path, _ in self._keys}
         for path, found in problems_by_file.items():
             if path not in annotated and any(problem.code == UNANNOTATED for problem in found):
                 entry = IndexedImage(

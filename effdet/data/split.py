@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
-from effdet.data.validate import ValidItem
+
+class Splittable(Protocol):
+    """An image as the split sees it: a validated item, or its spooled key (effdet.data.item_spool)."""
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def split(self) -> str | None: ...
+
+    @property
+    def box_labels(self) -> tuple[str, ...]: ...
 
 
-def split_items(items: list[ValidItem], val_fraction: float, seed: int) -> tuple[list[ValidItem], list[ValidItem]]:
+Item = TypeVar("Item", bound=Splittable)
+
+
+def split_items(items: Sequence[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
     """(train, val). Items whose annotation already names a split keep it; the rest are grouped by their
     rarest class and each group contributes round(val_fraction * size) items to val (at least one item in
     all when val_fraction > 0 and there are two or more items). Same items and seed -> same split."""
@@ -20,10 +36,10 @@ def split_items(items: list[ValidItem], val_fraction: float, seed: int) -> tuple
     if fixed_val or not free:
         return fixed_train + free, fixed_val
 
-    frequency = Counter(box.label for item in free for box in item.boxes)
-    groups: dict[str, list[ValidItem]] = defaultdict(list)
+    frequency = Counter(label for item in free for label in item.box_labels)
+    groups: dict[str, list[Item]] = defaultdict(list)
     for item in free:
-        labels = {box.label for box in item.boxes}
+        labels = set(item.box_labels)
         key = min(labels, key=lambda label: (frequency[label], label)) if labels else ""
         groups[key].append(item)
     rng = random.Random(seed)

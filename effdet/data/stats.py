@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from effdet.config import MODEL_NAMES, get_config
 from effdet.data.input_size import InputSizeReport, describe_input_sizes
-from effdet.data.records import Record
+from effdet.data.records import Box
 
 HISTOGRAM_BINS = 10
 COCO_SMALL_AREA = 32**2
@@ -121,15 +122,37 @@ class DatasetStats(BaseModel):
     )
 
 
-def compute_stats(records: Sequence[Record], image_sizes: Mapping[str, tuple[int, int]] | None = None) -> DatasetStats:
-    """Statistics of `records`; `image_sizes` maps Record.filename to the real (width, height) where known,
-    else each record's declared width and height are used."""
+class Annotated(Protocol):
+    """An image and its boxes as statistics read it: a reader's Record or a validated item."""
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def width(self) -> int | None: ...
+
+    @property
+    def height(self) -> int | None: ...
+
+    @property
+    def boxes(self) -> Sequence[Box]: ...
+
+
+def compute_stats(
+    records: Iterable[Annotated], image_sizes: Mapping[str, tuple[int, int]] | None = None
+) -> DatasetStats:
+    """Statistics of `records`, read in one pass; `image_sizes` maps Record.filename to the real (width, height)
+    where known, else each record's declared width and height are used."""
     class_counts: Counter[str] = Counter()
     images_per_class: Counter[str] = Counter()
     boxes_per_image: Counter[int] = Counter()
     sizes: list[tuple[int, int]] = []
     widths, heights, relative_widths, relative_heights = [], [], [], []
+    boxes_wh: list[tuple[float, float]] = []  # boxes in images of known size, and those sizes: box_shapes' output
+    images_wh: list[tuple[int, int]] = []
+    num_images = 0
     for record in records:
+        num_images += 1
         size = _image_size(record, image_sizes)
         if size is not None:
             sizes.append(size)
@@ -143,16 +166,18 @@ def compute_stats(records: Sequence[Record], image_sizes: Mapping[str, tuple[int
             if size is not None:
                 relative_widths.append(box_width / size[0])
                 relative_heights.append(box_height / size[1])
+                boxes_wh.append((box_width, box_height))
+                images_wh.append(size)
     width, height = np.array(widths, dtype=np.float64), np.array(heights, dtype=np.float64)
     area = width * height
     return DatasetStats(
-        num_images=len(records),
+        num_images=num_images,
         num_boxes=len(widths),
         class_counts=dict(sorted(class_counts.items())),
         images_per_class=dict(sorted(images_per_class.items())),
         boxes_per_image=dict(sorted(boxes_per_image.items())),
         max_boxes_per_image=max(boxes_per_image, default=0),
-        image_sizes=_image_size_stats(sizes, unknown=len(records) - len(sizes)),
+        image_sizes=_image_size_stats(sizes, unknown=num_images - len(sizes)),
         boxes=_box_stats(width, height) if len(widths) else None,
         relative_boxes=_relative_stats(relative_widths, relative_heights) if relative_widths else None,
         coco_sizes=CocoSizeCounts(
@@ -160,7 +185,11 @@ def compute_stats(records: Sequence[Record], image_sizes: Mapping[str, tuple[int
             medium=int(np.sum((area >= COCO_SMALL_AREA) & (area < COCO_MEDIUM_AREA))),
             large=int(np.sum(area >= COCO_MEDIUM_AREA)),
         ),
-        input_sizes=describe_input_sizes(*box_shapes(records, image_sizes), _model_sizes()),
+        input_sizes=describe_input_sizes(
+            np.array(boxes_wh, dtype=np.float64).reshape(-1, 2),
+            np.array(images_wh, dtype=np.float64).reshape(-1, 2),
+            _model_sizes(),
+        ),
     )
 
 
@@ -170,7 +199,7 @@ def _model_sizes() -> dict[str, int]:
 
 
 def box_shapes(
-    records: Sequence[Record], image_sizes: Mapping[str, tuple[int, int]] | None = None
+    records: Iterable[Annotated], image_sizes: Mapping[str, tuple[int, int]] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Box (width, height) and their image's (width, height), both float64 [N, 2], for boxes in images of known
     size: the inputs of `effdet.data.anchors_kmeans.suggest_anchors`."""
@@ -185,7 +214,7 @@ def box_shapes(
     return np.array(boxes_wh, dtype=np.float64).reshape(-1, 2), np.array(images_wh, dtype=np.float64).reshape(-1, 2)
 
 
-def _image_size(record: Record, image_sizes: Mapping[str, tuple[int, int]] | None) -> tuple[int, int] | None:
+def _image_size(record: Annotated, image_sizes: Mapping[str, tuple[int, int]] | None) -> tuple[int, int] | None:
     if image_sizes is not None and record.filename in image_sizes:
         return image_sizes[record.filename]
     if record.width and record.height:

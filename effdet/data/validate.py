@@ -49,6 +49,11 @@ class ValidItem(BaseModel):
     reencode: bool = Field(False, description="True when the stored bytes must be re-encoded (EXIF, format)")
     split: str | None = None
 
+    @property
+    def box_labels(self) -> tuple[str, ...]:
+        """The label of each box, in order."""
+        return tuple(box.label for box in self.boxes)
+
 
 class ItemResult(BaseModel):
     """Outcome of validating one record: the item (None when dropped) and what was found."""
