@@ -4,8 +4,9 @@ the names effdet.data.layout gives them.
 
 Validation (image decoding) runs in a thread pool sized to the cores; records stream through it and the items
 that pass are spooled to a scratch file (effdet.data.item_spool), so memory holds no image bytes and a few hundred
-bytes per image once validated (the readers' parsed annotations are the peak: about 2.4 KB an image). Everything is written to a temporary folder beside the output and renamed at the end: a
-failure leaves nothing half-written.
+bytes per image once validated (the readers' parsed annotations are the peak: about 2.4 KB an image).
+Everything is written to a temporary folder beside the output and renamed at the end: a failure leaves nothing
+half-written.
 """
 
 from __future__ import annotations
