@@ -265,6 +265,14 @@ class JobCreate(BaseModel):
     pretrained: str | None = Field(None, description="a name listed by GET /v1/checkpoints")
     var_freeze_expr: str | None = Field(None, description="regex (re.match) of variable paths not to train")
     min_score_thresh: float | None = Field(None, ge=0, le=1, description="default score threshold of the export")
+    eval_every: int | None = Field(
+        None,
+        ge=1,
+        description="steps between val evaluations; the best weights by val AP are kept and the model is exported "
+        "from them (needs a dataset with a val split)",
+    )
+    checkpoint_every: int | None = Field(None, ge=1, description="steps between checkpoints (default 500)")
+    seed: int | None = Field(None, ge=0, description="seed of the data order and augmentation (default 0)")
 
 
 class JobProgress(BaseModel):

@@ -111,6 +111,11 @@ def _pretrained_problem(name: str, settings: Settings) -> str:
     return f"pretrained checkpoint {name!r} not found; available: {listing}"
 
 
+def _val_images(report: ConversionReport) -> int:
+    val = report.splits.get("val")
+    return val.images if val is not None else 0
+
+
 def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) -> ResolvedJob:
     """The config and options of a valid submission; SubmissionError listing every problem otherwise."""
     problems: list[dict[str, Any]] = []
@@ -144,6 +149,9 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
         problems.append(_problem("var_freeze_expr", freeze_problem))
     if body.num_steps is not None and body.num_epochs is not None:
         problems.append(_problem("num_steps", "give num_steps or num_epochs, not both"))
+    if body.eval_every is not None and report is not None and _val_images(report) == 0:
+        message = "eval_every keeps the best weights by val AP, but the dataset has no val split; upload it again "
+        problems.append(_problem("eval_every", message + "with val_fraction > 0 or leave eval_every out"))
     pretrained = find_checkpoint(settings, body.pretrained) if body.pretrained else None
     if body.pretrained and pretrained is None:
         problems.append(_problem("pretrained", _pretrained_problem(body.pretrained, settings)))
@@ -159,4 +167,7 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
     }
     if body.min_score_thresh is not None:
         options["min_score_thresh"] = body.min_score_thresh
+    for name in ("eval_every", "checkpoint_every", "seed"):
+        if getattr(body, name) is not None:
+            options[name] = getattr(body, name)
     return ResolvedJob(config=config.to_flat(), options=options, warnings=size_warnings(report, config))

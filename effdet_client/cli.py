@@ -246,6 +246,11 @@ def jobs_submit(
     pretrained: Annotated[str | None, typer.Option(help="a checkpoint name of GET /v1/checkpoints")] = None,
     var_freeze_expr: Annotated[str | None, typer.Option(help="regex of variables not to train")] = None,
     max_train_seconds: Annotated[float | None, typer.Option(help="wall-clock budget of training")] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(help="steps between val evaluations; the model is the best by val AP")
+    ] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="steps between checkpoints")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of data order and augmentation")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="then follow it as `jobs watch` does")] = False,
     json_output: JsonFlag = False,
 ) -> None:
@@ -260,6 +265,9 @@ def jobs_submit(
         pretrained=pretrained,
         var_freeze_expr=var_freeze_expr,
         max_train_seconds=max_train_seconds,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
     )
     job = _client(ctx).submit_job(submission)
     if watch:

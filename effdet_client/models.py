@@ -186,3 +186,6 @@ class JobSubmission(BaseModel):
     pretrained: str | None = None
     var_freeze_expr: str | None = None
     min_score_thresh: float | None = None
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+    seed: int | None = None

@@ -8,6 +8,7 @@ cheap to redo, and an export that was published already is kept (it is written a
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -167,8 +168,13 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
         raise JobCancelledError
 
     states.set_state(job_id, holder, JobStatus.evaluating)
-    loaded = load_run(run)
+    best_step = _best_step(run)
+    if best_step is not None:
+        add_event(job_id, "log", {"message": f"the model is the best by val AP, from step {best_step}"})
+    loaded = load_run(run, "best" if best_step is not None else "final")
     metrics = _evaluate(job_id, loaded, records)
+    if metrics is not None and best_step is not None:
+        metrics["best_step"] = best_step
     _stop_if_asked(recorder)
 
     states.set_state(job_id, holder, JobStatus.exporting, metrics=metrics)
@@ -176,6 +182,14 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
     folder = layout.model_dir(settings, model_id)
     _export(loaded, folder, ExportOptions.model_validate(job.options))
     states.succeed(job, holder, model_id, str(folder), metrics, _label_names(loaded.config))
+
+
+def _best_step(run: Path) -> int | None:
+    """The step of the weights kept as the best by val AP (a job with eval_every), or None when there are none."""
+    from effdet.layout import BEST_DIR, METRICS_FILE
+
+    kept = run / BEST_DIR / METRICS_FILE
+    return int(json.loads(kept.read_text())["step"]) if kept.is_file() else None
 
 
 def job_config(job: Job) -> Config:

@@ -99,9 +99,9 @@ class Service:
             session.add_all(rows)
             session.commit()
 
-    def dataset(self, status: str = DatasetStatus.ready, owner: str | None = None) -> str:
+    def dataset(self, status: str = DatasetStatus.ready, owner: str | None = None, val_images: int = 0) -> str:
         """A dataset row as the worker leaves it (ready with a report of one class, 'raccoon')."""
-        report = one_class_report()
+        report = one_class_report(val_images)
         ready = status == DatasetStatus.ready
         row = Dataset(
             owner=owner,

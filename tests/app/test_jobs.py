@@ -114,12 +114,26 @@ def test_job_options_are_effdet_train_options(sqlite_service: Any) -> None:
     from effdet.config import get_config
     from effdet.train import TrainOptions
 
-    dataset = sqlite_service.dataset()
-    job = _submit(sqlite_service, dataset_id=dataset, num_epochs=2.5, max_train_seconds=60).json()
+    dataset = sqlite_service.dataset(val_images=2)
+    body = {"num_epochs": 2.5, "max_train_seconds": 60, "eval_every": 20, "checkpoint_every": 40, "seed": 7}
+    job = _submit(sqlite_service, dataset_id=dataset, **body).json()
     options = TrainOptions.model_validate({k: v for k, v in job["options"].items() if k in TrainOptions.model_fields})
     assert options.num_epochs == 2.5
     assert options.max_train_seconds == 60
+    assert (options.eval_every, options.checkpoint_every, options.seed) == (20, 40, 7)
     assert get_config("efficientdet-d0", job["config"]).to_flat() == job["config"]
+
+
+def test_eval_every_needs_a_val_split_to_keep_the_best_by(sqlite_service: Any) -> None:
+    no_val = sqlite_service.dataset()
+    problems = _problems(_submit(sqlite_service, dataset_id=no_val, num_steps=10, eval_every=5))
+    assert "no val split" in problems["eval_every"][0]
+    assert "val_fraction > 0" in problems["eval_every"][0]
+    assert (
+        "greater than or equal to 1"
+        in _problems(_submit(sqlite_service, dataset_id=no_val, seed=-1, eval_every=0))["eval_every"][0]
+    )
+    assert sqlite_service.count(Job) == 0
 
 
 def test_list_and_get_jobs(service: Any) -> None:

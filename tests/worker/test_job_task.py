@@ -1,5 +1,6 @@
 """The training task in-process on a tiny synthetic dataset: cancel, divergence, internal errors, deliveries that
-must not start a job, and a job whose config the worker completes (auto anchors) and whose export tiles. (A plain
+must not start a job, and a job whose config the worker completes (auto anchors), whose export tiles and whose
+model is its best by val AP (eval_every). (A plain
 job that succeeds, with its metrics and model version, is proven through a real worker, after a SIGKILL, in
 test_worker_process.py.)"""
 
@@ -131,7 +132,7 @@ def test_redelivery_of_a_finished_job_does_nothing(dataset_id: str, rows: Any) -
     assert (job.status, job.attempts, job.worker) == (JobStatus.succeeded, 0, None)
 
 
-def test_a_tiled_job_with_auto_anchors_records_them_and_serves_tiled_predictions(
+def test_a_tiled_job_with_auto_anchors_records_them_and_serves_tiled_predictions_from_its_best_step(
     module_service: Path, dataset_id: str, rows: Any
 ) -> None:
     from effdet.config import Config
@@ -139,10 +140,13 @@ def test_a_tiled_job_with_auto_anchors_records_them_and_serves_tiled_predictions
     from tests.effdet.test_export import scene
 
     hparams = {"aspect_ratios": "auto", "anchor_scale": "auto", "tiles": 192}
-    job_id = rows.add_job(dataset_id, hparams, {**FAST, "num_steps": 3})
+    job_id = rows.add_job(dataset_id, hparams, {**FAST, "num_steps": 3, "eval_every": 2})
     run_job(job_id)
     job = rows.job(job_id)
     assert job.status == JobStatus.succeeded, job.error
+    assert job.metrics is not None
+    assert job.metrics["best_step"] == 2, "eval_every at 2 of 3 steps: the model is step 2"
+    assert "the model is the best by val AP, from step 2" in [e.get("message") for e in _events(job_id, "log")]
     [event] = [e for e in _events(job_id, "log") if "anchors" in e]
     chosen = event["anchors"]
     assert chosen["auto"] == ["aspect_ratios", "anchor_scale"]

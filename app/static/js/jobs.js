@@ -8,7 +8,7 @@ import { classTable, overallTable } from "./metrics.js";
 
 const FINISHED = ["succeeded", "failed", "cancelled"];
 const REFRESH_MS = 2000;
-const NUMBER_FIELDS = ["num_steps", "num_epochs", "batch_size", "max_train_seconds"];
+const NUMBER_FIELDS = ["num_steps", "num_epochs", "batch_size", "max_train_seconds", "eval_every", "seed"];
 const TEXT_FIELDS = ["dataset_id", "model", "pretrained", "var_freeze_expr", "hparams_yaml"];
 const YAML_EXAMPLE = "image_size: 512\nlearning_rate: 0.008\naspect_ratios: auto\ntiles: 640";
 
@@ -55,6 +55,11 @@ async function jobForm(signal, datasetId) {
     field("Epochs", input("num_epochs", { type: "number", min: 0, step: "any", placeholder: "or give steps" })),
     field("Batch size", input("batch_size", { type: "number", min: 1, value: 8 })),
     field("Time budget (seconds)", input("max_train_seconds", { type: "number", min: 1, placeholder: "none" })),
+    field(
+      "Evaluate every (steps; keeps the best by val AP)",
+      input("eval_every", { type: "number", min: 1, placeholder: "none: the last weights" }),
+    ),
+    field("Seed", input("seed", { type: "number", min: 0, placeholder: "0" })),
     field("Pretrained checkpoint", select("pretrained", checkpointChoices, "")),
     field("Freeze regex (var_freeze_expr)", input("var_freeze_expr", { placeholder: "(efficientnet|fpn_cells)" })),
     field("Hyperparameters (google/automl YAML)", yaml, true),
