@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def ccpd_set(folder: Path, total: int, scenes: Path) -> Path:
     return root
 
 
-def voc_devkit(records: list[Record], folder: Path) -> Path:
+def voc_devkit(records: Iterable[Record], folder: Path) -> Path:
     """automl's expected layout (VOC2012/{JPEGImages,Annotations,ImageSets/Main}): symlinks to the records' images
     and VOC XML of their boxes."""
     year = folder / AUTOML_YEAR

@@ -2,9 +2,10 @@
 ground truth as COCO JSON, and `dataset.json` (label map, counts, statistics, problems, anchor suggestion), under
 the names effdet.data.layout gives them.
 
-Validation (image decoding) runs in a thread pool sized to the cores; records stream through it and the items
-that pass are spooled to a scratch file (effdet.data.item_spool), so memory holds no image bytes and a few hundred
-bytes per image once validated (the readers' parsed annotations are the peak: about 2.4 KB an image).
+The readers spool their records to a scratch file (effdet.data.read_result), the split is drawn from their keys,
+and validation (image decoding, in a thread pool sized to the cores) hands each kept image with the bytes it read
+to its split's shards (effdet.data.split_writer): every file is read once, and memory holds a few hundred bytes
+per image (names, box labels and sizes, duplicate hashes), never the images or their parsed annotations.
 Everything is written to a temporary folder beside the output and renamed at the end: a failure leaves nothing
 half-written.
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -29,19 +30,19 @@ from effdet.config import MODEL_NAMES, ModelConfig, get_config
 from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
 from effdet.data.image_index import IndexSpool, index_entry
 from effdet.data.ingest import DatasetFormat, extract_zip, read_dataset
-from effdet.data.item_spool import ItemSpool, SpooledItem
-from effdet.data.labels import build_label_map, is_printable, label_names_of
-from effdet.data.layout import GROUND_TRUTH_FILE, IMAGE_INDEX_FILE, REPORT_FILE, TRAIN_SPLIT, VAL_SPLIT, shard_name
-from effdet.data.records import Problem, Record, Severity, warning
+from effdet.data.labels import LabelMap, build_label_map, is_printable, label_names_of
+from effdet.data.layout import GROUND_TRUTH_FILE, IMAGE_INDEX_FILE, REPORT_FILE, TRAIN_SPLIT, VAL_SPLIT
+from effdet.data.read_result import RecordKey, RecordSpool
+from effdet.data.records import Problem, Record, Severity, Split, warning
 from effdet.data.similar_names import similar_class_problems
 from effdet.data.split import split_items
-from effdet.data.stats import DatasetStats, box_shapes, compute_stats
+from effdet.data.split_writer import SplitSummary, SplitWriter
+from effdet.data.stats import DatasetStats, StatsAccumulator
 from effdet.data.validate import MAX_IMAGE_PIXELS, ItemResult, ValidItem, validate_record
 
 Progress = Callable[[int, int], None]
-"""progress(done, total): called as items are validated and then written."""
+"""progress(done, total): called as items are validated (and written)."""
 
-IMAGES_PER_SHARD = 1000
 WINDOW = 16
 """Validations queued per worker thread: enough to keep each busy, few enough that results never pile up."""
 
@@ -54,14 +55,6 @@ class NoUsableImagesError(ValueError):
         found = ", ".join(f"{count} {code}" for code, count in counts.most_common(5)) or "no image found"
         super().__init__(f"no usable image in the dataset ({found}); fix the files its problems name")
         self.problems = problems
-
-
-class SplitSummary(BaseModel):
-    """What one split holds."""
-
-    images: int
-    boxes: int
-    shards: list[str]
 
 
 class ConversionReport(BaseModel):
@@ -95,17 +88,26 @@ class Inspection(BaseModel):
     anchors_by_model: dict[str, AnchorSuggestion] = Field(default_factory=dict)
 
 
+class ItemSink(Protocol):
+    """Where validate_records hands each kept item (effdet.data.split_writer.SplitWriter writes it to shards)."""
+
+    def add(self, item: ValidItem, image: bytes | None = None) -> str:
+        """Take one item with its file's bytes; return the split it went to."""
+        ...
+
+
 @dataclass(frozen=True)
 class Validated:
-    """The images that passed validation (duplicates removed, spooled to a scratch file) and what was found."""
+    """What validation kept (counted into `stats`, duplicates removed) and what it found."""
 
-    items: ItemSpool
+    kept: int
+    stats: StatsAccumulator
     problems: list[Problem]
     dropped: list[str]
 
 
 def _validate_all(
-    records: list[Record],
+    records: Iterable[Record],
     known: frozenset[str] | None,
     workers: int,
     progress: Progress | None,
@@ -113,22 +115,26 @@ def _validate_all(
     max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Iterator[tuple[Record, ItemResult]]:
     """Validate records in `workers` threads, yielding (record, result) in order with at most WINDOW per worker in
-    flight; `records` is emptied as it goes, so that the readers' records are not all held to the end.
+    flight, so that neither records nor image bytes pile up.
 
     Threads, not processes: reading, hashing and JPEG decoding release the GIL, and a process pool's start-up (a
     spawned child re-imports the parent's main module, TensorFlow included) cost more than raccoon's whole
     conversion."""
-    records.reverse()
-    count = len(records)
     window = max(1, workers) * WINDOW
+    source = iter(records)
+    done = 0
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="validate") as pool:
         pending: deque[tuple[Record, Future[ItemResult]]] = deque()
-        for done in range(1, count + 1):
-            while records and len(pending) < window:
-                record = records.pop()
+        while True:
+            for record in source:
                 pending.append((record, pool.submit(validate_record, record, known, max_pixels)))
+                if len(pending) >= window:
+                    break
+            if not pending:
+                return
             record, future = pending.popleft()
             result = future.result()
+            done += 1
             if progress:
                 progress(done, total)
             yield record, result
@@ -139,58 +145,36 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _coco_ground_truth(items: list[tuple[int, ValidItem]], label_map: dict[int, str]) -> dict[str, object]:
-    """COCO-format ground truth of a split, ids matching the records' image/source_id and class labels."""
-    ids = {name: i for i, name in label_map.items()}
-    images: list[dict[str, object]] = []
-    annotations: list[dict[str, object]] = []
-    for source_id, item in items:
-        images.append({"id": source_id, "file_name": item.filename, "width": item.width, "height": item.height})
-        for box in item.boxes:
-            w, h = box.xmax - box.xmin, box.ymax - box.ymin
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": source_id,
-                    "category_id": ids[box.label],
-                    "bbox": [box.xmin, box.ymin, w, h],
-                    "area": w * h,
-                    "iscrowd": int(box.is_crowd),
-                }
-            )
-    categories = [{"id": i, "name": name} for i, name in sorted(label_map.items())]
-    return {"images": images, "annotations": annotations, "categories": categories}
-
-
 def validate_records(
-    records: list[Record],
+    records: Iterable[Record],
     label_map: dict[int, str],
-    spool: IO[bytes],
+    sink: ItemSink | None = None,
     read_problems: list[Problem] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
-    total: int | None = None,
+    total: int = 0,
     max_pixels: int = MAX_IMAGE_PIXELS,
     image_index: IndexSpool | None = None,
 ) -> Validated:
-    """Validate every record in parallel and drop byte-identical copies of an image; kept items go to `spool` (a
-    scratch file the caller closes) and `records` is emptied as it is validated, so memory holds a few bytes per
-    image. With `image_index`, spool each image's entry (boxes, problems, kept or dropped) to it. Class names that
-    look like one class (effdet.data.similar_names) are warned about last."""
+    """Validate records in parallel, drop byte-identical copies of an image and hand each kept item with its bytes
+    to `sink` (nothing is written without one), counting it into the statistics. With `image_index`, spool each
+    image's entry (boxes, problems, the split it went to or dropped) to it. Class names that look like one class
+    (effdet.data.similar_names) are warned about last."""
     problems = list(read_problems or [])
-    items = ItemSpool(spool)
+    stats = StatsAccumulator()
     seen: dict[str, str] = {}
     dropped: list[str] = []
+    kept = 0
     known = frozenset(label_map.values())
     box_counts: Counter[str] = Counter(dict.fromkeys(label_map.values(), 0))
     read_by_file: dict[str, list[Problem]] = defaultdict(list)
     for problem in read_problems or []:
         read_by_file[problem.file].append(problem)
-    results = _validate_all(records, known, workers or usable_cpus(), progress, total or len(records), max_pixels)
-    for record, result in results:
+    for record, result in _validate_all(records, known, workers or usable_cpus(), progress, total, max_pixels):
         problems.extend(result.problems)
         item = result.item
         found = [*read_by_file.get(record.filename, []), *result.problems]
+        split = TRAIN_SPLIT
         if item is None:
             dropped.append(result.problems[-1].file)
         elif item.sha1 in seen:
@@ -202,7 +186,9 @@ def validate_records(
             item = None
         else:
             seen[item.sha1] = item.filename
-            items.add(item)
+            split = sink.add(item, result.image) if sink is not None else split
+            kept += 1
+            stats.add(item)
             box_counts.update(item.box_labels)
         if image_index is not None:
             entry = index_entry(
@@ -213,24 +199,25 @@ def validate_records(
                 found,
                 image_index.unique_id(record.filename),
                 image_index.in_upload,
+                split,
             )
             image_index.add(entry)
     if image_index is not None:
         image_index.add_unannotated(read_by_file)
     problems.extend(similar_class_problems(dict(box_counts)))
-    return Validated(items=items, problems=problems, dropped=dropped)
+    return Validated(kept=kept, stats=stats, problems=problems, dropped=dropped)
 
 
 def describe(
-    items: Iterable[ValidItem], model: ModelConfig
+    stats: StatsAccumulator, model: ModelConfig
 ) -> tuple[DatasetStats, AnchorSuggestion | None, dict[str, AnchorSuggestion]]:
     """Statistics of the validated images, the anchor suggestion at the model's input size and the suggestion for
     each variant at its own."""
-    boxes_wh, images_wh = box_shapes(items)
+    boxes_wh, images_wh = stats.shapes()
     if not len(boxes_wh):
-        return compute_stats(items), None, {}
+        return stats.stats(), None, {}
     by_model = {name: _suggest_for(boxes_wh, images_wh, get_config(name).model) for name in MODEL_NAMES}
-    return compute_stats(items), _suggest_for(boxes_wh, images_wh, model), by_model
+    return stats.stats(), _suggest_for(boxes_wh, images_wh, model), by_model
 
 
 def _suggest_for(boxes_wh: np.ndarray, images_wh: np.ndarray, model: ModelConfig) -> AnchorSuggestion:
@@ -246,73 +233,82 @@ def _suggest_for(boxes_wh: np.ndarray, images_wh: np.ndarray, model: ModelConfig
     )
 
 
-def write_tfrecords(
-    validated: Validated,
-    output_dir: Path,
-    label_map: dict[int, str],
-    source_format: str,
-    model: ModelConfig,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    num_shards: int | None = None,
-    progress: Progress | None = None,
-    done: int = 0,
-    total: int = 0,
-    image_index: IndexSpool | None = None,
-) -> ConversionReport:
-    """Split validated items and write shards, val ground truth, dataset.json and (with the `image_index` spooled by
-    validate_records) the image index atomically to output_dir."""
-    from effdet.data.shards import write_shard
+@dataclass(frozen=True)
+class _Read:
+    """A dataset as read: its records spooled (labels as written), the label map, format and reading problems."""
 
-    items = validated.items
-    if not len(items):
-        raise NoUsableImagesError(validated.problems)
-    train, val = split_items(items.keys, val_fraction, seed)
-    stats, anchors, anchors_by_model = describe(items, model)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    label_ids = {name: i for i, name in label_map.items()}
-    try:
-        splits: dict[str, SplitSummary] = {}
-        numbered: dict[str, list[tuple[int, SpooledItem]]] = {}
-        next_id = 1
-        for split, members in ((TRAIN_SPLIT, train), (VAL_SPLIT, val)):
-            numbered[split] = [(next_id + i, item) for i, item in enumerate(members)]
-            next_id += len(members)
-            count = max(1, min(num_shards or -(-len(members) // IMAGES_PER_SHARD), len(members) or 1))
-            names = [shard_name(split, i, count) for i in range(count)]
-            for index, name in enumerate(names):
-                shard = numbered[split][index::count]
-                write_shard(staging / name, ((source_id, items.load(key)) for source_id, key in shard), label_ids)
-                done += len(shard)
-                if progress:
-                    progress(done, total)
-            boxes = sum(len(key.box_labels) for key in members)
-            splits[split] = SplitSummary(images=len(members), boxes=boxes, shards=names)
-        val_items = [(source_id, items.load(key)) for source_id, key in numbered[VAL_SPLIT]]
-        (staging / GROUND_TRUTH_FILE).write_text(json.dumps(_coco_ground_truth(val_items, label_map)))
-        del val_items
-        if image_index is not None:
-            split_of = {item.filename: split for split, members in numbered.items() for _, item in members}
-            image_index.write(staging / IMAGE_INDEX_FILE, split_of)
-        report = ConversionReport(
-            format=source_format,
-            label_map=label_map,
-            splits=splits,
-            max_instances_per_image=max((len(key.box_labels) for key in items.keys), default=0),
-            problems=validated.problems,
-            dropped_images=validated.dropped,
-            stats=stats,
-            anchors=anchors,
-            anchors_by_model=anchors_by_model,
+    records: RecordSpool
+    label_map: LabelMap
+    format: str
+    problems: list[Problem]
+
+    def keys(self) -> list[RecordKey]:
+        """The records' keys with their box labels in the label map's spelling."""
+        canonical = self.label_map.canonical
+        return [key._replace(box_labels=tuple(map(canonical, key.box_labels))) for key in self.records.keys]
+
+    def load(self, key: RecordKey, split: str | None = None) -> Record:
+        """The record of `key`, box labels in the label map's spelling and, when given, assigned to `split`."""
+        record = self.records.load(key)
+        for box in record.boxes:
+            box.label = self.label_map.canonical(box.label)
+        if split is not None:
+            record.split = Split(split)
+        return record
+
+
+def _write_dataset(
+    read: _Read,
+    staging: Path,
+    model: ModelConfig,
+    val_fraction: float,
+    seed: int,
+    num_shards: int | None,
+    workers: int | None,
+    progress: Progress | None,
+    max_pixels: int,
+    image_index: IndexSpool,
+) -> ConversionReport:
+    """Draw the split from the records' keys, validate the images in the readers' order straight into their split's
+    shards, and write the val ground truth, the image index and dataset.json into staging."""
+    keys = read.keys()
+    train, val = split_items(keys, val_fraction, seed)
+    drawn = not any(key.split in (VAL_SPLIT, Split.TEST.value) for key in keys)
+    planned = {TRAIN_SPLIT: len(train), VAL_SPLIT: len(val)}
+    val_offsets = {key.offset for key in val}
+    del keys, train, val
+    splits = (VAL_SPLIT if key.offset in val_offsets else TRAIN_SPLIT for key in read.records.keys)
+    records = (read.load(key, split) for key, split in zip(read.records.keys, splits, strict=True))
+    promote = drawn and planned[VAL_SPLIT] > 0 and planned[TRAIN_SPLIT] >= 2
+    with SplitWriter(staging, planned, read.label_map.names, num_shards, promote) as writer:
+        validated = validate_records(
+            records,
+            read.label_map.names,
+            writer,
+            read.problems,
+            workers,
+            progress,
+            len(read.records),
+            max_pixels,
+            image_index,
         )
-        (staging / REPORT_FILE).write_text(report.model_dump_json(indent=2))
-        if output_dir.exists():
-            output_dir.rmdir()
-        staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    if not validated.kept:
+        raise NoUsableImagesError(validated.problems)
+    stats, anchors, anchors_by_model = describe(validated.stats, model)
+    (staging / GROUND_TRUTH_FILE).write_text(json.dumps(writer.ground_truth()))
+    image_index.write(staging / IMAGE_INDEX_FILE, {writer.promoted: VAL_SPLIT} if writer.promoted else None)
+    report = ConversionReport(
+        format=read.format,
+        label_map=read.label_map.names,
+        splits=writer.summaries(),
+        max_instances_per_image=writer.max_boxes,
+        problems=validated.problems,
+        dropped_images=validated.dropped,
+        stats=stats,
+        anchors=anchors,
+        anchors_by_model=anchors_by_model,
+    )
+    (staging / REPORT_FILE).write_text(report.model_dump_json(indent=2))
     return report
 
 
@@ -344,16 +340,12 @@ class _Opened:
 
 def _read(
     root: Path, scratch: Path, format: str, user_map: dict[int, str] | None, aliases: dict[str, str] | None
-) -> tuple[list[Record], dict[int, str], str, list[Problem]]:
-    """Read the dataset and number its classes (a format's own ids are kept unless the user gives a map);
-    box labels are rewritten to the map's spelling."""
+) -> _Read:
+    """Read the dataset and number its classes (a format's own ids are kept unless the user gives a map)."""
     result = read_dataset(root, format, scratch, user_map)
     names = [name for name in label_names_of(result) if is_printable(name)]  # the others' boxes are reported
     label_map = build_label_map(names, user_map or result.label_ids or None, aliases)
-    for record in result.records:  # in place: a copy of every record would double the peak of a large dataset
-        for box in record.boxes:
-            box.label = label_map.canonical(box.label)
-    return result.records, label_map.names, result.format, result.problems
+    return _Read(result.records, label_map, result.format, result.problems)
 
 
 def convert_dataset(
@@ -378,28 +370,30 @@ def convert_dataset(
     with (
         _Opened(source, output_dir.parent) as (root, scratch),
         tempfile.TemporaryFile(dir=output_dir.parent) as index_file,
-        tempfile.TemporaryFile(dir=output_dir.parent) as items_file,
     ):
-        records, names, found_format, problems = _read(root, scratch, format, label_map, aliases)
-        count = len(records)
-        image_index = IndexSpool(index_file, in_upload=found_format != DatasetFormat.TFRECORD)
-        validated = validate_records(
-            records, names, items_file, problems, workers, progress, 2 * count, max_pixels, image_index
-        )
-        return write_tfrecords(
-            validated,
-            output_dir,
-            names,
-            found_format,
-            model or ModelConfig(),
-            val_fraction,
-            seed,
-            num_shards,
-            progress,
-            done=count,
-            total=count + len(validated.items),
-            image_index=image_index,
-        )
+        read = _read(root, scratch, format, label_map, aliases)
+        image_index = IndexSpool(index_file, in_upload=read.format != DatasetFormat.TFRECORD)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+        try:
+            report = _write_dataset(
+                read,
+                staging,
+                model or ModelConfig(),
+                val_fraction,
+                seed,
+                num_shards,
+                workers,
+                progress,
+                max_pixels,
+                image_index,
+            )
+            if output_dir.exists():
+                output_dir.rmdir()
+            staging.rename(output_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return report
 
 
 def inspect_dataset(
@@ -412,14 +406,16 @@ def inspect_dataset(
     progress: Progress | None = None,
 ) -> Inspection:
     """Validate a dataset and describe it (statistics, problems, anchors) without writing anything."""
-    with _Opened(source, Path(tempfile.gettempdir())) as (root, scratch), tempfile.TemporaryFile() as items_file:
-        records, names, found_format, problems = _read(root, scratch, format, label_map, aliases)
-        validated = validate_records(records, names, items_file, problems, workers, progress)
-        stats, anchors, anchors_by_model = describe(validated.items, model or ModelConfig())
+    with _Opened(source, Path(tempfile.gettempdir())) as (root, scratch):
+        read = _read(root, scratch, format, label_map, aliases)
+        records = (read.load(key) for key in read.records.keys)
+        names = read.label_map.names
+        validated = validate_records(records, names, None, read.problems, workers, progress, len(read.records))
+        stats, anchors, anchors_by_model = describe(validated.stats, model or ModelConfig())
     return Inspection(
-        format=found_format,
+        format=read.format,
         label_map=names,
-        images=len(validated.items),
+        images=validated.kept,
         problems=validated.problems,
         dropped_images=validated.dropped,
         stats=stats,

@@ -77,12 +77,13 @@ def index_entry(
     problems: list[Problem],
     id: str,
     in_upload: bool = True,
+    split: str = "train",
 ) -> IndexedImage:
     """The entry of one validated record.
 
     size: the upright (width, height), None when the image did not open; annotated: every box of the record on the
     upright image, in the order problems' object_index counts; kept: the boxes written to the records (None when
-    the image is dropped); problems: those naming record.filename.
+    the image is dropped); problems: those naming record.filename; split: where a kept image was written.
     """
     box_problems: dict[int, Problem] = {}
     for problem in problems:
@@ -103,7 +104,7 @@ def index_entry(
         in_upload=in_upload,
         width=size[0] if size else None,
         height=size[1] if size else None,
-        split=DROPPED if kept is None else "train",
+        split=DROPPED if kept is None else split,
         boxes=boxes,
         problems=problems,
     )
@@ -134,7 +135,7 @@ class IndexSpool:
         return candidate
 
     def add(self, entry: IndexedImage) -> None:
-        """Spool one entry (its split is provisional for kept images: `write` sets it)."""
+        """Spool one entry."""
         self._handle.seek(0, 2)
         self._keys.append((not entry.problems, entry.path, self._handle.tell()))
         self._handle.write(entry.model_dump_json().encode() + b"\n")
@@ -157,16 +158,18 @@ class IndexSpool:
                 )
                 self.add(entry)
 
-    def write(self, destination: Path, splits: Mapping[str, str]) -> None:
-        """Write the sorted index; kept images take their split from `splits` (path -> 'train' or 'val')."""
+    def write(self, destination: Path, moved: Mapping[str, str] | None = None) -> None:
+        """Write the sorted index; `moved` gives a new split to the kept images it names (path -> split)."""
         self._handle.flush()
-        with destination.open("w", encoding="utf-8") as out:
+        with destination.open("wb") as out:
             for _, path, offset in sorted(self._keys):
                 self._handle.seek(offset)
-                line = json.loads(self._handle.readline())
-                if line["split"] != DROPPED:
-                    line["split"] = splits.get(path, DROPPED)
-                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+                line = self._handle.readline()
+                if moved and path in moved:
+                    entry = json.loads(line)
+                    entry["split"] = moved[path]
+                    line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+                out.write(line)
 
 
 def read_index(path: Path) -> Iterator[IndexedImage]:

@@ -21,7 +21,7 @@ from effdet.data.formats.csv import read_csv
 from effdet.data.formats.tfrecord import TFRECORD_SUFFIXES, read_tfrecords
 from effdet.data.formats.voc import read_voc
 from effdet.data.formats.yolo import NAME_FILES, read_yolo
-from effdet.data.records import ReadResult
+from effdet.data.read_result import ReadResult
 
 
 class DatasetFormat(StrEnum):

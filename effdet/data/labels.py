@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from effdet.data.records import ReadResult
+from effdet.data.read_result import ReadResult
 
 
 class LabelMap(BaseModel):
@@ -64,7 +64,7 @@ def build_label_map(
 def label_names_of(result: ReadResult) -> list[str]:
     """The names to number: the format's declared order, then any other box labels, sorted (all sorted for VOC)."""
     declared = [name.strip() for name in result.label_names]
-    used = {box.label.strip() for record in result.records for box in record.boxes}
+    used = {label.strip() for key in result.records.keys for label in key.box_labels}
     return list(dict.fromkeys(declared)) + sorted(used - set(declared))
 
 

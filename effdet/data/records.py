@@ -87,19 +87,5 @@ class Record(BaseModel):
     split: Split | None = None
 
 
-class ReadResult(BaseModel):
-    """What a reader returns: the records it could build and every problem it met on the way."""
-
-    format: str
-    records: list[Record] = Field(default_factory=list)
-    problems: list[Problem] = Field(default_factory=list)
-    label_names: list[str] = Field(
-        default_factory=list, description="class names in the order the format defines them, if it does"
-    )
-    label_ids: dict[int, str] = Field(
-        default_factory=dict, description="class id -> name where the format fixes ids (TFRecords); kept as they are"
-    )
-
-
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 """Image files a reader looks for (decodable by TensorFlow and Pillow)."""

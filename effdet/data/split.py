@@ -9,7 +9,7 @@ from typing import Protocol, TypeVar
 
 
 class Splittable(Protocol):
-    """An image as the split sees it: a validated item, or its spooled key (effdet.data.item_spool)."""
+    """An image as the split sees it: a validated item, or a spooled record's key (effdet.data.read_result)."""
 
     @property
     def filename(self) -> str: ...

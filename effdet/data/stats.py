@@ -9,6 +9,7 @@ below 96**2, the rest), and what each box becomes at each variant's input size (
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
@@ -138,59 +139,79 @@ class Annotated(Protocol):
     def boxes(self) -> Sequence[Box]: ...
 
 
+class StatsAccumulator:
+    """Statistics gathered one image at a time, in compact arrays (a few bytes per box), for datasets streamed
+    through validation; `stats` and `shapes` read the result as often as needed."""
+
+    def __init__(self) -> None:
+        self.num_images = 0
+        self.class_counts: Counter[str] = Counter()
+        self.images_per_class: Counter[str] = Counter()
+        self.boxes_per_image: Counter[int] = Counter()
+        self._image_sizes: Counter[tuple[int, int]] = Counter()
+        self._widths, self._heights = array("d"), array("d")
+        self._relative_widths, self._relative_heights = array("d"), array("d")
+        self._boxes_wh, self._images_wh = array("d"), array("d")  # boxes in images of known size: `shapes`
+
+    def add(self, record: Annotated, size: tuple[int, int] | None = None) -> None:
+        """Count one image; `size` is its real (width, height) where known, else the record's declared size."""
+        self.num_images += 1
+        size = size or ((record.width, record.height) if record.width and record.height else None)
+        if size is not None:
+            self._image_sizes[size] += 1
+        self.boxes_per_image[len(record.boxes)] += 1
+        self.class_counts.update(box.label for box in record.boxes)
+        self.images_per_class.update({box.label for box in record.boxes})
+        for box in record.boxes:
+            box_width, box_height = box.xmax - box.xmin, box.ymax - box.ymin
+            self._widths.append(box_width)
+            self._heights.append(box_height)
+            if size is not None:
+                self._relative_widths.append(box_width / size[0])
+                self._relative_heights.append(box_height / size[1])
+                self._boxes_wh.extend((box_width, box_height))
+                self._images_wh.extend(size)
+
+    def shapes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Box (width, height) and their image's (width, height), both float64 [N, 2], for boxes in images of known
+        size: the inputs of `effdet.data.anchors_kmeans.suggest_anchors`."""
+        return _pairs(self._boxes_wh), _pairs(self._images_wh)
+
+    def stats(self) -> DatasetStats:
+        """The statistics of the images added so far."""
+        width, height = np.frombuffer(self._widths), np.frombuffer(self._heights)
+        area = width * height
+        relative_width, relative_height = np.frombuffer(self._relative_widths), np.frombuffer(self._relative_heights)
+        known = sum(self._image_sizes.values())
+        return DatasetStats(
+            num_images=self.num_images,
+            num_boxes=len(width),
+            class_counts=dict(sorted(self.class_counts.items())),
+            images_per_class=dict(sorted(self.images_per_class.items())),
+            boxes_per_image=dict(sorted(self.boxes_per_image.items())),
+            max_boxes_per_image=max(self.boxes_per_image, default=0),
+            image_sizes=_image_size_stats(self._image_sizes, unknown=self.num_images - known),
+            boxes=_box_stats(width, height) if len(width) else None,
+            relative_boxes=_relative_stats(relative_width, relative_height) if len(relative_width) else None,
+            coco_sizes=CocoSizeCounts(
+                small=int(np.sum(area < COCO_SMALL_AREA)),
+                medium=int(np.sum((area >= COCO_SMALL_AREA) & (area < COCO_MEDIUM_AREA))),
+                large=int(np.sum(area >= COCO_MEDIUM_AREA)),
+            ),
+            input_sizes=describe_input_sizes(*self.shapes(), _model_sizes()),
+        )
+
+
+def _pairs(values: array[float]) -> np.ndarray:
+    return np.array(values, dtype=np.float64).reshape(-1, 2)
+
+
 def compute_stats(
     records: Iterable[Annotated], image_sizes: Mapping[str, tuple[int, int]] | None = None
 ) -> DatasetStats:
     """Statistics of `records`, read in one pass; `image_sizes` maps Record.filename to the real (width, height)
     where known, else each record's declared width and height are used."""
-    class_counts: Counter[str] = Counter()
-    images_per_class: Counter[str] = Counter()
-    boxes_per_image: Counter[int] = Counter()
-    sizes: list[tuple[int, int]] = []
-    widths, heights, relative_widths, relative_heights = [], [], [], []
-    boxes_wh: list[tuple[float, float]] = []  # boxes in images of known size, and those sizes: box_shapes' output
-    images_wh: list[tuple[int, int]] = []
-    num_images = 0
-    for record in records:
-        num_images += 1
-        size = _image_size(record, image_sizes)
-        if size is not None:
-            sizes.append(size)
-        boxes_per_image[len(record.boxes)] += 1
-        class_counts.update(box.label for box in record.boxes)
-        images_per_class.update({box.label for box in record.boxes})
-        for box in record.boxes:
-            box_width, box_height = box.xmax - box.xmin, box.ymax - box.ymin
-            widths.append(box_width)
-            heights.append(box_height)
-            if size is not None:
-                relative_widths.append(box_width / size[0])
-                relative_heights.append(box_height / size[1])
-                boxes_wh.append((box_width, box_height))
-                images_wh.append(size)
-    width, height = np.array(widths, dtype=np.float64), np.array(heights, dtype=np.float64)
-    area = width * height
-    return DatasetStats(
-        num_images=num_images,
-        num_boxes=len(widths),
-        class_counts=dict(sorted(class_counts.items())),
-        images_per_class=dict(sorted(images_per_class.items())),
-        boxes_per_image=dict(sorted(boxes_per_image.items())),
-        max_boxes_per_image=max(boxes_per_image, default=0),
-        image_sizes=_image_size_stats(sizes, unknown=num_images - len(sizes)),
-        boxes=_box_stats(width, height) if len(widths) else None,
-        relative_boxes=_relative_stats(relative_widths, relative_heights) if relative_widths else None,
-        coco_sizes=CocoSizeCounts(
-            small=int(np.sum(area < COCO_SMALL_AREA)),
-            medium=int(np.sum((area >= COCO_SMALL_AREA) & (area < COCO_MEDIUM_AREA))),
-            large=int(np.sum(area >= COCO_MEDIUM_AREA)),
-        ),
-        input_sizes=describe_input_sizes(
-            np.array(boxes_wh, dtype=np.float64).reshape(-1, 2),
-            np.array(images_wh, dtype=np.float64).reshape(-1, 2),
-            _model_sizes(),
-        ),
-    )
+    return _accumulate(records, image_sizes).stats()
 
 
 def _model_sizes() -> dict[str, int]:
@@ -201,40 +222,31 @@ def _model_sizes() -> dict[str, int]:
 def box_shapes(
     records: Iterable[Annotated], image_sizes: Mapping[str, tuple[int, int]] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Box (width, height) and their image's (width, height), both float64 [N, 2], for boxes in images of known
-    size: the inputs of `effdet.data.anchors_kmeans.suggest_anchors`."""
-    boxes_wh, images_wh = [], []
+    """`StatsAccumulator.shapes` of `records`."""
+    return _accumulate(records, image_sizes).shapes()
+
+
+def _accumulate(records: Iterable[Annotated], image_sizes: Mapping[str, tuple[int, int]] | None) -> StatsAccumulator:
+    accumulator = StatsAccumulator()
     for record in records:
-        size = _image_size(record, image_sizes)
-        if size is None:
-            continue
-        for box in record.boxes:
-            boxes_wh.append((box.xmax - box.xmin, box.ymax - box.ymin))
-            images_wh.append(size)
-    return np.array(boxes_wh, dtype=np.float64).reshape(-1, 2), np.array(images_wh, dtype=np.float64).reshape(-1, 2)
+        accumulator.add(record, image_sizes.get(record.filename) if image_sizes else None)
+    return accumulator
 
 
-def _image_size(record: Annotated, image_sizes: Mapping[str, tuple[int, int]] | None) -> tuple[int, int] | None:
-    if image_sizes is not None and record.filename in image_sizes:
-        return image_sizes[record.filename]
-    if record.width and record.height:
-        return (record.width, record.height)
-    return None
-
-
-def _image_size_stats(sizes: list[tuple[int, int]], unknown: int) -> ImageSizeStats:
-    counts = Counter(sizes)
+def _image_size_stats(counts: Counter[tuple[int, int]], unknown: int) -> ImageSizeStats:
     most_common = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:TOP_IMAGE_SIZES]
+    widths = np.repeat([w for w, _ in counts], list(counts.values()))
+    heights = np.repeat([h for _, h in counts], list(counts.values()))
     return ImageSizeStats(
-        width=_range([w for w, _ in sizes]) if sizes else None,
-        height=_range([h for _, h in sizes]) if sizes else None,
+        width=_range(widths) if counts else None,
+        height=_range(heights) if counts else None,
         most_common=[SizeCount(width=w, height=h, count=n) for (w, h), n in most_common],
         unknown=unknown,
     )
 
 
-def _range(values: list[int]) -> Range:
-    return Range(min=float(min(values)), median=float(np.median(values)), max=float(max(values)))
+def _range(values: np.ndarray) -> Range:
+    return Range(min=float(values.min()), median=float(np.median(values)), max=float(values.max()))
 
 
 def _box_stats(width: np.ndarray, height: np.ndarray) -> BoxStats:
@@ -248,8 +260,7 @@ def _box_stats(width: np.ndarray, height: np.ndarray) -> BoxStats:
     )
 
 
-def _relative_stats(widths: list[float], heights: list[float]) -> RelativeBoxStats:
-    width, height = np.array(widths, dtype=np.float64), np.array(heights, dtype=np.float64)
+def _relative_stats(width: np.ndarray, height: np.ndarray) -> RelativeBoxStats:
     return RelativeBoxStats(
         width=_distribution(width), height=_distribution(height), area=_distribution(width * height, log_bins=True)
     )

@@ -64,6 +64,9 @@ class ItemResult(BaseModel):
     annotated: list[Box] = Field(
         default_factory=list, description="every box of the record on the upright image (object_index counts them)"
     )
+    image: bytes | None = Field(
+        None, exclude=True, repr=False, description="the file's bytes when kept, so that writing reads it no more"
+    )
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def validate_record(
         reencode=opened.orientation != 1 or passthrough is None,
         split=record.split.value if record.split else None,
     )
-    return ItemResult(item=item, problems=problems, size=(width, height), annotated=boxes)
+    return ItemResult(item=item, problems=problems, size=(width, height), annotated=boxes, image=opened.data)
 
 
 def _open_image(path: Path, file: str, max_pixels: int) -> _StoredImage | Problem:
@@ -290,9 +293,10 @@ def _same_box(a: Box, b: Box) -> bool:
     )
 
 
-def encoded_image(item: ValidItem) -> bytes:
-    """The bytes to store for an item: the original file, or an upright JPEG when it must be re-encoded."""
-    data = item.image_path.read_bytes()
+def encoded_image(item: ValidItem, data: bytes | None = None) -> bytes:
+    """The bytes to store for an item: the original file (`data` when already read), or an upright JPEG when it must
+    be re-encoded."""
+    data = item.image_path.read_bytes() if data is None else data
     if not item.reencode:
         return data
     with Image.open(io.BytesIO(data)) as image:

@@ -10,7 +10,8 @@ import re
 from pathlib import Path, PurePosixPath
 
 from effdet.data.formats.common import ImageIndex, no_annotation_files, relative_name, walk_files
-from effdet.data.records import Box, ReadResult, Record, error
+from effdet.data.read_result import ReadResult
+from effdet.data.records import Box, Record, error
 
 FORMAT = "ccpd"
 PLATE = "plate"

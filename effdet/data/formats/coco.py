@@ -20,7 +20,8 @@ from effdet.data.formats.common import (
     search_dirs,
     walk_files,
 )
-from effdet.data.records import Box, Problem, ReadResult, Record, Split, error, warning
+from effdet.data.read_result import ReadResult
+from effdet.data.records import Box, Problem, Record, Split, error, warning
 
 FORMAT = "coco"
 _REQUIRED_KEYS = ("images", "annotations", "categories")

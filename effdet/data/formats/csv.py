@@ -23,7 +23,8 @@ from effdet.data.formats.common import (
     split_from_name,
     walk_files,
 )
-from effdet.data.records import Box, Problem, ReadResult, Record, Split, error, warning
+from effdet.data.read_result import ReadResult
+from effdet.data.records import Box, Problem, Record, Split, error, warning
 
 FORMAT = "csv"
 MODEL_MAKER_SPLITS = {"TRAIN": Split.TRAIN, "VALIDATION": Split.VAL, "TEST": Split.TEST, "UNASSIGNED": None}

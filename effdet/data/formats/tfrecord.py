@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 from PIL import Image, UnidentifiedImageError
 
 from effdet.data.formats.common import announced_splits, relative_name, walk_files
-from effdet.data.records import Box, Problem, ReadResult, Record, error, warning
+from effdet.data.read_result import ReadResult
+from effdet.data.records import Box, Problem, Record, error, warning
 from effdet.data.validate import CLIP_TOLERANCE
 
 TFRECORD_SUFFIXES = frozenset({".tfrecord", ".record", ".tfrec"})

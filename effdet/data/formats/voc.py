@@ -20,7 +20,8 @@ from effdet.data.formats.common import (
     search_dirs,
     walk_files,
 )
-from effdet.data.records import Box, Problem, ReadResult, Record, error, warning
+from effdet.data.read_result import ReadResult
+from effdet.data.records import Box, Problem, Record, error, warning
 
 FORMAT = "voc"
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")

@@ -21,7 +21,8 @@ from effdet.data.formats.common import (
     relative_name,
     walk_files,
 )
-from effdet.data.records import Box, Problem, ReadResult, Record, error, warning
+from effdet.data.read_result import ReadResult
+from effdet.data.records import Box, Problem, Record, error, warning
 
 FORMAT = "yolo"
 NAME_FILES = frozenset({"classes.txt", "obj.names", "classes.names"})
@@ -40,21 +41,19 @@ def read_yolo(root: Path) -> ReadResult:
     if not label_files:
         result.problems.append(no_annotation_files("YOLO .txt label files"))
     used: set[Path] = set()
-    annotated: list[Path] = []
+    labelled: dict[Path, Path] = {}
     for image in index.images:
         label_file = _label_file(image, root, label_files)
-        if label_file is None:
-            continue
-        used.add(label_file)
-        annotated.append(image)
+        if label_file is not None:
+            used.add(label_file)
+            labelled[image] = label_file
+    annotated = list(labelled)
+    splits = announced_splits({image: relative_name(image, root).split("/")[:-1] for image in annotated})
+    for image, label_file in labelled.items():
         record = _read_labels(image, label_file, root, names, result.problems)
         if record is not None:
+            record.split = splits[image]
             result.records.append(record)
-    splits = announced_splits(
-        {position: record.filename.split("/")[:-1] for position, record in enumerate(result.records)}
-    )
-    for position, record in enumerate(result.records):
-        record.split = splits[position]
     result.problems.extend(index.unannotated(annotated, "a YOLO .txt file (empty if it has no objects)"))
     image_dirs = {image.parent for image in index.images}
     for path in sorted(label_files - used):

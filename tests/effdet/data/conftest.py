@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from effdet.data.formats.voc import read_voc
-from effdet.data.records import ReadResult, Record
+from effdet.data.read_result import ReadResult
+from effdet.data.records import Record
 
 RACCOON = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "raccoon"
 

@@ -16,7 +16,8 @@ from effdet.data.formats.csv import read_csv
 from effdet.data.formats.voc import read_voc
 from effdet.data.formats.yolo import read_yolo
 from effdet.data.ingest import read_dataset
-from effdet.data.records import ReadResult, Severity, Split
+from effdet.data.read_result import ReadResult
+from effdet.data.records import Severity, Split
 from effdet.data.validate import validate_record
 
 Reader = Callable[[Path], ReadResult]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from effdet.data.labels import LabelMap, build_label_map, label_names_of
-from effdet.data.records import Box, ReadResult, Record
+from effdet.data.read_result import ReadResult
+from effdet.data.records import Box, Record
 
 
 def _record(*labels: str) -> Record:
