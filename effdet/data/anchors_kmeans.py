@@ -40,6 +40,10 @@ class AnchorSuggestion(BaseModel):
     num_boxes: int
 
 
+MAX_BOXES = 20_000
+"""Boxes the suggestion looks at: beyond this a sample (its IoU matrices are boxes x anchors)."""
+
+
 def suggest_anchors(
     boxes_wh: np.ndarray,
     image_size: tuple[int, int],
@@ -56,14 +60,18 @@ def suggest_anchors(
 
     boxes_wh: float [N, 2] box (width, height) in pixels of the original image. image_sizes: [N, 2] the
     (width, height) of each box's image. image_size: the network input (height, width). A new anchor_scale from
-    `ANCHOR_SCALE_GRID` is suggested only when it matches `SCALE_CHANGE_MARGIN` more of the boxes.
+    `ANCHOR_SCALE_GRID` is suggested only when it matches `SCALE_CHANGE_MARGIN` more of the boxes. Over MAX_BOXES
+    boxes, a random sample of MAX_BOXES stands for them (memory and time stay bounded; the means barely move).
     """
     if num_ratios < 1:
         raise ValueError(f"num_ratios must be 1 or more, got {num_ratios}")
+    total = len(boxes_wh)
     if min_level > max_level:
         raise ValueError(f"min_level {min_level} must not be above max_level {max_level}")
+    rng = np.random.default_rng(seed)
+    boxes_wh, image_sizes = _sampled(boxes_wh, image_sizes, rng)
     shapes = input_shapes(boxes_wh, image_size, image_sizes)
-    ratios = _rounded(kmeans_aspect_ratios(shapes, num_ratios, np.random.default_rng(seed)))
+    ratios = _rounded(kmeans_aspect_ratios(shapes, num_ratios, rng))
     levels = (min_level, max_level, num_scales)
     default_iou = best_anchor_iou(shapes, anchor_shapes(*levels, default_ratios, anchor_scale))
     best_scale = choose_anchor_scale(shapes, min_level, max_level, num_scales, ratios, anchor_scale)
@@ -77,8 +85,16 @@ def suggest_anchors(
         default_matched_fraction=_matched(default_iou),
         suggested_mean_iou=float(suggested_iou.mean()),
         suggested_matched_fraction=_matched(suggested_iou),
-        num_boxes=len(shapes),
+        num_boxes=total,
     )
+
+
+def _sampled(boxes_wh: np.ndarray, image_sizes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes and their image sizes, or a random MAX_BOXES of them (in their order) when there are more."""
+    if len(boxes_wh) <= MAX_BOXES:
+        return boxes_wh, image_sizes
+    sample = np.sort(rng.choice(len(boxes_wh), MAX_BOXES, replace=False))
+    return boxes_wh[sample], image_sizes[sample]
 
 
 def choose_anchor_scale(
@@ -142,11 +158,12 @@ def choose_anchors(
     as `suggest_anchors` does. boxes_wh and image_sizes: [N, 2] (width, height) in stored-image pixels;
     image_size: the network input (height, width); levels: (min_level, max_level, num_scales); the defaults are
     the variant's anchors, the 'before' of the comparison."""
+    total = len(boxes_wh)
+    rng = np.random.default_rng(seed)
+    boxes_wh, image_sizes = _sampled(boxes_wh, image_sizes, rng)
     shapes = input_shapes(boxes_wh, image_size, image_sizes)
     ratios = (
-        list(aspect_ratios)
-        if aspect_ratios is not None
-        else _rounded(kmeans_aspect_ratios(shapes, num_ratios, np.random.default_rng(seed)))
+        list(aspect_ratios) if aspect_ratios is not None else _rounded(kmeans_aspect_ratios(shapes, num_ratios, rng))
     )
     scale = anchor_scale if anchor_scale is not None else choose_anchor_scale(shapes, *levels, ratios, default_scale)
     before = best_anchor_iou(shapes, anchor_shapes(*levels, default_ratios, default_scale))
@@ -160,7 +177,7 @@ def choose_anchors(
         default_matched_fraction=_matched(before),
         mean_iou=float(after.mean()),
         matched_fraction=_matched(after),
-        num_boxes=len(shapes),
+        num_boxes=total,
     )
 
 

@@ -162,7 +162,7 @@ def validate_records(
     (effdet.data.similar_names) are warned about last."""
     problems = list(read_problems or [])
     stats = StatsAccumulator()
-    seen: dict[str, str] = {}
+    seen: dict[bytes, str] = {}  # sha1 digest -> the first file with those bytes
     dropped: list[str] = []
     kept = 0
     known = frozenset(label_map.values())
@@ -177,15 +177,15 @@ def validate_records(
         split = TRAIN_SPLIT
         if item is None:
             dropped.append(result.problems[-1].file)
-        elif item.sha1 in seen:
+        elif (digest := bytes.fromhex(item.sha1)) in seen:
             duplicate = warning(
-                item.filename, "duplicate_image", f"same bytes as {seen[item.sha1]}; the copy was left out"
+                item.filename, "duplicate_image", f"same bytes as {seen[digest]}; the copy was left out"
             )
             problems.append(duplicate)
             found.append(duplicate)
             item = None
         else:
-            seen[item.sha1] = item.filename
+            seen[digest] = item.filename
             split = sink.add(item, result.image) if sink is not None else split
             kept += 1
             stats.add(item)

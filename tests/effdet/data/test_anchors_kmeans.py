@@ -49,6 +49,13 @@ def test_kmeans_recovers_known_aspect_ratios() -> None:
     assert suggestion.num_boxes == 900
 
 
+def test_a_large_set_is_suggested_from_a_sample_that_finds_the_same_ratios() -> None:
+    boxes_wh, image_sizes = _boxes([0.5, 1.0, 3.0], sizes=(30, 300), per_ratio=10_000)
+    suggestion = suggest_anchors(boxes_wh, INPUT_SIZE, image_sizes)
+    np.testing.assert_allclose(suggestion.aspect_ratios, [0.5, 1.0, 3.0], rtol=0.1)
+    assert suggestion.num_boxes == 30_000, "the count is of every box, not of the sample"
+
+
 def test_suggested_ratios_match_more_plate_like_boxes_than_the_default() -> None:
     boxes_wh, image_sizes = _boxes([0.5, 1.0, 5.0], sizes=(30, 300))
     suggestion = suggest_anchors(boxes_wh, INPUT_SIZE, image_sizes)
