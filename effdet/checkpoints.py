@@ -1,32 +1,30 @@
 """Checkpoints: the run directory layout, pretrained loading by variable path, freezing by regex.
 
-Two formats meet here. A run's own training checkpoints are TF2 object-based (model, optimizer, EMA, step)
-for exact resume. Weights meant to be shared (the end of a run, the best by mAP, google/automl's releases)
-are TF1-style name -> tensor checkpoints whose names are variable paths such as
-`efficientnet-b0/stem/conv2d/kernel`, with the moving average under `<path>/ExponentialMovingAverage`.
-`load_pretrained` reads either, maps by path, prefers the moving average and skips shape mismatches.
+A run's own training checkpoints are TF2 object-based (model, optimizer, EMA, step) for exact resume. Weights
+meant to be shared (the end of a run, the best by mAP) are TF1-style name -> tensor checkpoints, as google/automl's
+releases are, whose names are variable paths such as `efficientnet-b0/stem/conv2d/kernel`, with the moving average
+under `<path>/ExponentialMovingAverage`. `load_pretrained` reads those two and automl's TF2 checkpoints (named by
+effdet.checkpoint_fit), maps by path, prefers the moving average and skips shape mismatches.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 from pydantic import BaseModel
 
+from effdet.checkpoint_fit import EMA_SUFFIX, name_checkpoint
+from effdet.checkpoint_index import CheckpointIndexError, read_contents
 from effdet.config import Config
 from effdet.layout import BEST_DIR, CHECKPOINT_DIR, CONFIG_FILE, WEIGHTS_DIR, WEIGHTS_PREFIX
 
 log = logging.getLogger(__name__)
 
-EMA_SUFFIX = "/ExponentialMovingAverage"
-OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-TRAINING_WEIGHTS = "weights"
-VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 CLASS_PREDICT = "class_net/class-predict/"
 
 
@@ -112,38 +110,16 @@ def tracked_weights(model: keras.Model) -> dict[str, keras.Variable]:
     return {v.path: v for v in model.variables}
 
 
-def _unescape(name: str) -> str:
-    """Undo TF's escaping of checkpoint dependency names ('/' is written '.S', '.' is written '..')."""
-    out, chars = [], iter(name)
-    for char in chars:
-        out.append({"S": "/", ".": "."}.get(next(chars, ""), "") if char == "." else char)
-    return "".join(out)
-
-
-def _object_checkpoint_values(reader: tf.train.CheckpointReader, names: Iterable[str]) -> dict[str, tf.Tensor]:
-    """Variable path -> value from one of our training checkpoints (moving averages under the EMA suffix)."""
-    values: dict[str, tf.Tensor] = {}
-    for name in names:
-        root, _, rest = name.partition("/")
-        if not rest.endswith(VALUE_SUFFIX):
-            continue
-        escaped = rest[: -len(VALUE_SUFFIX)]
-        if root == TRAINING_WEIGHTS:
-            values[_unescape(escaped)] = reader.get_tensor(name)
-        elif root == "ema" and escaped.startswith("shadows/"):
-            values[_unescape(escaped.removeprefix("shadows/")) + EMA_SUFFIX] = reader.get_tensor(name)
-    return values
-
-
 def read_named_values(prefix: Path) -> tuple[str, dict[str, tf.Tensor]]:
-    """(format, name -> value) of a checkpoint in either format."""
+    """(format, path -> value) of a checkpoint of any family, moving averages at `<path>/ExponentialMovingAverage`."""
+    try:
+        named = name_checkpoint(read_contents(prefix))
+    except CheckpointIndexError as exc:
+        raise CheckpointError(f"{prefix} is not a readable checkpoint: {exc}") from exc
     reader = tf.train.load_checkpoint(str(prefix))
-    names = reader.get_variable_to_shape_map()
-    if OBJECT_GRAPH_KEY in names:
-        if not any(n.startswith(TRAINING_WEIGHTS + "/") for n in names):
-            raise CheckpointError(f"{prefix} is an object-based checkpoint that effdet did not write")
-        return "training checkpoint", _object_checkpoint_values(reader, names)
-    return "name->tensor checkpoint", {n: reader.get_tensor(n) for n in names if n != OBJECT_GRAPH_KEY}
+    values = {path: reader.get_tensor(key) for path, key in named.values.items()}
+    values.update({path + EMA_SUFFIX: reader.get_tensor(key) for path, key in named.averages.items()})
+    return named.format.value, values
 
 
 def load_pretrained(model: keras.Model, path: Path | str) -> LoadReport:

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from effdet import checkpoints as ckpt
 from effdet import layout
+from effdet.checkpoint_index import OBJECT_GRAPH_KEY
 from effdet.config import Config
 from effdet.train import Progress, TrainingDivergedError, TrainOptions, count_examples, train
 
@@ -20,7 +21,7 @@ def _state(run_dir: Path) -> dict[str, np.ndarray]:
     """Every tensor of the latest training checkpoint (model, optimizer slots, moving averages, step)."""
     prefix = tf.train.latest_checkpoint(str(run_dir / layout.CHECKPOINT_DIR))
     reader = tf.train.load_checkpoint(prefix)
-    names = [n for n in reader.get_variable_to_shape_map() if n not in {ckpt.OBJECT_GRAPH_KEY}]
+    names = [n for n in reader.get_variable_to_shape_map() if n != OBJECT_GRAPH_KEY]
     return {n: reader.get_tensor(n) for n in names if "save_counter" not in n}
 
 
@@ -74,7 +75,7 @@ def test_resume_is_exact_and_two_halves_make_the_whole(tiny_records: Path, tiny_
     latest = Path(tf.train.latest_checkpoint(str(run / layout.CHECKPOINT_DIR)))
     fmt, values = ckpt.read_named_values(latest)
     shared = tf.train.load_checkpoint(str(run / layout.WEIGHTS_DIR / layout.WEIGHTS_PREFIX))
-    assert fmt == "training checkpoint"
+    assert fmt == "effdet-training-checkpoint"
     assert set(values) == set(shared.get_variable_to_shape_map())
     assert sum(name.endswith("moving_variance") for name in values) > 50
     for name, value in values.items():
