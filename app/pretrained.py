@@ -1,45 +1,76 @@
-"""Pretrained checkpoints the operator put in DATA_DIR/checkpoints: listed by name with a format guessed from
-the files alone (no TensorFlow in the API), and resolved for a job's `pretrained`."""
+"""Pretrained checkpoints the operator put in DATA_DIR/checkpoints: listed by name with what each is (format, the
+variants it fits, whether a job can use it), read from the checkpoint files alone (effdet.checkpoint_index: no
+TensorFlow, no model built), and resolved and checked against a job's variant."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from app.schemas import CheckpointPublic
 from app.storage import tree_size
 from core.layout import checkpoints_dir
 from core.settings import Settings
+from effdet.checkpoint_fit import NamedCheckpoint, fit_model, fitting_variants, name_checkpoint
+from effdet.checkpoint_index import CheckpointIndexError, find_prefix, read_contents
+from effdet.config import ModelConfig
 from effdet.layout import CHECKPOINT_DIR, WEIGHTS_DIR
 
-OBJECT_GRAPH_KEY = b"_CHECKPOINTABLE_OBJECT_GRAPH"
-INDEX_PROBE_BYTES = 16 * 2**20
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 RUN_SUBDIRS = (WEIGHTS_DIR, CHECKPOINT_DIR)
 
 
-def _index_format(index: Path) -> str:
-    """tf2-checkpoint (object graph) or tf1-checkpoint (name -> tensor), read from the index's key table."""
-    with index.open("rb") as handle:
-        head = handle.read(INDEX_PROBE_BYTES)
-    return "tf2-checkpoint" if OBJECT_GRAPH_KEY in head else "tf1-checkpoint"
+def checkpoint_prefix(path: Path) -> Path | None:
+    """The checkpoint an entry of the folder stands for: a prefix, or the latest checkpoint of a folder or of a
+    run's weights/ or checkpoints/ (the order effdet's resolve_checkpoint follows)."""
+    if not path.is_dir():
+        return path if Path(f"{path}.index").is_file() else None
+    for folder in (path / WEIGHTS_DIR, path / CHECKPOINT_DIR, path):
+        if folder.is_dir() and (prefix := find_prefix(folder)) is not None:
+            return prefix
+    return None
 
 
-def _has_checkpoint(folder: Path) -> bool:
-    return (folder / "checkpoint").is_file() or any(folder.glob("*.index"))
+@lru_cache(maxsize=256)
+def _named(prefix: Path, stamp: tuple[int, int]) -> NamedCheckpoint:
+    """The checkpoint's variables, cached while its index file is unchanged (stamp: its mtime and size)."""
+    return name_checkpoint(read_contents(prefix))
 
 
-def _prefix_entry(index: Path) -> CheckpointPublic:
-    prefix = index.with_suffix("")
-    size = sum(p.stat().st_size for p in index.parent.glob(f"{prefix.name}.*") if p.is_file())
-    return CheckpointPublic(name=prefix.name, format=_index_format(index), size_bytes=size, usable=True)
+def read_checkpoint(prefix: Path) -> NamedCheckpoint:
+    """The variables of the checkpoint at `prefix`; CheckpointIndexError when it cannot be read."""
+    try:
+        stat = Path(f"{prefix}.index").stat()
+    except OSError as exc:
+        raise CheckpointIndexError(f"cannot read {prefix.name}.index: {exc.strerror or exc}") from exc
+    return _named(prefix, (stat.st_mtime_ns, stat.st_size))
+
+
+def _entry(name: str, prefix: Path, size: int, kind: str) -> CheckpointPublic:
+    """The listing of one checkpoint: its format and the variants it fits, read from its files."""
+    try:
+        named = read_checkpoint(prefix)
+    except CheckpointIndexError as exc:
+        return CheckpointPublic(name=name, format="unreadable", size_bytes=size, usable=False, note=str(exc))
+    variants = fitting_variants(named)
+    note = None if variants else "fits no EfficientDet variant: its backbone is incomplete or of other widths"
+    return CheckpointPublic(
+        name=name,
+        format=named.format.value,
+        layout=kind,
+        size_bytes=size,
+        usable=bool(variants),
+        variants=variants,
+        note=note,
+    )
 
 
 def _folder_entry(folder: Path) -> CheckpointPublic:
     size = tree_size(folder)
-    if _has_checkpoint(folder):
-        return CheckpointPublic(name=folder.name, format="checkpoint-dir", size_bytes=size, usable=True)
-    if any(_has_checkpoint(folder / sub) for sub in RUN_SUBDIRS if (folder / sub).is_dir()):
-        return CheckpointPublic(name=folder.name, format="run-dir", size_bytes=size, usable=True)
+    prefix = checkpoint_prefix(folder)
+    if prefix is not None:
+        kind = "run-dir" if prefix.parent != folder else "checkpoint-dir"
+        return _entry(folder.name, prefix, size, kind)
     if (folder / "saved_model.pb").is_file():
         note = "a SavedModel cannot be fine-tuned; put its training checkpoint here instead"
         return CheckpointPublic(name=folder.name, format="saved_model", size_bytes=size, usable=False, note=note)
@@ -56,7 +87,9 @@ def list_checkpoints(settings: Settings) -> list[CheckpointPublic]:
         if path.is_dir():
             entries.append(_folder_entry(path))
         elif path.suffix == ".index":
-            entries.append(_prefix_entry(path))
+            prefix = path.with_suffix("")
+            size = sum(p.stat().st_size for p in path.parent.glob(f"{prefix.name}.*") if p.is_file())
+            entries.append(_entry(prefix.name, prefix, size, "prefix"))
         elif path.name.endswith(ARCHIVE_SUFFIXES):
             size = path.stat().st_size
             note = "an archive; unpack it into the checkpoint folder"
@@ -72,3 +105,22 @@ def find_checkpoint(settings: Settings, name: str) -> Path | None:
         if entry.name == name and entry.usable:
             return (checkpoints_dir(settings) / name).resolve()
     return None
+
+
+def misfit(path: Path, model: ModelConfig) -> str | None:
+    """Why the checkpoint at `path` (a name find_checkpoint resolved) cannot start a model built from `model` (a
+    job's settings), or None when it fits."""
+    prefix = checkpoint_prefix(path)
+    if prefix is None:
+        return f"{path.name} holds no checkpoint"
+    named = read_checkpoint(prefix)
+    fit = fit_model(named, model)
+    if fit.fits:
+        return None
+    variants = ", ".join(fitting_variants(named)) or "no variant"
+    first = (fit.mismatched or [f"{name} is missing" for name in fit.missing])[0]
+    count = len(fit.mismatched) + len(fit.missing)
+    return (
+        f"checkpoint {path.name!r} ({named.format.value}) fits {variants}, not this job's {model.name}: {count} "
+        f"variables differ, e.g. {first}; choose the model it fits, or another checkpoint"
+    )

@@ -464,15 +464,30 @@ class CheckpointPublic(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"name": "efficientdet-d0", "format": "checkpoint-dir", "size_bytes": 31457280, "usable": True}
+                {
+                    "name": "efficientdet-d0",
+                    "format": "tf1-checkpoint",
+                    "layout": "checkpoint-dir",
+                    "size_bytes": 31457280,
+                    "usable": True,
+                    "variants": ["efficientdet-d0"],
+                }
             ]
         }
     )
 
     name: str
-    format: str = Field(description="tf1-checkpoint | tf2-checkpoint | checkpoint-dir | run-dir | saved_model | ...")
+    format: str = Field(
+        description="tf1-checkpoint (name->tensor, automl's releases and our exported weights) | "
+        "automl-tf2-checkpoint (automl's TF2 save_weights or training ckpt-N) | effdet-training-checkpoint | "
+        "saved_model | archive | unreadable | unknown"
+    )
+    layout: str | None = Field(None, description="prefix | checkpoint-dir | run-dir, for checkpoints")
     size_bytes: int
-    usable: bool = Field(description="whether a job can name it as `pretrained`")
+    usable: bool = Field(description="whether a job can name it as `pretrained` (it fits a variant)")
+    variants: list[str] = Field(
+        default_factory=list, description="the variants it fits (a job's model must be one of them)"
+    )
     note: str | None = None
 
 

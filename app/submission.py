@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.pretrained import find_checkpoint, list_checkpoints
+from app.pretrained import find_checkpoint, list_checkpoints, misfit
 from app.schemas import JobCreate
 from core.settings import Settings
 from core.tables import Dataset, DatasetStatus
@@ -106,7 +106,11 @@ def _with_preset_anchors(config: Config) -> Config:
 
 
 def _pretrained_problem(name: str, settings: Settings) -> str:
-    available = [entry.name for entry in list_checkpoints(settings) if entry.usable]
+    entries = list_checkpoints(settings)
+    named = next((entry for entry in entries if entry.name == name), None)
+    if named is not None:
+        return f"pretrained checkpoint {name!r} ({named.format}) cannot be used: {named.note}"
+    available = [entry.name for entry in entries if entry.usable]
     listing = ", ".join(available) if available else "none; the operator puts them in DATA_DIR/checkpoints"
     return f"pretrained checkpoint {name!r} not found; available: {listing}"
 
@@ -155,6 +159,10 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
     pretrained = find_checkpoint(settings, body.pretrained) if body.pretrained else None
     if body.pretrained and pretrained is None:
         problems.append(_problem("pretrained", _pretrained_problem(body.pretrained, settings)))
+    elif pretrained is not None and config is not None:
+        wrong = misfit(pretrained, _with_preset_anchors(config).model)
+        if wrong:
+            problems.append(_problem("pretrained", wrong))
     if problems or config is None:
         raise SubmissionError(problems)
     options: dict[str, Any] = {

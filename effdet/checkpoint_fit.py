@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from effdet.checkpoint_index import VALUE_SUFFIX, CheckpointContents
-from effdet.config import MODEL_NAMES, get_config
+from effdet.config import MODEL_NAMES, ModelConfig, get_config
 from effdet.model.structure import variable_specs
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -117,7 +117,11 @@ class VariantFit:
 
 def fit_variant(named: NamedCheckpoint, model: str) -> VariantFit:
     """How the checkpoint's variables meet the preset variant `model`'s (default anchors and classes)."""
-    config = get_config(model).model
+    return fit_model(named, get_config(model).model)
+
+
+def fit_model(named: NamedCheckpoint, config: ModelConfig) -> VariantFit:
+    """How the checkpoint's variables meet those of a model built from `config` (a job's own settings)."""
     missing: list[str] = []
     mismatched: list[str] = []
     fresh: list[str] = []
@@ -131,7 +135,9 @@ def fit_variant(named: NamedCheckpoint, model: str) -> VariantFit:
             (missing if path.startswith(config.backbone_name + "/") else fresh).append(path)
         elif found != shape:
             mismatched.append(f"{path}: checkpoint {found}, model {shape}")
-    return VariantFit(model=model, missing=missing, mismatched=mismatched, fresh=fresh, reinitialised=reinitialised)
+    return VariantFit(
+        model=config.name, missing=missing, mismatched=mismatched, fresh=fresh, reinitialised=reinitialised
+    )
 
 
 def fitting_variants(named: NamedCheckpoint) -> list[str]:

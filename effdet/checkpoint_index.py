@@ -10,6 +10,7 @@ uses this to list and check checkpoints without building a model; effdet.checkpo
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -241,3 +242,20 @@ def read_contents(prefix: Path) -> CheckpointContents:
     return CheckpointContents(
         prefix=prefix, tensors=tensors, variables=_object_variables(_string_scalar(prefix, graph, shards))
     )
+
+
+_LATEST = re.compile(r'^model_checkpoint_path:\s*"(.*)"\s*$', re.MULTILINE)
+
+
+def find_prefix(folder: Path) -> Path | None:
+    """The checkpoint a folder holds: the one its `checkpoint` file names (as TF's latest_checkpoint reads it),
+    else the newest `.index` by modification time; None when there is none."""
+    state = folder / "checkpoint"
+    if state.is_file():
+        match = _LATEST.search(state.read_text(errors="replace"))
+        if match:
+            named = Path(match[1]) if Path(match[1]).is_absolute() else folder / match[1]
+            if Path(f"{named}.index").is_file():
+                return named
+    indexes = sorted(folder.glob("*.index"), key=lambda path: (path.stat().st_mtime_ns, path.name))
+    return indexes[-1].with_suffix("") if indexes else None

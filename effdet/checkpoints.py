@@ -19,7 +19,7 @@ import tensorflow as tf
 from pydantic import BaseModel
 
 from effdet.checkpoint_fit import EMA_SUFFIX, name_checkpoint
-from effdet.checkpoint_index import CheckpointIndexError, read_contents
+from effdet.checkpoint_index import CheckpointIndexError, find_prefix, read_contents
 from effdet.config import Config
 from effdet.layout import BEST_DIR, CHECKPOINT_DIR, CONFIG_FILE, WEIGHTS_DIR, WEIGHTS_PREFIX
 
@@ -90,14 +90,12 @@ def save_named_weights(tensors: Mapping[str, tf.Tensor], prefix: Path) -> Path:
 
 
 def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint prefix from a prefix, a directory holding one, or a run directory."""
+    """A checkpoint prefix from a prefix, a directory holding one, or a run directory (its final weights first)."""
     if path.is_dir():
         for candidate in (path / WEIGHTS_DIR, path / CHECKPOINT_DIR, path):
-            latest = tf.train.latest_checkpoint(str(candidate))
-            if latest:
-                return Path(latest)
-            if (candidate / f"{WEIGHTS_PREFIX}.index").exists():
-                return candidate / WEIGHTS_PREFIX
+            prefix = find_prefix(candidate) if candidate.is_dir() else None
+            if prefix is not None:
+                return prefix
         raise CheckpointError(f"no checkpoint found in directory {path}")
     if Path(f"{path}.index").exists():
         return path

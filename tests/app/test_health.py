@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.tables import JobStatus
+from tests.helpers.checkpoints import write_variant_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,18 +86,27 @@ def test_openapi_documents_every_route_with_examples(sqlite_service: Any) -> Non
 
 def test_checkpoints_lists_the_operator_folder(sqlite_service: Any) -> None:
     folder = sqlite_service.data_dir / "checkpoints"
-    (folder / "d0.index").write_bytes(b"\0_CHECKPOINTABLE_OBJECT_GRAPH\0")
-    (folder / "d0.data-00000-of-00001").write_bytes(b"0" * 100)
+    write_variant_checkpoint(folder / "d0", "efficientdet-d0")
     (folder / "automl-d1").mkdir()
+    write_variant_checkpoint(folder / "automl-d1" / "model", "efficientdet-d1")
     (folder / "automl-d1" / "checkpoint").write_text('model_checkpoint_path: "model"')
-    (folder / "automl-d1" / "model.index").write_bytes(b"names")
+    backbone = folder / "lite0-backbone" / "weights" / "weights"
+    write_variant_checkpoint(backbone, "efficientdet-lite0", backbone_only=True)
+    (folder / "broken.index").write_bytes(b"names")
     (folder / "efficientdet-d2.tar.gz").write_bytes(b"gz")
     items = {c["name"]: c for c in sqlite_service.client.get("/v1/checkpoints").json()["items"]}
-    assert items["d0"]["format"] == "tf2-checkpoint"
+    assert items["d0"]["format"] == "tf1-checkpoint"
+    assert items["d0"]["layout"] == "prefix"
     assert items["d0"]["size_bytes"] > 100
     assert items["d0"]["usable"]
-    assert items["automl-d1"]["format"] == "checkpoint-dir"
-    assert items["automl-d1"]["usable"]
+    assert items["d0"]["variants"] == ["efficientdet-d0"]
+    assert (items["automl-d1"]["layout"], items["automl-d1"]["variants"]) == ("checkpoint-dir", ["efficientdet-d1"])
+    assert (items["lite0-backbone"]["layout"], items["lite0-backbone"]["variants"]) == (
+        "run-dir",
+        ["efficientdet-lite0"],
+    )
+    assert (items["broken"]["format"], items["broken"]["usable"]) == ("unreadable", False)
+    assert "not a TensorFlow checkpoint index" in items["broken"]["note"]
     assert items["efficientdet-d2.tar.gz"]["format"] == "archive"
     assert not items["efficientdet-d2.tar.gz"]["usable"]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from core.tables import DatasetStatus, Job, JobEvent, JobStatus
+from tests.helpers.checkpoints import write_variant_checkpoint
 
 
 def _submit(service: Any, **body: Any) -> Any:
@@ -72,8 +73,24 @@ def test_job_rejects_bad_yaml_and_both_step_counts(sqlite_service: Any) -> None:
     assert "not both" in problems["num_steps"][0]
 
 
+def test_a_checkpoint_of_another_variant_or_of_none_is_refused_before_queueing(sqlite_service: Any) -> None:
+    folder = sqlite_service.data_dir / "checkpoints"
+    write_variant_checkpoint(folder / "d1-coco", "efficientdet-d1")
+    (folder / "notes.index").write_bytes(b"not an index")
+    dataset = sqlite_service.dataset()
+    problems = _problems(_submit(sqlite_service, dataset_id=dataset, model="efficientdet-d0", pretrained="d1-coco"))
+    (message,) = problems["pretrained"]
+    assert "'d1-coco' (tf1-checkpoint) fits efficientdet-d1, not this job's efficientdet-d0" in message
+    assert "variables differ, e.g." in message
+    problems = _problems(_submit(sqlite_service, dataset_id=dataset, model="efficientdet-d1", pretrained="notes"))
+    assert "'notes' (unreadable) cannot be used" in problems["pretrained"][0]
+    accepted = _submit(sqlite_service, dataset_id=dataset, model="efficientdet-d1", pretrained="d1-coco", num_steps=1)
+    assert accepted.status_code == 202, accepted.text
+    assert sqlite_service.client.get("/v1/jobs").json()["count"] == 1, "only the fitting job was queued"
+
+
 def test_job_accepted_stores_resolved_config(service: Any) -> None:
-    (service.data_dir / "checkpoints" / "d0-coco.index").write_bytes(b"index")
+    write_variant_checkpoint(service.data_dir / "checkpoints" / "d0-coco", "efficientdet-d0")
     dataset = service.dataset()
     response = _submit(
         service,

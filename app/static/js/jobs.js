@@ -44,7 +44,7 @@ async function jobForm(signal, datasetId) {
   const datasetChoices = ready.map((d) => [d.id, `${d.name} (${d.num_images} images)`]);
   const modelChoices = dashboard.models.map((name) => [name, name]);
   const usable = checkpoints.items.filter((checkpoint) => checkpoint.usable);
-  const checkpointChoices = [["", "none (from scratch)"], ...usable.map((c) => [c.name, `${c.name} (${c.format})`])];
+  const checkpointChoices = [["", "none (from scratch)"], ...usable.map((c) => [c.name, `${c.name} (${c.variants.join(", ")})`])];
   const yaml = h("textarea", { name: "hparams_yaml", placeholder: YAML_EXAMPLE, spellcheck: false });
   const form = h(
     "form",
