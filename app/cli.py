@@ -28,6 +28,50 @@ def create_key_command(name: str = typer.Argument(..., help="who or what the key
     typer.echo(key)
 
 
+checkpoints = typer.Typer(help="Pretrained checkpoints in DATA_DIR/checkpoints, which jobs name as `pretrained`.")
+app.add_typer(checkpoints, name="checkpoints")
+
+
+@checkpoints.command("fetch")
+def checkpoints_fetch(
+    variant: str = typer.Argument(..., help="e.g. efficientdet-d1 or efficientdet-lite0"),
+    sha256: str | None = typer.Option(None, help="the archive's SHA-256, checked before it is unpacked"),
+    force: bool = typer.Option(False, help="replace a checkpoint of that name"),
+) -> None:
+    """Download google/automl's published COCO checkpoint of a variant into the checkpoint folder."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from app.checkpoint_fetch import FetchError, fetch_checkpoint
+    from core.layout import checkpoints_dir
+
+    settings = get_settings()
+    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn()) as bar:
+        task = bar.add_task(variant, total=None)
+        try:
+            path = fetch_checkpoint(
+                variant,
+                checkpoints_dir(settings),
+                settings.checkpoint_base_url,
+                sha256,
+                force,
+                lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except FetchError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"{variant} is in {path}; jobs can name it as pretrained={variant!r}")
+
+
+@checkpoints.command("list")
+def checkpoints_list() -> None:
+    """The checkpoint folder as GET /v1/checkpoints lists it: name, format, the variants each fits."""
+    from app.pretrained import list_checkpoints
+
+    for entry in list_checkpoints(get_settings()):
+        fits = ", ".join(entry.variants) or "-"
+        typer.echo(f"{entry.name}\t{entry.format}\t{fits}\t{'usable' if entry.usable else entry.note}")
+
+
 # Service commands (`run`: API + embedded worker) are registered below this line by the runner module.
 
 

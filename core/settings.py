@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     )
     progress_interval_s: float = Field(2.0, gt=0, description="seconds between progress rows of a running job")
     job_lease_s: float = Field(60.0, gt=0, description="a running job whose worker is silent this long is resumed")
+    checkpoint_base_url: str = Field(
+        "https://storage.googleapis.com/cloud-tpu-checkpoints/efficientdet",
+        description="where `effdet-service checkpoints fetch` finds google/automl's published COCO checkpoints",
+    )
 
     @property
     def resolved_database_url(self) -> str:
