@@ -310,6 +310,7 @@ class JobPublic(BaseModel):
                     "metrics": None,
                     "error": None,
                     "cancel_requested": False,
+                    "finish_requested": False,
                     "attempts": 1,
                     "model_id": None,
                     "config": {"name": "efficientdet-d0", "image_size": 512, "num_classes": 1},
@@ -331,6 +332,7 @@ class JobPublic(BaseModel):
     metrics: dict[str, Any] | None = Field(None, description="COCO metrics: ap, ap50, ap75, ..., per_class")
     error: str | None = None
     cancel_requested: bool
+    finish_requested: bool = Field(False, description="asked to finish training now and keep the model")
     attempts: int
     model_id: str | None = None
     config: dict[str, Any] = Field(description="the resolved automl hyperparameters the job trains with")
@@ -354,6 +356,7 @@ class JobPublic(BaseModel):
             metrics=row.metrics,
             error=row.error,
             cancel_requested=bool(row.cancel_requested),
+            finish_requested=bool(row.finish_requested),
             attempts=row.attempts or 0,
             model_id=row.model_id,
             config=row.config,

@@ -14,7 +14,7 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -66,8 +66,9 @@ def fail_unsent_job(*, session: Session, job: Job, error: str) -> None:
     session.commit()
 
 
-def cancel_job(*, session: Session, job: Job) -> bool:
-    """Cancel an unfinished job: a queued one ends at once (True), a running one is asked to stop (False)."""
+def cancel_job(*, session: Session, job: Job, keep_model: bool = False) -> bool:
+    """Cancel an unfinished job: a queued one ends at once (True), a running one is asked to stop (False), or with
+    `keep_model` to finish training now and export the model from the weights so far."""
     cancelled = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.status == JobStatus.queued)
@@ -76,6 +77,10 @@ def cancel_job(*, session: Session, job: Job) -> bool:
     now = _changed(cancelled) == 1
     if now:
         session.add(_state_event(job.id, JobStatus.cancelled))
+    elif keep_model:
+        session.execute(update(Job).where(Job.id == job.id).values(finish_requested=True))
+        message = "asked to finish now: training ends at its next step and the model is exported from those weights"
+        session.add(JobEvent(job_id=job.id, kind="log", data={"message": message}))
     else:
         session.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True))
         session.add(JobEvent(job_id=job.id, kind="log", data={"message": "cancellation requested"}))
@@ -220,11 +225,21 @@ def record_progress(job_id: str, holder: str, data: dict[str, Any]) -> bool:
         return True
 
 
-def control(job_id: str) -> tuple[bool, str | None] | None:
-    """What a running job's worker polls: (cancel requested, lease holder), or None for a deleted job."""
+class JobControl(NamedTuple):
+    """What the user asked of a running job, and who holds it."""
+
+    cancel: bool
+    finish: bool
+    worker: str | None
+
+
+def control(job_id: str) -> JobControl | None:
+    """What a running job's worker polls, or None for a deleted job."""
     with session_scope() as session:
-        row = session.execute(select(Job.cancel_requested, Job.worker).where(Job.id == job_id)).first()
-    return None if row is None else (bool(row.cancel_requested), row.worker)
+        row = session.execute(
+            select(Job.cancel_requested, Job.finish_requested, Job.worker).where(Job.id == job_id)
+        ).first()
+    return None if row is None else JobControl(bool(row.cancel_requested), bool(row.finish_requested), row.worker)
 
 
 def reserve_model_id(job_id: str, holder: str) -> str:

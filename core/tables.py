@@ -94,6 +94,7 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     warnings: Mapped[list[str] | None] = mapped_column(JSON)  # advice found when the job was resolved
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    finish_requested: Mapped[bool] = mapped_column(Boolean, default=False)  # end training now, keep the model
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200))  # who holds the lease
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

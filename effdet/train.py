@@ -1,11 +1,12 @@
 """Fine-tuning: the training loop with checkpoints, exact resume, progress, cancellation and budgets.
 
-`train(config, train_files, val_files, run_dir, options)` trains until the step budget is spent, the
-wall-clock budget runs out or `should_stop()` answers True; every exit except a crash leaves a checkpoint
-in `run_dir/checkpoints`, and calling it again with the same run_dir resumes from there (step, optimizer
-slots, moving averages and learning-rate position). A run that completes or spends its time budget also writes
-its averaged weights, batch-norm statistics recomputed for them, in automl's naming to `run_dir/weights/model`,
-which evaluation, export and `pretrained=` read (a cancelled run does not: it is not finished).
+`train(config, train_files, val_files, run_dir, options)` trains until the step budget is spent, the wall-clock
+budget runs out, or `should_stop()` (cancel) or `should_finish()` (end now, keep the model) answers True; every
+exit except a crash leaves a checkpoint in `run_dir/checkpoints`, and calling it again with the same run_dir
+resumes from there (step, optimizer slots, moving averages and learning-rate position). A run that completes,
+spends its time budget or is asked to finish also writes its averaged weights, batch-norm statistics recomputed
+for them, in automl's naming to `run_dir/weights/model`, which evaluation, export and `pretrained=` read (a
+cancelled run does not: it is not finished).
 """
 
 from __future__ import annotations
@@ -69,11 +70,12 @@ class Progress(BaseModel):
     eta_seconds: float
 
 
-Status = Literal["completed", "cancelled", "time_budget"]
-FINISHED: tuple[Status, ...] = ("completed", "time_budget")
+Status = Literal["completed", "cancelled", "time_budget", "stopped"]
+FINISHED: tuple[Status, ...] = ("completed", "time_budget", "stopped")
 """Endings that leave the run's final weights: without recomputed batch-norm statistics the averaged weights
 collapse (AP 0.69 -> 0.09 in the learning benchmark), so a time budget must end like the planned steps."""
-"""How a call to `train` ended: all steps done, `should_stop()` answered True, or the time budget ran out."""
+"""How a call to `train` ended: all steps done, `should_stop()` answered True (cancelled), the time budget ran out,
+or `should_finish()` answered True (stopped early, finished)."""
 
 
 class TrainResult(BaseModel):
@@ -228,8 +230,11 @@ def train(
     ground_truth: Path | dict[str, object] | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    should_finish: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train (or resume) the run in `run_dir`; see the module docstring for what it leaves there."""
+    """Train (or resume) the run in `run_dir`; see the module docstring for what it leaves there. `should_stop`
+    answering True cancels (a checkpoint, no final weights); `should_finish` ends training early as a finished
+    run (final weights written, batch-norm statistics recomputed)."""
     options = options or TrainOptions()
     began = time.monotonic()
     ckpt.save_run_config(run_dir, config)
@@ -258,8 +263,7 @@ def train(
         config=config,
         options=options,
         start=start,
-        began=began,
-        should_stop=should_stop,
+        interrupted=lambda: _interruption(should_stop, should_finish, options.max_train_seconds, began),
     )
     if end.status in FINISHED:
         calibration = min(options.bn_recalibration_batches, math.ceil(plan.examples / options.batch_size))
@@ -387,17 +391,17 @@ def _train_loop(
     config: Config,
     options: TrainOptions,
     start: int,
-    began: float,
-    should_stop: Callable[[], bool] | None,
+    interrupted: Callable[[], Status | None],
 ) -> _LoopEnd:
-    """Step until the total, a cancel or the time budget; report, checkpoint and evaluate on their intervals.
+    """Step until the total or an interruption (a cancel, a request to finish, the time budget); report,
+    checkpoint and evaluate on their intervals.
 
     Every exit leaves a checkpoint of the step reached; a NaN or infinite loss raises TrainingDivergedError.
     """
     status: Status = "completed"
     current, last_loss, last_saved = start, None, start if manager.latest_checkpoint else -1
     while current < plan.total:
-        interruption = _interruption(should_stop, options.max_train_seconds, began)
+        interruption = interrupted()
         if interruption is not None:
             status = interruption
             break
@@ -421,11 +425,17 @@ def _train_loop(
 
 
 def _interruption(
-    should_stop: Callable[[], bool] | None, max_train_seconds: float | None, began: float
-) -> Literal["cancelled", "time_budget"] | None:
-    """Why the loop must stop before its next step, if it must: a cancel, or the wall-clock budget spent."""
+    should_stop: Callable[[], bool] | None,
+    should_finish: Callable[[], bool] | None,
+    max_train_seconds: float | None,
+    began: float,
+) -> Status | None:
+    """Why the loop must stop before its next step, if it must: a cancel, a request to finish now, or the
+    wall-clock budget spent."""
     if should_stop is not None and should_stop():
         return "cancelled"
+    if should_finish is not None and should_finish():
+        return "stopped"
     if max_train_seconds is not None and time.monotonic() - began > max_train_seconds:
         return "time_budget"
     return None

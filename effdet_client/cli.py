@@ -300,9 +300,16 @@ def jobs_list(
 
 @jobs.command("cancel")
 @handled
-def jobs_cancel(ctx: typer.Context, job_id: str, json_output: JsonFlag = False) -> None:
-    """Cancel a queued job, or ask a running one to stop."""
-    job = _client(ctx).cancel_job(job_id)
+def jobs_cancel(
+    ctx: typer.Context,
+    job_id: str,
+    keep_model: Annotated[
+        bool, typer.Option(help="finish training now and export the model from the weights so far")
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Cancel a queued job, or ask a running one to stop (or, with --keep-model, to finish now)."""
+    job = _client(ctx).cancel_job(job_id, keep_model=keep_model)
     output.show(job, json_output, output.job_detail)
 
 

@@ -238,9 +238,11 @@ class Client:
         """One job: status, progress, metrics, error and the model it produced."""
         return self._get(f"/v1/jobs/{job_id}", Job)
 
-    def cancel_job(self, job_id: str) -> Job:
-        """Cancel a queued job at once, or ask a running one to stop."""
-        return Job.model_validate(self._send("POST", f"/v1/jobs/{job_id}/cancel").json())
+    def cancel_job(self, job_id: str, *, keep_model: bool = False) -> Job:
+        """Cancel a queued job at once, or ask a running one to stop (with keep_model: to finish training now and
+        export the model from the weights so far)."""
+        params = {"keep_model": "true"} if keep_model else None
+        return Job.model_validate(self._send("POST", f"/v1/jobs/{job_id}/cancel", params=params).json())
 
     def events(self, job_id: str, *, after: int = 0, follow: bool = True) -> Iterator[JobEvent]:
         """The job's events after an id, as the server streams them (until the job ends when following)."""

@@ -82,6 +82,7 @@ class Job(_Answer):
     error: str | None = None
     model_id: str | None = None
     warnings: list[str] = []
+    finish_requested: bool = False
     created_at: datetime
 
     @property

@@ -160,12 +160,16 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
         train_options(job.options),
         on_progress=recorder.progress,
         should_stop=recorder.should_stop,
+        should_finish=recorder.should_finish,
     )
     if result.start_step > 0:
         add_event(job_id, "log", {"message": f"resumed from the checkpoint at step {result.start_step}"})
     _stop_if_asked(recorder)
     if result.status == "cancelled":
         raise JobCancelledError
+    if result.status == "stopped":
+        message = f"training finished on request at step {result.step} of {result.total_steps}; the model keeps it"
+        add_event(job_id, "log", {"message": message})
 
     states.set_state(job_id, holder, JobStatus.evaluating)
     best_step = _best_step(run)
@@ -175,6 +179,8 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
     metrics = _evaluate(job_id, loaded, records)
     if metrics is not None and best_step is not None:
         metrics["best_step"] = best_step
+    if metrics is not None and result.status == "stopped":
+        metrics["stopped_at_step"] = result.step
     _stop_if_asked(recorder)
 
     states.set_state(job_id, holder, JobStatus.exporting, metrics=metrics)

@@ -24,13 +24,15 @@ DATASET_PROGRESS_S = 1.0
 
 
 class JobRecorder:
-    """The training callbacks of one job: `progress` (throttled row + event, renews the lease) and
-    `should_stop` (cancel requested or lease lost; polls the database at most every CANCEL_POLL_S)."""
+    """The training callbacks of one job: `progress` (throttled row + event, renews the lease), `should_stop`
+    (cancel requested or lease lost) and `should_finish` (asked to finish now and keep the model); the database is
+    polled at most every CANCEL_POLL_S."""
 
     def __init__(self, job_id: str, holder: str, interval_s: float, lease_lost: Any = None) -> None:
         self.job_id, self.holder, self.interval_s = job_id, holder, interval_s
         self.lease_lost = lease_lost  # a threading.Event set by the heartbeat, or None
         self.cancelled = False
+        self.finishing = False
         self.lost = False
         self._last_write = -float("inf")
         self._last_poll = -float("inf")
@@ -64,11 +66,15 @@ class JobRecorder:
         except Exception:  # unreadable for now: keep training, ask again at the next poll
             log.warning("job %s: cancel poll failed", self.job_id, exc_info=True)
             return False
-        if row is None or row[1] != self.holder:
+        if row is None or row.worker != self.holder:
             self.lost = True
-        elif row[0]:
-            self.cancelled = True
+        else:
+            self.cancelled, self.finishing = row.cancel, row.finish
         return self.cancelled or self.lost
+
+    def should_finish(self) -> bool:
+        """True once the user asked the job to finish now and keep the model (read at the last poll)."""
+        return self.finishing
 
     def check(self) -> None:
         """Between phases: raise LeaseLostError if the job is no longer ours (cancellation is read by the caller)."""

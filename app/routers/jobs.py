@@ -197,17 +197,33 @@ def job_logs(
 @router.post(
     "/{job_id}/cancel",
     responses={
-        202: {"model": JobPublic, "description": "running: cancellation requested, the worker stops within seconds"},
+        202: {
+            "model": JobPublic,
+            "description": "running: cancellation (or, with keep_model, finishing) requested; the worker stops "
+            "training within seconds",
+        },
         404: {"model": ErrorDetail},
         409: {"model": ErrorDetail, "description": "the job has already finished"},
     },
 )
-def cancel_job(job_id: str, response: Response, session: SessionDep, owner: CurrentOwner) -> JobPublic:
+def cancel_job(
+    job_id: str,
+    response: Response,
+    session: SessionDep,
+    owner: CurrentOwner,
+    keep_model: Annotated[
+        bool,
+        Query(
+            description="finish training now instead and keep the model: the weights so far are recalibrated, "
+            "evaluated and exported, and the job succeeds (a queued job has nothing to keep: it is cancelled)"
+        ),
+    ] = False,
+) -> JobPublic:
     """Cancel a job: a queued one is cancelled at once (200), a running one is asked to stop (202)."""
     job = get_owned(session, Job, job_id, owner)
     if job.status in FINISHED:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the job has already finished ({job.status}); nothing to cancel")
-    if not states.cancel_job(session=session, job=job):
+    if not states.cancel_job(session=session, job=job, keep_model=keep_model):
         response.status_code = status.HTTP_202_ACCEPTED
     return JobPublic.from_row(job)
 

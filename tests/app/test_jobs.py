@@ -186,6 +186,18 @@ def test_cancel_running_job_requests_stop(sqlite_service: Any) -> None:
     assert sqlite_service.row(Job, job).cancel_requested
 
 
+def test_finishing_a_running_job_keeps_its_model_and_a_queued_one_is_just_cancelled(sqlite_service: Any) -> None:
+    running = sqlite_service.job(sqlite_service.dataset(), JobStatus.training)
+    response = sqlite_service.client.post(f"/v1/jobs/{running}/cancel", params={"keep_model": "true"})
+    assert response.status_code == 202
+    assert (response.json()["finish_requested"], response.json()["cancel_requested"]) == (True, False)
+    logs = sqlite_service.client.get(f"/v1/jobs/{running}/events", params={"follow": "false"}).text
+    assert "asked to finish now" in logs
+    queued = sqlite_service.job(sqlite_service.dataset())
+    response = sqlite_service.client.post(f"/v1/jobs/{queued}/cancel", params={"keep_model": "true"})
+    assert (response.status_code, response.json()["status"]) == (200, "cancelled")
+
+
 def _sse_events(text: str) -> list[dict[str, Any]]:
     events = []
     for block in text.strip().split("\n\n"):

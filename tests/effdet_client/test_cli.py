@@ -49,6 +49,12 @@ def test_submit_then_list_and_show_as_json(cli: Cli, sqlite_service: Service) ->
     assert cancelled["status"] == "cancelled"
 
 
+def test_cancel_keep_model_asks_a_running_job_to_finish_now(cli: Cli, sqlite_service: Service) -> None:
+    job_id = sqlite_service.job(sqlite_service.dataset(), JobStatus.training)
+    asked = json.loads(cli("jobs", "cancel", job_id, "--keep-model", "--json").stdout)
+    assert (asked["status"], asked["finish_requested"]) == ("training", True)
+
+
 def test_upload_with_progress_then_list_as_a_table(cli: Cli, raccoon_folder: Path) -> None:
     result = cli("datasets", "upload", raccoon_folder, "--format", "voc")
     assert result.exit_code == 0, result.output

@@ -1,8 +1,7 @@
-"""The training task in-process on a tiny synthetic dataset: cancel, divergence, internal errors, deliveries that
-must not start a job, and a job whose config the worker completes (auto anchors), whose export tiles and whose
-model is its best by val AP (eval_every). (A plain
-job that succeeds, with its metrics and model version, is proven through a real worker, after a SIGKILL, in
-test_worker_process.py.)"""
+"""The training task in-process on a tiny synthetic dataset: cancel, finish now keeping the model, divergence,
+internal errors, deliveries that must not start a job, and a job whose config the worker completes (auto anchors),
+whose export tiles and whose model is its best by val AP (eval_every). (A plain job that succeeds, with its metrics
+and model version, is proven through a real worker, after a SIGKILL, in test_worker_process.py.)"""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from core import states
 from core.db import session_scope
 from core.layout import saved_model_dir
 from core.states import claim
@@ -78,6 +78,38 @@ def test_cancel_while_training_ends_cancelled_within_seconds(dataset_id: str, ro
     assert job.finished_at is not None
     assert took < 15, f"cancel took {took:.1f} s"
     assert [e["status"] for e in _events(job_id, "state")] == ["training", "cancelled"]
+
+
+@pytest.mark.slow
+def test_a_job_asked_to_finish_now_exports_the_weights_so_far_and_succeeds(
+    dataset_id: str, rows: Any, module_service: Path
+) -> None:
+    job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 10_000})
+
+    def finish() -> None:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            assert not states.cancel_job(session=session, job=job, keep_model=True), "running: asked, not ended"
+
+    def trained_two_steps() -> bool:
+        progress = rows.job(job_id).progress
+        return progress is not None and progress["step"] >= 2
+
+    _when(trained_two_steps, finish)
+    run_job(job_id)
+    job = rows.job(job_id)
+    assert job.status == JobStatus.succeeded, job.error
+    assert 2 <= job.metrics["stopped_at_step"] < 10_000
+    assert [e["status"] for e in _events(job_id, "state")] == ["training", "evaluating", "exporting", "succeeded"]
+    messages = [e["message"] for e in _events(job_id, "log")]
+    assert any(m.startswith("asked to finish now") for m in messages)
+    assert f"training finished on request at step {job.metrics['stopped_at_step']} of 10000" in " ".join(messages)
+    with session_scope() as session:
+        model = session.get(ModelVersion, job.model_id)
+        assert model is not None
+        assert (saved_model_dir(Path(model.path)) / "saved_model.pb").is_file()
+    assert (module_service / "runs" / job_id / "weights").is_dir(), "final weights written, as for a completed run"
 
 
 @pytest.mark.slow

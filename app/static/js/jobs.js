@@ -129,7 +129,21 @@ class JobMonitor {
   }
 
   sections(onCancel) {
-    const cancel = h("button", { type: "button", class: "danger", id: "cancel-job", onclick: onCancel }, "Cancel job");
+    const cancel = h(
+      "span",
+      { class: "actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          id: "finish-job",
+          title: "end training now, then evaluate and export the weights so far",
+          onclick: () => onCancel(true),
+        },
+        "Finish now, keep model",
+      ),
+      h("button", { type: "button", class: "danger", id: "cancel-job", onclick: () => onCancel(false) }, "Cancel job"),
+    );
     this.cancel = cancel;
     const job = this.job;
     const settings = h("pre", { class: "json" }, JSON.stringify({ options: job.options, config: job.config }, null, 2));
@@ -234,10 +248,10 @@ class JobMonitor {
 export async function jobView(main, { params: [id], signal }) {
   const job = await api.get(`v1/jobs/${id}`, signal);
   const monitor = new JobMonitor(job);
-  const cancel = async () => {
+  const cancel = async (keepModel) => {
     try {
-      await api.post(`v1/jobs/${id}/cancel`);
-      monitor.line(Date.now(), "cancellation requested");
+      await api.post(`v1/jobs/${id}/cancel${keepModel ? "?keep_model=true" : ""}`);
+      monitor.line(Date.now(), keepModel ? "asked to finish now and keep the model" : "cancellation requested");
     } catch (error) {
       monitor.line(Date.now(), `cancel failed: ${error.message}`);
     }
