@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from effdet.config import Config, ConfigError, parse_overrides
+from effdet.config import Config, ConfigError, ineffective_keys, parse_overrides
 from effdet.data.layout import GROUND_TRUTH_FILE
 from effdet.workflow import DEFAULT_MIN_SCORE_THRESH, Records, resolve_config, size_warnings
 
@@ -67,7 +67,7 @@ def train(
     config = _train_config(model, hparams, run_dir, records)
     if var_freeze_expr:
         config = config.override({"var_freeze_expr": var_freeze_expr})
-    for warning in size_warnings(records.report(), config):
+    for warning in ineffective_keys(parse_overrides(hparams)) + size_warnings(records.report(), config):
         typer.echo(f"warning: {warning}", err=True)
     options = TrainOptions(
         batch_size=batch_size,

@@ -12,6 +12,7 @@ import ast
 import difflib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,29 +23,6 @@ ImageSize = tuple[int, int]
 """(height, width) in pixels."""
 
 Activation = Literal["swish", "silu", "swish_native", "relu", "relu6", "hswish", "mish", "gelu", "elu", "selu"]
-
-# Keys that automl writes into a saved config.yaml (run bookkeeping, removed features) and that carry no
-# meaning here. They are accepted and dropped so that such a file loads unchanged.
-IGNORED_KEYS = frozenset(
-    {
-        "use_augmix",
-        "augmix_params",
-        "resnet_depth",
-        "model_dir",
-        "batch_size",
-        "eval_batch_size",
-        "steps_per_epoch",
-        "eval_samples",
-        "num_shards",
-        "val_json_file",
-        "testdev_dir",
-        "profile",
-        "mode",
-        "iterations_per_loop",
-        "training_file_pattern",
-        "validation_file_pattern",
-    }
-)
 
 
 class ConfigError(ValueError):
@@ -218,7 +196,9 @@ _UNRESOLVED = (
 class InputConfig(_Group):
     """Input pipeline and augmentation: what the data side reads."""
 
-    target_size: int | str | None = None
+    target_size: ImageSize | None = None
+    """The size that scale jitter multiplies in training (automl: the eval size when training at another);
+    None jitters around image_size. The network input stays image_size."""
     input_rand_hflip: bool = True
     jitter_min: float = Field(0.1, gt=0)
     jitter_max: float = Field(2.0, gt=0)
@@ -239,6 +219,15 @@ class InputConfig(_Group):
     """Share of a tile that overlaps its neighbour: make it cover the largest object so each lies whole in one."""
     tile_empty_ratio: float = Field(0.1, ge=0, le=1)
     """Share of the tiles without an object that training keeps (tiles with objects are always kept)."""
+
+    @field_validator("target_size", mode="before")
+    @classmethod
+    def _parse_target_size(cls, value: Any) -> ImageSize | None:
+        return None if value is None or value == "" else parse_image_size(value)
+
+    @field_serializer("target_size")
+    def _dump_target_size(self, value: ImageSize | None) -> int | str | None:
+        return None if value is None else format_image_size(value)
 
     @field_validator("tiles", mode="before")
     @classmethod
@@ -270,16 +259,19 @@ class InputConfig(_Group):
         return int(columns), int(rows)
 
 
+IouLossType = Literal["iou", "giou", "diou", "ciou"]
+
+
 class LossConfig(_Group):
-    """Focal and box losses (paper section 3; automl's det_model_fn)."""
+    """Focal and box losses (paper section 3; automl's det_model_fn), and automl's optional IoU box loss."""
 
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     alpha: float = Field(0.25, ge=0, le=1)
     gamma: float = Field(1.5, ge=0)
     delta: float = Field(0.1, gt=0)
     box_loss_weight: float = Field(50.0, ge=0)
-    iou_loss_type: None = None
-    iou_loss_weight: float = 1.0
+    iou_loss_type: IouLossType | None = None
+    iou_loss_weight: float = Field(1.0, ge=0)
 
 
 class TrainConfig(_Group):
@@ -307,7 +299,9 @@ class TrainConfig(_Group):
     map_freq: int = Field(5, ge=1)
     img_summary_steps: int | None = None
     grad_checkpoint: bool = False
-    positives_momentum: float | None = None
+    positives_momentum: float | None = Field(None, lt=1)
+    """> 0: normalise the losses by a moving average of the positives with this momentum; < 0: by their mean
+    over the replicas; None or 0: by the batch's own count (automl)."""
     verbose: int = 1
     save_freq: Literal["epoch"] | int = "epoch"
     use_keras_model: bool = True
@@ -376,6 +370,103 @@ _GROUPS: dict[str, type[_Group]] = {
 }
 FLAT_KEYS: dict[str, str] = {key: group for group, cls in _GROUPS.items() for key in cls.model_fields}
 """automl's flat hyperparameter name -> the group that holds it."""
+
+
+@dataclass(frozen=True)
+class NoEffect:
+    """Why an accepted automl key changes nothing here, and which values ask for nothing (not worth a warning)."""
+
+    reason: str
+    inert: tuple[Any, ...] = ()
+    """Values that ask for nothing beyond what happens here anyway (a null sample_image, skip_mismatch true)."""
+
+
+_NOT_SAVED = "automl run bookkeeping that a saved config.yaml carries"
+NO_EFFECT: dict[str, NoEffect] = {
+    # Keys automl writes into a saved config.yaml (run bookkeeping, removed features): accepted and dropped.
+    "batch_size": NoEffect("the batch size is a run option: set the job's batch_size or `effdet train --batch-size`"),
+    "eval_batch_size": NoEffect("evaluation batches use the run's batch_size"),
+    "model_dir": NoEffect(f"{_NOT_SAVED}; the run folder is the job's (or `effdet train --run-dir`)"),
+    "steps_per_epoch": NoEffect("steps per epoch are the training records divided by the batch size"),
+    "eval_samples": NoEffect("evaluation reads every image of the val split"),
+    "num_shards": NoEffect("TPU shards; training runs on one device or on all visible GPUs (strategy: gpus)"),
+    "iterations_per_loop": NoEffect("TPU host-loop length; every step is a call here"),
+    "val_json_file": NoEffect("the ground truth is the dataset's val_annotations.json"),
+    "testdev_dir": NoEffect("there is no COCO test-dev submission here"),
+    "training_file_pattern": NoEffect("the records come from the job's dataset (or `effdet train --train`)"),
+    "validation_file_pattern": NoEffect("the val records come from the job's dataset (or `effdet train --val`)"),
+    "mode": NoEffect("the command or the job decides what runs (train, eval, export)"),
+    "profile": NoEffect("there is no TensorBoard profiler here", inert=(False,)),
+    "use_augmix": NoEffect("AugMix was removed from automl and is not implemented here", inert=(False, None)),
+    "augmix_params": NoEffect("AugMix was removed from automl and is not implemented here", inert=(None,)),
+    "resnet_depth": NoEffect("ResNet backbones were removed from automl; the backbone is backbone_name"),
+    # Fields of the config tree that nothing reads.
+    "seg_num_classes": NoEffect("only automl's segmentation head reads it, and heads takes object_detection only"),
+    "sample_image": NoEffect("no TensorBoard image summaries are written here", inert=(None,)),
+    "img_summary_steps": NoEffect("no TensorBoard image summaries are written here", inert=(None,)),
+    "map_freq": NoEffect("evaluation during training runs every eval_every steps (a job option, `--eval-every`)"),
+    "verbose": NoEffect("Keras fit verbosity; progress goes to the job's progress and the run's train log"),
+    "save_freq": NoEffect("checkpoints are written every checkpoint_every steps (a job option, `--checkpoint-every`)"),
+    "regenerate_source_id": NoEffect(
+        "records written by the converter carry unique source ids already", inert=(False,)
+    ),
+    "dataset_type": NoEffect("selects Google-internal SSTable input; records here are TFRecords", inert=(None,)),
+    "drop_remainder": NoEffect(
+        "training always drops the last partial batch and evaluation always keeps it (automl's defaults)",
+        inert=(True,),
+    ),
+    "ckpt_var_scope": NoEffect("pretrained weights are matched by variable path, whatever their scope", inert=(None,)),
+    "skip_mismatch": NoEffect(
+        "pretrained weights whose shape differs (the class head for another num_classes) are always skipped and logged",
+        inert=(True,),
+    ),
+    "grad_checkpoint": NoEffect(
+        "activations are not recomputed to save memory (results are the same); lower batch_size or image_size",
+        inert=(False,),
+    ),
+    "use_keras_model": NoEffect("the model is always the Keras one", inert=(True,)),
+    "each_epoch_in_separate_process": NoEffect("training runs in one process and resumes exactly", inert=(False,)),
+    "nms_configs.pyfunc": NoEffect(
+        "NMS always runs as TensorFlow ops; pyfunc only chose automl's numpy implementation", inert=(False,)
+    ),
+}
+"""Every automl key that is accepted but changes nothing here, with the reason: the one list behind
+`ineffective_keys` and the keys a saved automl config may carry beyond the config tree."""
+
+RUN_OPTION_KEYS: frozenset[str] = frozenset({"batch_size"})
+"""automl keys that are run options here (the job's fields, the CLI's flags), not hyperparameters: a service
+answers 422 for them in hparams and points to its own field (`run_option_keys`)."""
+
+IGNORED_KEYS: frozenset[str] = frozenset(key for key in NO_EFFECT if "." not in key and key not in FLAT_KEYS)
+"""Keys that automl writes into a saved config.yaml and that are not fields here: accepted and dropped, so that
+such a file loads unchanged."""
+
+
+def _given_keys(overrides: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(flat key, value) of parsed overrides, nms_configs entries as 'nms_configs.<key>'."""
+    given: list[tuple[str, Any]] = []
+    for key, value in overrides.items():
+        if key == "nms_configs" and isinstance(value, Mapping):
+            given += [(f"nms_configs.{inner}", v) for inner, v in value.items()]
+        else:
+            given.append((str(key), value))
+    return given
+
+
+def ineffective_keys(overrides: Mapping[str, Any]) -> list[str]:
+    """One line per key in `overrides` (as `parse_overrides` returns them) that is accepted but changes nothing
+    here, in the order given; a value that asks for nothing (e.g. sample_image: null) is not reported."""
+    lines = []
+    for key, value in _given_keys(overrides):
+        entry = NO_EFFECT.get(key)
+        if entry is not None and not any(value == inert for inert in entry.inert):
+            lines.append(f"`{key}` is accepted but has no effect here: {entry.reason}")
+    return lines
+
+
+def run_option_keys(overrides: Mapping[str, Any]) -> list[str]:
+    """The keys of `overrides` that are run options here (RUN_OPTION_KEYS, e.g. batch_size), in the order given."""
+    return [key for key in overrides if key in RUN_OPTION_KEYS]
 
 
 class Config(BaseModel):

@@ -15,9 +15,10 @@ take the threshold as an optional argument. Outputs: `boxes` float32 [N, max_det
 int32 [N, max_detections] (1-based label-map ids, 0 in padding), `num_detections` int32 [N].
 
 Pre-processing is the evaluation path of the input pipeline: decode, normalise by mean_rgb/stddev_rgb,
-resize keeping the aspect ratio to fit image_size, pad bottom/right with zeros (after normalisation). A model
-trained with `tiles` detects on the whole image and its tiles and merges the boxes (effdet.tiled), so every
-signature and the TFLite file honour the tiling the model was trained with.
+resize keeping the aspect ratio to fit image_size, pad bottom/right with zeros (after normalisation), then with
+`scale_range` map to [-1, 1] (x * 2 / 255 - 1) as training saw it. A model trained with `tiles` detects on the
+whole image and its tiles and merges the boxes (effdet.tiled), so every signature and the TFLite file honour
+the tiling the model was trained with.
 Assets: `label_map.json` ({"id": "name"}) and `config.yaml` (the resolved config, `Config.from_yaml` reads it).
 """
 
@@ -37,7 +38,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from effdet.anchors import anchors_for
 from effdet.config import Config
-from effdet.data.augment import resize_and_crop
+from effdet.data.augment import resize_and_crop, to_unit_range
 from effdet.model.efficientdet import flatten_predictions
 from effdet.postprocess import Detections, postprocess
 from effdet.predict import DEFAULT_MIN_SCORE_THRESH, LABEL_MAP_ASSET
@@ -156,8 +157,9 @@ class DetectionModule(tf.Module):
         std = tf.constant(self._config.model.stddev_rgb, tf.float32)
         normalised = (tf.cast(image, tf.float32) - mean) / std
         placed = resize_and_crop(normalised, tf.zeros([0, 4]), self._config.model.image_size)
+        network_input = to_unit_range(placed.image) if self._config.model.scale_range else placed.image
         size = tf.cast(tf.shape(image)[:2], tf.float32)
-        return placed.image, 1.0 / placed.scale, size
+        return network_input, 1.0 / placed.scale, size
 
     def _detect_batch(self, images: tf.Tensor, encoded: bool, score_threshold: tf.Tensor) -> dict[str, tf.Tensor]:
         """A batch of encoded or uint8 images -> outputs: the whole images, or each image tiled (input.tiles)."""

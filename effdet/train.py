@@ -25,12 +25,13 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from effdet import checkpoints as ckpt
+from effdet.anchors import anchors_for
 from effdet.config import Config
 from effdet.data.pipeline import build_dataset
 from effdet.data.shards import record_files
 from effdet.ema import WeightAverage
 from effdet.layout import BEST_DIR, CHECKPOINT_DIR, METRICS_FILE, TRAIN_LOG, WEIGHTS_DIR, WEIGHTS_PREFIX
-from effdet.losses import detection_loss, weight_decay_loss
+from effdet.losses import PositivesNormaliser, count_positives, detection_loss, weight_decay_loss
 from effdet.model.efficientdet import build_model, count_params, flatten_predictions
 from effdet.precise_bn import recalibrate, statistics_kept
 from effdet.schedules import WarmupDecay, schedule_settings
@@ -133,13 +134,20 @@ def _build(config: Config, mixed: bool) -> keras.Model:
 
 
 def _optimizer(config: Config, schedule: WarmupDecay, mixed: bool) -> keras.optimizers.Optimizer:
-    clip = config.train.clip_gradients_norm or None
+    """SGD with momentum or Adam with beta_1 = momentum (automl), wrapped for loss scaling under mixed precision
+    (starting at loss_scale when given)."""
+    train = config.train
+    clip = train.clip_gradients_norm or None
     optimizer: keras.optimizers.Optimizer
-    if config.train.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate=schedule, global_clipnorm=clip)
+    if train.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate=schedule, beta_1=train.momentum, global_clipnorm=clip)
     else:
-        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.train.momentum, global_clipnorm=clip)
-    return keras.optimizers.LossScaleOptimizer(optimizer) if mixed else optimizer
+        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=train.momentum, global_clipnorm=clip)
+    if not mixed:
+        return optimizer
+    if train.loss_scale:
+        return keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=train.loss_scale)
+    return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
 class _Reporter:
@@ -201,13 +209,15 @@ class _Plan:
 
 @dataclass(frozen=True)
 class _TrainState:
-    """The model and what a checkpoint holds with it: the optimizer, the weight averages and the step."""
+    """The model and what a checkpoint holds with it: the optimizer, the weight averages, the step and (with
+    positives_momentum) the moving average of the positives."""
 
     model: keras.Model
     trainable: list[keras.Variable]
     optimizer: keras.optimizers.Optimizer
     ema: WeightAverage
     step: tf.Variable
+    positives: PositivesNormaliser
     trainable_params: int
 
 
@@ -302,6 +312,7 @@ def _build_state(config: Config, schedule: WarmupDecay, mixed: bool, strategy: t
         optimizer.build(trainable)
         ema = WeightAverage(model.trainable_variables, config.train.moving_average_decay)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        positives = PositivesNormaliser(config.train.positives_momentum)
     params = count_params(model) - sum(int(tf.size(v)) for v in model.trainable_variables if v.path in frozen)
     log.info(
         "trainable: %d of %d variables, %d parameters (%d frozen by var_freeze_expr)",
@@ -311,14 +322,22 @@ def _build_state(config: Config, schedule: WarmupDecay, mixed: bool, strategy: t
         len(frozen),
     )
     return _TrainState(
-        model=model, trainable=trainable, optimizer=optimizer, ema=ema, step=step, trainable_params=params
+        model=model,
+        trainable=trainable,
+        optimizer=optimizer,
+        ema=ema,
+        step=step,
+        positives=positives,
+        trainable_params=params,
     )
 
 
 def _restore_or_load_pretrained(state: _TrainState, run_dir: Path, options: TrainOptions) -> tf.train.CheckpointManager:
     """Resume from the run's latest checkpoint, else start from options.pretrained (if given); return the manager."""
+    # The moving positives only exist with positives_momentum, so checkpoints of other runs keep their layout.
+    moving = {"positives": state.positives} if state.positives.average is not None else {}
     checkpoint = tf.train.Checkpoint(
-        weights=ckpt.tracked_weights(state.model), optimizer=state.optimizer, ema=state.ema, step=state.step
+        weights=ckpt.tracked_weights(state.model), optimizer=state.optimizer, ema=state.ema, step=state.step, **moving
     )
     manager = tf.train.CheckpointManager(
         checkpoint, str(run_dir / CHECKPOINT_DIR), max_to_keep=options.keep_checkpoints, checkpoint_name="ckpt"
@@ -341,12 +360,16 @@ def _train_step_function(
     replicas = strategy.num_replicas_in_sync
     num_classes = config.model.num_classes
     decay_rate = config.train.weight_decay
+    anchors = tf.constant(anchors_for(config.model).boxes) if config.loss.iou_loss_type else None
 
     def replica_step(images: tf.Tensor, cls_targets: tf.Tensor, box_targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        normaliser = state.positives(count_positives(cls_targets))
         with tf.GradientTape() as tape:
             class_out, box_out = model(images, training=True)
             logits, boxes = flatten_predictions(class_out, box_out, num_classes)
-            terms = detection_loss(logits, boxes, cls_targets, box_targets, config.loss)
+            terms = detection_loss(
+                logits, boxes, cls_targets, box_targets, config.loss, anchors=anchors, normaliser=normaliser
+            )
             loss = terms.total + weight_decay_loss(trainable, decay_rate)
             scaled = loss / replicas
             if mixed:

@@ -3,7 +3,9 @@
 Images are float [height, width, 3]; boxes are float [N, 4] as [ymin, xmin, ymax, xmax] in pixels of the
 image they come with. Resizing follows automl's input pipeline: scale the image so it fits the network
 input (times a random jitter factor when training), crop a random window when it is larger, pad the rest
-with zeros at the bottom and right.
+with zeros at the bottom and right. automl's `target_size` moves the size the jitter factor multiplies (so a
+model trained at one size sees objects at the scale of another), and `scale_range` maps the placed image
+from [0, 255] to [-1, 1] (`to_unit_range`).
 """
 
 from __future__ import annotations
@@ -55,19 +57,23 @@ def resize_and_crop(
     target_size: tuple[int, int],
     jitter: tuple[float, float] | None = None,
     seed: int | None = None,
+    jitter_around: tuple[int, int] | None = None,
 ) -> Resized:
     """Fit the image into target_size (height, width) keeping its aspect ratio, optionally jittered.
 
-    With jitter (min, max) the image is scaled to fit target_size * factor, factor uniform in [min, max],
-    and a random target-sized window is cut from it; without, the window is the top-left corner (eval).
+    With jitter (min, max) the image is scaled to fit jitter_around (default target_size) * factor, factor
+    uniform in [min, max], and a random target-sized window is cut from it; without, the window is the
+    top-left corner (eval).
     """
     target_h, target_w = target_size
     height = tf.cast(tf.shape(image)[0], tf.float32)
     width = tf.cast(tf.shape(image)[1], tf.float32)
+    fit_h, fit_w = target_size
     factor = tf.constant(1.0)
     if jitter is not None:
         factor = tf.random.uniform([], jitter[0], jitter[1], seed=_derived(seed, 0))
-    scale = tf.minimum(factor * target_h / height, factor * target_w / width)
+        fit_h, fit_w = jitter_around or target_size
+    scale = tf.minimum(factor * fit_h / height, factor * fit_w / width)
     scaled_h = tf.cast(tf.round(height * scale), tf.int32)
     scaled_w = tf.cast(tf.round(width * scale), tf.int32)
     resized = tf.image.resize(image, [scaled_h, scaled_w], method="bilinear")
@@ -84,3 +90,9 @@ def resize_and_crop(
     clipped = tf.clip_by_value(moved, 0.0, tf.concat([limits, limits], axis=0))
     keep = (clipped[:, 2] - clipped[:, 0] > 0) & (clipped[:, 3] - clipped[:, 1] > 0)
     return Resized(padded, clipped, keep, scale)
+
+
+def to_unit_range(image: tf.Tensor) -> tf.Tensor:
+    """automl's scale_range: x * 2 / 255 - 1 on the placed image, padding included (so [0, 255] -> [-1, 1] with
+    mean_rgb 0 and stddev_rgb 1, the range of the AdvProp backbones)."""
+    return image * (2.0 / 255.0) - 1.0

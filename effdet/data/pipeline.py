@@ -6,8 +6,9 @@ Each element is a dict: `images` float32 [batch, H, W, 3] (normalised by mean_rg
 (0 pads), `image_scales` float32 [batch] (original pixels per input pixel), `image_sizes` float32
 [batch, 2] (original height, width), `source_ids` string [batch].
 With `tiles` set, training also cuts each image into overlapping tiles (effdet.data.tiles) before augmenting.
-Training augments in automl's order: `autoaugment_policy` (AutoAugment v0..v3 or RandAugment) on the decoded
-uint8 image, then normalisation, horizontal flip and scale jitter.
+Training augments in automl's order: `grid_mask` (GridMask) and `autoaugment_policy` (AutoAugment v0..v3 or
+RandAugment) on the decoded uint8 image, then normalisation, horizontal flip and scale jitter (around
+`target_size` when set); `scale_range` maps the placed image to [-1, 1] in training and evaluation alike.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ import tensorflow as tf
 
 from effdet.anchors import anchors_for, assign_targets
 from effdet.config import Config
-from effdet.data.augment import random_horizontal_flip, resize_and_crop
+from effdet.data.augment import random_horizontal_flip, resize_and_crop, to_unit_range
 from effdet.data.autoaugment import distort
+from effdet.data.gridmask import grid_mask
 from effdet.data.shards import parse_example, record_files
 from effdet.data.tiles import tile_examples
 
 TILE_SHUFFLE = 32
 """Decoded crops held to mix tiles across images (a few hundred MB at most for 2000+ px photos)."""
 AUGMENT_SEED = "augment_seed"
-"""Key of the int64 [2] per-example seed build_dataset adds when an autoaugment policy is on."""
+"""Key of the int64 [2] per-example seed build_dataset adds when an autoaugment policy or grid_mask is on."""
+GRID_MASK_STREAM = 1
+"""Folded into the example's seed for GridMask, so its draws do not repeat AutoAugment's."""
 
 
 def _normalise(image: tf.Tensor, config: Config) -> tf.Tensor:
@@ -61,6 +65,9 @@ def make_preprocess(config: Config, training: bool, seed: int | None = None):  #
             if_present = tf.shape(example["is_crowd"])[0] == tf.shape(classes)[0]
             keep = tf.cond(if_present, lambda: not_crowd, lambda: tf.ones_like(classes, tf.bool))
             boxes, classes = tf.boolean_mask(boxes, keep), tf.boolean_mask(classes, keep)
+        if training and config.input.grid_mask:
+            mask_seed = tf.random.experimental.stateless_fold_in(_example_seed(example, seed), GRID_MASK_STREAM)
+            image = grid_mask(image, mask_seed)
         policy = config.input.autoaugment_policy
         if training and policy:
             size = tf.stack([height, width, height, width])
@@ -70,7 +77,8 @@ def make_preprocess(config: Config, training: bool, seed: int | None = None):  #
         if training and config.input.input_rand_hflip:
             image, boxes = random_horizontal_flip(image, boxes, seed)
         jitter = (config.input.jitter_min, config.input.jitter_max) if training else None
-        placed = resize_and_crop(image, boxes, target_size, jitter, seed)
+        placed = resize_and_crop(image, boxes, target_size, jitter, seed, jitter_around=config.input.target_size)
+        network_input = to_unit_range(placed.image) if config.model.scale_range else placed.image
         boxes = tf.boolean_mask(placed.boxes, placed.keep)
         classes = tf.boolean_mask(classes, placed.keep)
         cls_targets, box_targets, _ = assign_targets(boxes, classes, anchors)
@@ -84,7 +92,7 @@ def make_preprocess(config: Config, training: bool, seed: int | None = None):  #
         with tf.control_dependencies([checked]):
             pad = max_instances - count
         return {
-            "images": tf.ensure_shape(placed.image, [*target_size, 3]),
+            "images": tf.ensure_shape(network_input, [*target_size, 3]),
             "cls_targets": cls_targets,
             "box_targets": box_targets,
             "boxes": tf.ensure_shape(tf.pad(boxes, [[0, pad], [0, 0]]), [max_instances, 4]),
@@ -125,7 +133,7 @@ def build_dataset(
     if training and config.input.tiles is not None:
         # The tiles of one image arrive together; a second shuffle mixes them with other images' tiles.
         dataset = dataset.flat_map(tile_examples(config.input, seed)).shuffle(TILE_SHUFFLE, seed=seed)
-    if training and config.input.autoaugment_policy:
+    if training and (config.input.autoaugment_policy or config.input.grid_mask):
         # One seed pair per example, in element order: the same seed gives the same augmentation.
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip(dataset, seeds).map(lambda example, pair: {**example, AUGMENT_SEED: pair})

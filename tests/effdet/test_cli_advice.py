@@ -1,4 +1,5 @@
-"""`effdet train` prints the input-size warning of the dataset's report and writes 'auto' anchors as numbers."""
+"""`effdet train` prints the input-size warning of the dataset's report and the hparams that have no effect, and
+writes 'auto' anchors as numbers."""
 
 from __future__ import annotations
 
@@ -70,3 +71,15 @@ def test_params_with_auto_anchors_asks_for_numbers() -> None:
     result = runner.invoke(app, ["params", "efficientdet-d0", "--hparams", "aspect_ratios=auto"])
     assert result.exit_code == 2
     assert "aspect_ratios or anchor_scale is 'auto'" in result.output
+
+
+def test_train_warns_about_hparams_without_effect(tmp_path: Path) -> None:
+    folder = tmp_path / "records"
+    folder.mkdir()
+    args = ["train", "--model", "efficientdet-d0", "--train", f"{folder}/train-*.tfrecord", "--num-steps", "1"]
+    hparams = "batch_size=4,skip_mismatch=false,sample_image=null,num_classes=1"
+    result = runner.invoke(app, [*args, "--run-dir", str(tmp_path / "run"), "--hparams", hparams])
+    assert result.exit_code == 2  # there are no shards to train on; the warnings come first
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: `")]
+    assert [w.split("`")[1] for w in warnings] == ["batch_size", "skip_mismatch"]  # a null sample_image asks nothing
+    assert "set the job's batch_size or `effdet train --batch-size`" in warnings[0]

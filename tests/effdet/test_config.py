@@ -1,4 +1,4 @@
-"""Hyperparameters: presets, automl override syntax, YAML round trips, error messages."""
+"""Hyperparameters: presets, automl override syntax, YAML round trips, error messages, keys without effect."""
 
 from pathlib import Path
 
@@ -6,11 +6,17 @@ import pytest
 
 from effdet.config import (
     FLAT_KEYS,
+    IGNORED_KEYS,
     MODEL_NAMES,
+    NO_EFFECT,
     Config,
     ConfigError,
+    NmsConfig,
     get_config,
+    ineffective_keys,
     parse_override_string,
+    parse_overrides,
+    run_option_keys,
 )
 
 AUTOML_DEFAULT_KEYS = {
@@ -202,3 +208,62 @@ def test_override_returns_a_new_validated_config() -> None:
 def test_yaml_that_is_not_a_mapping_is_rejected() -> None:
     with pytest.raises(ConfigError, match="must be a mapping"):
         get_config("efficientdet-d0", "- a\n- b\n")
+
+
+def test_every_key_without_effect_is_accepted_and_names_its_reason() -> None:
+    accepted = set(FLAT_KEYS) | IGNORED_KEYS | {f"nms_configs.{k}" for k in NmsConfig.model_fields}
+    assert set(NO_EFFECT) <= accepted
+    assert set(NO_EFFECT) >= IGNORED_KEYS  # a saved automl config's extra keys all say why they are dropped
+    assert all(entry.reason for entry in NO_EFFECT.values())
+
+
+def test_ineffective_keys_name_each_key_set_without_effect_in_order() -> None:
+    overrides = parse_overrides(
+        "model_dir=/tmp/run,num_classes=2,skip_mismatch=false,grid_mask=true,nms_configs.pyfunc=true,map_freq=2"
+    )
+    assert ineffective_keys(overrides) == [
+        "`model_dir` is accepted but has no effect here: automl run bookkeeping that a saved config.yaml carries; "
+        "the run folder is the job's (or `effdet train --run-dir`)",
+        "`skip_mismatch` is accepted but has no effect here: pretrained weights whose shape differs (the class head "
+        "for another num_classes) are always skipped and logged",
+        "`nms_configs.pyfunc` is accepted but has no effect here: NMS always runs as TensorFlow ops; pyfunc only "
+        "chose automl's numpy implementation",
+        "`map_freq` is accepted but has no effect here: evaluation during training runs every eval_every steps (a "
+        "job option, `--eval-every`)",
+    ]
+
+
+def test_values_that_ask_for_nothing_are_not_reported() -> None:
+    quiet = {"skip_mismatch": True, "sample_image": None, "grad_checkpoint": False, "nms_configs": {"pyfunc": False}}
+    assert ineffective_keys(quiet) == []
+    assert ineffective_keys({"grad_checkpoint": True})[0].startswith("`grad_checkpoint` is accepted but")
+
+
+def test_batch_size_in_hparams_is_a_run_option_the_service_can_point_to() -> None:
+    given = {"num_classes": 2, "batch_size": 16}
+    assert run_option_keys(given) == ["batch_size"]
+    assert run_option_keys({"num_classes": 2}) == []
+    assert "set the job's batch_size" in ineffective_keys(given)[0]
+    assert get_config("efficientdet-d0", given).model.num_classes == 2  # still accepted by the config itself
+
+
+@pytest.mark.parametrize("kind", [None, "iou", "giou", "diou", "ciou"])
+def test_iou_loss_type_takes_automl_values(kind: str | None) -> None:
+    assert get_config("efficientdet-d0", {"iou_loss_type": kind}).loss.iou_loss_type == kind
+
+
+def test_bad_iou_loss_type_and_positives_momentum_are_reported() -> None:
+    with pytest.raises(ConfigError) as caught:
+        get_config("efficientdet-d0", {"iou_loss_type": "l1", "positives_momentum": 1.0})
+    text = str(caught.value)
+    assert "iou_loss_type" in text
+    assert "'iou', 'giou', 'diou' or 'ciou'" in text
+    assert "positives_momentum" in text
+
+
+def test_target_size_reads_like_image_size_and_round_trips() -> None:
+    config = get_config("efficientdet-d0", "target_size=640x384")
+    assert config.input.target_size == (384, 640)
+    assert config.to_flat()["target_size"] == "640x384"
+    assert Config.from_yaml(config.to_yaml()) == config
+    assert get_config("efficientdet-d0", {"target_size": 512}).input.target_size == (512, 512)

@@ -188,3 +188,26 @@ def test_predict_images_names_classes_and_draw_detections_marks_them(exported: P
     drawn = draw_detections(images[0], [Detection(box=(20, 30, 120, 90), class_id=1, label="plate", score=0.9)])
     assert drawn.size == (240, 160)
     assert not np.array_equal(np.asarray(drawn), decoded(images[0]))
+
+
+@pytest.mark.parametrize("scale_range", [False, True])
+def test_export_prepares_images_as_the_evaluation_pipeline_does(scale_range: bool) -> None:
+    import keras
+
+    from effdet.data.pipeline import make_preprocess
+    from effdet.export import DetectionModule
+
+    hparams = {"image_size": 128, "num_classes": 1, "mean_rgb": 0.0, "stddev_rgb": 1.0, "scale_range": scale_range}
+    config = get_config("efficientdet-d0", hparams)
+    image = tf.constant(decoded(scene(200, 96, seed=1, format="PNG")))
+    example = {
+        "image": image,
+        "boxes": tf.zeros([0, 4]),
+        "classes": tf.zeros([0], tf.int32),
+        "is_crowd": tf.zeros([0], tf.bool),
+        "source_id": tf.constant("1"),
+    }
+    expected = make_preprocess(config, training=False)(example)["images"].numpy()
+    prepared, _, _ = DetectionModule(keras.Sequential(), config).prepare(image)
+    np.testing.assert_allclose(prepared.numpy(), expected, atol=1e-5)
+    assert float(tf.reduce_min(prepared)) == (-1.0 if scale_range else 0.0)  # padding (and black pixels)

@@ -161,3 +161,23 @@ def test_run_dir_of_another_model_is_refused(tiny_records: Path, tiny_config: Co
     (tmp_path / "run" / layout.CONFIG_FILE).write_text(tiny_config.override({"num_classes": 4}).to_yaml())
     with pytest.raises(ckpt.CheckpointError, match="use a new run_dir"):
         train(tiny_config, _files(tiny_records, "train"), None, tmp_path / "run", TrainOptions(num_steps=1))
+
+
+def test_iou_loss_and_positives_momentum_train_and_resume(
+    tiny_records: Path, tiny_config: Config, tmp_path: Path
+) -> None:
+    config = tiny_config.override({"iou_loss_type": "ciou", "positives_momentum": 0.9})
+    options = TrainOptions(batch_size=2, num_steps=2, checkpoint_every=100, bn_recalibration_batches=0)
+    run = tmp_path / "run"
+    result = train(config, _files(tiny_records, "train"), None, run, options)
+    assert result.status == "completed"
+    assert result.final_loss is not None
+    assert np.isfinite(result.final_loss)
+    saved = _state(run)
+    moving = [value for name, value in saved.items() if name.startswith("positives/")]
+    assert len(moving) == 1  # the moving average of the positives is part of the checkpoint
+    assert float(moving[0]) > 0
+    longer = options.model_copy(update={"num_steps": 3})
+    again = train(config, _files(tiny_records, "train"), None, run, longer, should_stop=lambda: True)
+    assert (again.status, again.start_step) == ("cancelled", 2)  # restored, then saved again without a step
+    np.testing.assert_array_equal(_state(run)[next(n for n in saved if n.startswith("positives/"))], moving[0])
