@@ -19,7 +19,15 @@ from app.pretrained import find_checkpoint, list_checkpoints, misfit
 from app.schemas import JobCreate
 from core.settings import Settings
 from core.tables import Dataset, DatasetStatus
-from effdet.config import MODEL_NAMES, Config, ConfigError, get_config, parse_overrides
+from effdet.config import (
+    MODEL_NAMES,
+    Config,
+    ConfigError,
+    get_config,
+    ineffective_keys,
+    parse_overrides,
+    run_option_keys,
+)
 from effdet.data.convert import ConversionReport
 from effdet.model.structure import variable_paths
 from effdet.workflow import resolve_config, size_warnings
@@ -39,7 +47,8 @@ class SubmissionError(Exception):
 class ResolvedJob:
     """What is stored with an accepted job: the resolved automl config (flat) and the options, i.e. effdet
     TrainOptions fields (`pretrained` as a name in DATA_DIR/checkpoints) plus `min_score_thresh` for the export
-    when the user gave one. `warnings`: advice that does not stop the job (objects too small for the input size)."""
+    when the user gave one. `warnings`: advice that does not stop the job (hparams that change nothing here,
+    objects too small for the input size)."""
 
     config: dict[str, Any]
     options: dict[str, Any]
@@ -131,6 +140,10 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
         problems.append(_problem("model", f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}"))
         model = FALLBACK_MODEL
     given = _given_hparams(body, problems)
+    hparams_field = "hparams_yaml" if body.hparams_yaml is not None else "hparams"
+    for key in run_option_keys(given):
+        message = f"{key} is a run option here, not a hyperparameter: give it as the job's {key} field"
+        problems.append(_problem(hparams_field, message))
     expr = given.get("var_freeze_expr")
     freeze_problem = _freeze_problem(expr, get_config(model)) if isinstance(expr, str) else None
     if freeze_problem and "not a valid regular expression" in freeze_problem:
@@ -145,8 +158,7 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
     try:
         config = resolve_config(model, report, given)
     except ConfigError as err:
-        field = "hparams_yaml" if body.hparams_yaml is not None else "hparams"
-        problems += [_problem(field, p) for p in err.problems]
+        problems += [_problem(hparams_field, p) for p in err.problems]
     if isinstance(expr, str) and config is not None and not freeze_problem:
         freeze_problem = _freeze_problem(expr, config)
     if freeze_problem:
@@ -178,4 +190,5 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
     for name in ("eval_every", "checkpoint_every", "seed"):
         if getattr(body, name) is not None:
             options[name] = getattr(body, name)
-    return ResolvedJob(config=config.to_flat(), options=options, warnings=size_warnings(report, config))
+    warnings = ineffective_keys(given) + size_warnings(report, config)
+    return ResolvedJob(config=config.to_flat(), options=options, warnings=warnings)

@@ -153,6 +153,23 @@ def test_eval_every_needs_a_val_split_to_keep_the_best_by(sqlite_service: Any) -
     assert sqlite_service.count(Job) == 0
 
 
+def test_automl_keys_that_change_nothing_are_warned_about_and_batch_size_points_to_its_field(
+    sqlite_service: Any,
+) -> None:
+    dataset = sqlite_service.dataset()
+    problems = _problems(_submit(sqlite_service, dataset_id=dataset, hparams={"batch_size": 64}))
+    assert problems["hparams"] == [
+        "batch_size is a run option here, not a hyperparameter: give it as the job's batch_size field"
+    ]
+    assert sqlite_service.count(Job) == 0
+    hparams_yaml = "grad_checkpoint: true\nsample_image: null\nmap_freq: 3\nlearning_rate: 0.02\n"
+    job = _submit(sqlite_service, dataset_id=dataset, hparams_yaml=hparams_yaml, num_steps=5).json()
+    warned = [w for w in job["warnings"] if "has no effect here" in w]
+    assert [w.split("`")[1] for w in warned] == ["grad_checkpoint", "map_freq"], "sample_image: null asks nothing"
+    assert "eval_every" in warned[1]
+    assert job["config"]["learning_rate"] == 0.02
+
+
 def test_list_and_get_jobs(service: Any) -> None:
     dataset = service.dataset()
     queued = service.job(dataset)
