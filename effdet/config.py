@@ -294,6 +294,9 @@ class TrainConfig(_Group):
     mixed_precision: bool = False
     loss_scale: float | None = None
     var_freeze_expr: str | None = None
+    var_freeze_steps: int | None = Field(None, ge=1)
+    """Not automl's: with var_freeze_expr, freeze for the first this many steps only, then train every variable
+    (frozen-then-unfrozen fine-tuning); None freezes for the whole run."""
     ckpt_var_scope: str | None = None
     skip_mismatch: bool = True
     map_freq: int = Field(5, ge=1)
@@ -715,6 +718,7 @@ def _cross_check(flat: dict[str, Any]) -> list[str]:
         _check_label_map,
         _check_backbone,
         _check_lr_drops,
+        _check_freeze_steps,
     ):
         try:
             problem = check(flat)
@@ -781,4 +785,10 @@ def _check_backbone(flat: dict[str, Any]) -> str | None:
 def _check_lr_drops(flat: dict[str, Any]) -> str | None:
     if float(flat["first_lr_drop_epoch"]) > float(flat["second_lr_drop_epoch"]):
         return "first_lr_drop_epoch must not be after second_lr_drop_epoch"
+    return None
+
+
+def _check_freeze_steps(flat: dict[str, Any]) -> str | None:
+    if flat.get("var_freeze_steps") is not None and not flat.get("var_freeze_expr"):
+        return "var_freeze_steps limits var_freeze_expr to the first steps: give var_freeze_expr too, or leave it out"
     return None

@@ -210,10 +210,12 @@ class _Plan:
 @dataclass(frozen=True)
 class _TrainState:
     """The model and what a checkpoint holds with it: the optimizer, the weight averages, the step and (with
-    positives_momentum) the moving average of the positives."""
+    positives_momentum) the moving average of the positives. `trainable` is what the first steps train;
+    with var_freeze_steps, every variable trains from step `unfreeze_at` on."""
 
     model: keras.Model
     trainable: list[keras.Variable]
+    unfreeze_at: int | None
     optimizer: keras.optimizers.Optimizer
     ema: WeightAverage
     step: tf.Variable
@@ -254,7 +256,7 @@ def train(
     state = _build_state(config, plan.schedule, mixed, strategy)
     manager = _restore_or_load_pretrained(state, run_dir, options)
     start = int(state.step.numpy())
-    train_step = _train_step_function(state, config, strategy, mixed)
+    train_step = _phased_train_step(state, config, strategy, mixed)
     batches = _training_batches(train_files, config, options, start, strategy)
     reporter = _Reporter(run_dir, options, plan.total, plan.steps_per_epoch, on_progress)
     evaluator = (
@@ -308,22 +310,26 @@ def _build_state(config: Config, schedule: WarmupDecay, mixed: bool, strategy: t
         model = _build(config, mixed)
         frozen = ckpt.frozen_paths(model.trainable_variables, config.train.var_freeze_expr)
         trainable = [v for v in model.trainable_variables if v.path not in frozen]
+        unfreeze_at = config.train.var_freeze_steps if frozen else None
         optimizer = _optimizer(config, schedule, mixed)
-        optimizer.build(trainable)
+        # Slots for every variable that will train, so a checkpoint has one layout before and after unfreezing.
+        optimizer.build(model.trainable_variables if unfreeze_at else trainable)
         ema = WeightAverage(model.trainable_variables, config.train.moving_average_decay)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         positives = PositivesNormaliser(config.train.positives_momentum)
     params = count_params(model) - sum(int(tf.size(v)) for v in model.trainable_variables if v.path in frozen)
     log.info(
-        "trainable: %d of %d variables, %d parameters (%d frozen by var_freeze_expr)",
+        "trainable: %d of %d variables, %d parameters (%d frozen by var_freeze_expr%s)",
         len(trainable),
         len(model.trainable_variables),
         params,
         len(frozen),
+        f" until step {unfreeze_at}" if unfreeze_at else "",
     )
     return _TrainState(
         model=model,
         trainable=trainable,
+        unfreeze_at=unfreeze_at,
         optimizer=optimizer,
         ema=ema,
         step=step,
@@ -351,12 +357,36 @@ def _restore_or_load_pretrained(state: _TrainState, run_dir: Path, options: Trai
     return manager
 
 
+TrainStep = Callable[[dict[str, tf.Tensor]], list[tf.Tensor]]
+
+
+def _phased_train_step(state: _TrainState, config: Config, strategy: tf.distribute.Strategy, mixed: bool) -> TrainStep:
+    """The train step: of `state.trainable`, and with var_freeze_steps of every variable once the step counter
+    reaches `state.unfreeze_at` (a second traced function, so each phase runs compiled)."""
+    frozen_phase = _train_step_function(state, config, strategy, mixed, state.trainable)
+    unfreeze_at = state.unfreeze_at
+    if unfreeze_at is None:
+        return frozen_phase
+    full_phase = _train_step_function(state, config, strategy, mixed, state.model.trainable_variables)
+
+    def train_step(batch: dict[str, tf.Tensor]) -> list[tf.Tensor]:
+        if int(state.step.numpy()) < unfreeze_at:
+            return frozen_phase(batch)
+        return full_phase(batch)
+
+    return train_step
+
+
 def _train_step_function(
-    state: _TrainState, config: Config, strategy: tf.distribute.Strategy, mixed: bool
-) -> Callable[[dict[str, tf.Tensor]], list[tf.Tensor]]:
-    """One optimizer step on a batch on every replica, then the averages and the step counter; returns the
-    mean (loss, cls_loss, box_loss)."""
-    model, trainable, optimizer = state.model, state.trainable, state.optimizer
+    state: _TrainState,
+    config: Config,
+    strategy: tf.distribute.Strategy,
+    mixed: bool,
+    trainable: list[keras.Variable],
+) -> TrainStep:
+    """One optimizer step of `trainable` on a batch on every replica, then the averages and the step counter;
+    returns the mean (loss, cls_loss, box_loss)."""
+    model, optimizer = state.model, state.optimizer
     replicas = strategy.num_replicas_in_sync
     num_classes = config.model.num_classes
     decay_rate = config.train.weight_decay
@@ -403,7 +433,7 @@ def _training_batches(
 
 
 def _train_loop(
-    train_step: Callable[[dict[str, tf.Tensor]], list[tf.Tensor]],
+    train_step: TrainStep,
     batches: Iterator[dict[str, tf.Tensor]],
     *,
     state: _TrainState,

@@ -181,3 +181,31 @@ def test_iou_loss_and_positives_momentum_train_and_resume(
     again = train(config, _files(tiny_records, "train"), None, run, longer, should_stop=lambda: True)
     assert (again.status, again.start_step) == ("cancelled", 2)  # restored, then saved again without a step
     np.testing.assert_array_equal(_state(run)[next(n for n in saved if n.startswith("positives/"))], moving[0])
+
+
+def test_a_backbone_frozen_for_the_first_steps_trains_after_them(
+    tiny_records: Path, tiny_config: Config, tmp_path: Path
+) -> None:
+    config = tiny_config.override({"var_freeze_expr": "efficientnet", "var_freeze_steps": 2})
+    options = TrainOptions(batch_size=2, num_steps=2, checkpoint_every=100, bn_recalibration_batches=0)
+    run = tmp_path / "run"
+    kernel = "weights/efficientnet-b0.Sstem.Sconv2d.Skernel/.ATTRIBUTES/VARIABLE_VALUE"
+    head = "weights/class_net.Sclass-predict.Sbias/.ATTRIBUTES/VARIABLE_VALUE"
+    train(config, _files(tiny_records, "train"), None, run, options, should_stop=lambda: True)
+    start = _state(run)  # cancelled before the first step: the initial weights
+    frozen = train(config, _files(tiny_records, "train"), None, run, options)
+    at_two = _state(run)
+    assert frozen.trainable_variables < len([n for n in at_two if n.startswith("weights/")])
+    np.testing.assert_array_equal(at_two[kernel], start[kernel])  # the backbone waits its two steps
+    assert not np.array_equal(at_two[head], start[head])
+    assert set(at_two) == set(start), "optimizer slots for every variable from the start: one checkpoint layout"
+    resumed = train(config, _files(tiny_records, "train"), None, run, options.model_copy(update={"num_steps": 4}))
+    assert (resumed.start_step, resumed.step) == (2, 4)
+    assert not np.array_equal(_state(run)[kernel], at_two[kernel]), "from step 2 on the backbone trains"
+
+
+def test_freeze_steps_without_a_freeze_expression_is_refused(tiny_config: Config) -> None:
+    from effdet.config import ConfigError
+
+    with pytest.raises(ConfigError, match="give var_freeze_expr too"):
+        tiny_config.override({"var_freeze_steps": 100})
