@@ -32,7 +32,7 @@ from pathlib import Path
 from fastapi import HTTPException, status
 from PIL import Image, UnidentifiedImageError
 
-from effdet.predict import Detection, ExportedModel, draw_detections, load_exported, predict_images
+from effdet.predict import Detection, ExportedModel, load_exported, predict_images
 
 TF_DECODABLE = frozenset({"JPEG", "PNG", "GIF", "BMP"})
 """Formats the SavedModel decodes itself; others (WebP, TIFF, ...) are re-encoded as PNG first."""
@@ -211,10 +211,3 @@ def checked_image(name: str, data: bytes, max_pixels: int) -> bytes:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{name}: {err}; send a smaller image") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise _unreadable(name, err) from err
-
-
-def annotate(image: bytes, detections: Sequence[Detection]) -> bytes:
-    """The image as JPEG with its detections drawn."""
-    buffer = io.BytesIO()
-    draw_detections(image, detections).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()

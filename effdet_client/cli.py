@@ -10,7 +10,7 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
 import typer
@@ -398,11 +398,19 @@ def models_predict(
     score_threshold: Annotated[float | None, typer.Option(min=0, max=1, help="default: the export's")] = None,
     max_detections: Annotated[int | None, typer.Option(min=1)] = None,
     draw: Annotated[Path | None, typer.Option(help="folder for copies of the images with boxes drawn")] = None,
+    blur: Annotated[
+        Path | None, typer.Option(help="folder for copies of the images with every detection blurred (same format)")
+    ] = None,
+    pixelate: Annotated[Path | None, typer.Option(help="folder for copies with every detection pixelated")] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Detect objects in images: boxes in pixels, labels and scores (optionally drawn by the service)."""
+    """Detect objects in images: boxes in pixels, labels and scores (optionally drawn, blurred or pixelated by the
+    service)."""
     client = _client(ctx)
     results = []
+    anonymised: list[tuple[Path, Literal["blur", "pixelate"]]] = []
+    anonymised += [(blur, "blur")] if blur else []
+    anonymised += [(pixelate, "pixelate")] if pixelate else []
     for image in images:
         detections = client.predict(model_id, image, score_threshold=score_threshold, max_detections=max_detections)
         drawn = None
@@ -412,6 +420,12 @@ def models_predict(
             drawn.write_bytes(
                 client.annotate(model_id, image, score_threshold=score_threshold, max_detections=max_detections)
             )
+        for folder, how in anonymised:
+            folder.mkdir(parents=True, exist_ok=True)
+            copy = client.anonymise(
+                model_id, image, how, score_threshold=score_threshold, max_detections=max_detections
+            )
+            (folder / image.name).write_bytes(copy)
         if json_output:
             results.append(
                 {

@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -286,10 +286,10 @@ class Client:
         """One model version: variant, version, metrics, classes and formats."""
         return self._get(f"/v1/models/{model_id}", Model)
 
-    def _predict(self, model_id: str, image: Path, options: dict[str, Any], annotated: bool) -> httpx.Response:
+    def _predict(self, model_id: str, image: Path, options: dict[str, Any], annotated: str | None) -> httpx.Response:
         image = Path(image)
         data = {key: str(value) for key, value in options.items() if value is not None}
-        params = {"annotated": "true"} if annotated else None
+        params = {"annotated": annotated} if annotated else None
         with image.open("rb") as handle:
             files = {"file": (image.name, handle)}
             return self._send("POST", f"/v1/models/{model_id}/predict", files=files, data=data, params=params)
@@ -299,7 +299,7 @@ class Client:
     ) -> list[Detection]:
         """Detections of one image file (boxes in its pixels), above the threshold (default: the export's)."""
         options = {"score_threshold": score_threshold, "max_detections": max_detections}
-        answer = self._predict(model_id, image, options, annotated=False).json()
+        answer = self._predict(model_id, image, options, annotated=None).json()
         return [Detection.model_validate(item) for item in answer]
 
     def annotate(
@@ -307,7 +307,21 @@ class Client:
     ) -> bytes:
         """The image as a JPEG with its detections drawn by the server."""
         options = {"score_threshold": score_threshold, "max_detections": max_detections}
-        return self._predict(model_id, image, options, annotated=True).content
+        return self._predict(model_id, image, options, annotated="boxes").content
+
+    def anonymise(
+        self,
+        model_id: str,
+        image: Path,
+        how: Literal["blur", "pixelate"] = "blur",
+        *,
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
+    ) -> bytes:
+        """The image with every detection above the threshold blurred or pixelated by the server, at its size and in
+        its format (e.g. licence plates made unreadable)."""
+        options = {"score_threshold": score_threshold, "max_detections": max_detections}
+        return self._predict(model_id, image, options, annotated=how).content
 
     def download_model(
         self,

@@ -1,4 +1,5 @@
-"""Prediction: boxes for uploaded images from an exported model, or the first image annotated as a JPEG."""
+"""Prediction: boxes for uploaded images from an exported model, or the images themselves with the boxes drawn,
+blurred or pixelated (one image, or a zip of several)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pydantic import TypeAdapter, WithJsonSchema
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.anonymise import Annotation, annotated_image, zipped
 from app.auth import CurrentOwner, get_owned
 from app.deps import SessionDep, SettingsDep
 from app.metrics import PREDICT_SECONDS
-from app.predictor import ModelCache, QueueFullError, annotate, checked_image
+from app.predictor import ModelCache, QueueFullError, checked_image
 from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail
 from core.layout import saved_model_dir
 from core.tables import ModelVersion
@@ -30,6 +32,36 @@ _FORM_SCHEMA = {
     "max_detections": WithJsonSchema({"type": "integer", "minimum": 1}),
 }
 """Optional form fields as a form can send them: a number or nothing (a multipart form has no null)."""
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+_ANNOTATIONS: tuple[Annotation, ...] = ("boxes", "blur", "pixelate")
+
+
+def _annotation(value: str) -> Annotation | None:
+    """`annotated` as asked: None for detections as JSON; true means boxes drawn. 422 for anything else."""
+    lowered = value.strip().lower()
+    if lowered in _FALSE:
+        return None
+    if lowered in _TRUE:
+        return "boxes"
+    for choice in _ANNOTATIONS:
+        if lowered == choice:
+            return choice
+    raise HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        f"annotated={value!r} is not known; use true (boxes drawn), blur, pixelate, or false (JSON detections)",
+    )
+
+
+def _annotated_answer(
+    names: list[str], images: list[bytes], results: list[list[Detection]], how: Annotation
+) -> Response:
+    """One image as it came (JPEG for drawn boxes), several as a zip under their upload names."""
+    answered = [annotated_image(image, found, how) for image, found in zip(images, results, strict=True)]
+    if len(answered) == 1:
+        return Response(answered[0][0], media_type=answered[0][1])
+    return Response(zipped(names, answered), media_type="application/zip")
 
 
 _ONE = TypeAdapter(list[Detection])
@@ -59,14 +91,16 @@ def _checked_request(
     response_model=Detections | list[Detections],
     responses={
         200: {
-            "description": "one file: a list of detections; several files: a list of such lists, in upload order; "
-            "annotated=true: the first image as a JPEG with its boxes drawn",
-            "content": {"image/jpeg": {}},
+            "description": "one file: a list of detections; several files: a list of such lists, in upload order. "
+            "annotated=true (or boxes): the image as a JPEG with its boxes drawn; annotated=blur or pixelate: the "
+            "image at its size and in its format with every detection blurred or pixelated; several files: a zip "
+            "of such images under the upload names",
+            "content": {"image/jpeg": {}, "image/png": {}, "application/zip": {}},
         },
         400: {"model": ErrorDetail, "description": "the body is not a readable multipart form"},
         404: {"model": ErrorDetail},
         413: {"model": ErrorDetail, "description": "an image over EFFDET_MAX_IMAGE_PIXELS"},
-        422: {"model": ErrorDetail, "description": "a file that is not a readable image"},
+        422: {"model": ErrorDetail, "description": "a file that is not a readable image, an unknown annotated"},
         503: {"model": ErrorDetail, "description": "too many images wait for inference; retry after Retry-After s"},
     },
 )
@@ -83,9 +117,16 @@ async def predict_route(
         float | None, Query(alias="score_threshold", ge=0, le=1, description="default: the export's threshold")
     ] = None,
     max_detections_query: Annotated[int | None, Query(alias="max_detections", ge=1)] = None,
-    annotated: Annotated[bool, Query(description="answer the first image as a JPEG with boxes drawn")] = False,
+    annotated: Annotated[
+        str,
+        Query(
+            description="false: detections as JSON; true or boxes: the images with boxes drawn; blur or pixelate: "
+            "the images with every detection above the threshold made unreadable (anonymisation)"
+        ),
+    ] = "false",
 ) -> Detections | list[Detections] | Response:
     """Detect objects: boxes [xmin, ymin, xmax, ymax] in pixels of each original image, with label and score."""
+    how = _annotation(annotated)
     names = [upload.filename or "upload" for upload in file]
     uploads = [await upload.read() for upload in file]
     saved_model, images = await run_in_threadpool(
@@ -107,7 +148,8 @@ async def predict_route(
         ) from full
     results = [detections[:limit] for detections in await asyncio.wrap_future(future)]
     PREDICT_SECONDS.observe(time.perf_counter() - start)
-    if annotated:
-        return Response(await run_in_threadpool(annotate, images[0], results[0]), media_type="image/jpeg")
+    if how is not None:
+        # The uploads as sent, so an anonymised image keeps its format (images may hold a PNG re-encoding).
+        return await run_in_threadpool(_annotated_answer, names, uploads, results, how)
     body = _ONE.dump_json(results[0]) if len(results) == 1 else _MANY.dump_json(results)
     return Response(body, media_type="application/json")

@@ -70,6 +70,26 @@ def test_predict_annotated_returns_jpeg(module_service: Any, model_id: str) -> N
     assert Image.open(io.BytesIO(response.content)).size == (300, 200)
 
 
+def test_predict_anonymised_keeps_each_image_and_several_come_zipped(module_service: Any, model_id: str) -> None:
+    png = io.BytesIO()
+    Image.new("RGB", (64, 96), (10, 200, 30)).save(png, format="PNG")
+    url = f"/v1/models/{model_id}/predict?score_threshold=0&max_detections=3"
+    one = module_service.client.post(f"{url}&annotated=pixelate", files={"file": ("b.png", png.getvalue())})
+    assert one.status_code == 200, one.text
+    assert one.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(one.content)).size == (64, 96)
+    files = [("file", ("a.jpg", _jpeg(300, 200), "image/jpeg")), ("file", ("b.png", png.getvalue(), "image/png"))]
+    several = module_service.client.post(f"{url}&annotated=blur", files=files)
+    assert several.status_code == 200, several.text
+    assert several.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(several.content))
+    assert archive.namelist() == ["a.jpg", "b.png"]
+    assert Image.open(archive.open("a.jpg")).size == (300, 200)
+    unknown = module_service.client.post(f"{url}&annotated=smudge", files={"file": ("b.png", png.getvalue())})
+    assert unknown.status_code == 422
+    assert "use true (boxes drawn), blur, pixelate" in unknown.json()["detail"]
+
+
 def test_predict_rejects_non_images(module_service: Any, model_id: str) -> None:
     client = module_service.client
     text = client.post(f"/v1/models/{model_id}/predict", files={"file": ("a.txt", b"hello", "text/plain")})

@@ -119,11 +119,13 @@ def _client_uses_model(cli: Cli, job_id: str, model_id: str, folder: Path) -> No
 
     image = RACCOON / "images" / "raccoon-1.jpg"
     predict = ("models", "predict", model_id, image, "--score-threshold", 0, "--max-detections", MAX_BOXES)
-    [result] = cli.json(*predict, "--draw", folder / "drawn")
+    [result] = cli.json(*predict, "--draw", folder / "drawn", "--blur", folder / "blurred")
     assert 0 < len(result["detections"]) <= MAX_BOXES
     assert {d["label"] for d in result["detections"]} == {"raccoon"}
     drawn = Image.open(result["drawn"])
     assert (drawn.format, drawn.size) == ("JPEG", Image.open(image).size)
+    blurred = Image.open(folder / "blurred" / image.name)  # anonymised: the detections blurred, the image kept
+    assert (blurred.format, blurred.size) == ("JPEG", Image.open(image).size)
 
     (folder / "models").mkdir()
     download = cli.json("models", "download", model_id, "--output", folder / "models")
@@ -316,6 +318,13 @@ def _try_model(page: Page, shots: Screenshots) -> None:
         page.locator("a.download", has_text="SavedModel").click()
     names = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())).namelist()
     assert any(name.endswith("saved_model.pb") for name in names), names
+
+    page.select_option("#anonymise-how", "pixelate")
+    with page.expect_download() as download:
+        page.click("#anonymise-download")
+    assert download.value.suggested_filename == "raccoon-1.jpg"
+    pixelated = Image.open(download.value.path())
+    assert (pixelated.format, pixelated.size) == ("JPEG", Image.open(RACCOON / "images" / "raccoon-1.jpg").size)
 
 
 def _key_lasts_for_the_session(page: Page, browser: Browser, url: str) -> None:

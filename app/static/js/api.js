@@ -56,12 +56,20 @@ export async function patch(path, body) {
   return (await send(path, init)).json();
 }
 
-/** Save a file the API serves (fetched with the key, then handed to the browser as a download). */
-export async function download(path, filename) {
-  const blob = await (await send(path)).blob();
+function save(blob, filename) {
   const link = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: filename });
   link.click();
   setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+/** Save a file the API serves (fetched with the key, then handed to the browser as a download). */
+export async function download(path, filename) {
+  save(await (await send(path)).blob(), filename);
+}
+
+/** POST a FormData and save the file the API answers (e.g. an anonymised image) as a download. */
+export async function postAndDownload(path, form, filename) {
+  save(await (await send(path, { method: "POST", body: form })).blob(), filename);
 }
 
 function parseEvent(block) {

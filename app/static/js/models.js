@@ -79,14 +79,26 @@ function tryIt(model) {
   const picture = s("svg", { id: "tryit-image", viewBox: "0 0 4 3" });
   const output = h("pre", { class: "json", id: "tryit-json" }, "pick an image to see the detections");
   const message = h("p", { class: "form-error" });
+  const hiding = h(
+    "select",
+    { id: "anonymise-how" },
+    h("option", { value: "blur" }, "blurred"),
+    h("option", { value: "pixelate" }, "pixelated"),
+  );
+  const anonymised = h("button", { type: "button", id: "anonymise-download" }, "Download with the detections");
   let chosen = null;
 
-  async function detect() {
-    if (!chosen) return;
+  function request() {
     const form = new FormData();
     form.append("file", chosen.file);
     form.append("score_threshold", threshold.value || "0");
     if (limit.value) form.append("max_detections", limit.value);
+    return form;
+  }
+
+  async function detect() {
+    if (!chosen) return;
+    const form = request();
     message.textContent = "";
     output.textContent = "detecting…";
     try {
@@ -107,6 +119,15 @@ function tryIt(model) {
     await detect();
   }
 
+  anonymised.addEventListener("click", async () => {
+    if (!chosen) return;
+    message.textContent = "";
+    try {
+      await api.postAndDownload(`v1/models/${model.id}/predict?annotated=${hiding.value}`, request(), chosen.file.name);
+    } catch (error) {
+      message.textContent = error.message;
+    }
+  });
   fileInput.addEventListener("change", () => choose(fileInput.files[0]));
   threshold.addEventListener("change", detect);
   limit.addEventListener("change", detect);
@@ -127,6 +148,7 @@ function tryIt(model) {
       drop,
       h("label", {}, "Score threshold", threshold),
       h("label", {}, "At most this many boxes", limit),
+      h("div", {}, anonymised, " ", hiding),
     ),
     message,
     h("div", { class: "tryit" }, picture, output),
