@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import Response
@@ -34,24 +34,18 @@ _FORM_SCHEMA = {
 """Optional form fields as a form can send them: a number or nothing (a multipart form has no null)."""
 
 
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
-_ANNOTATIONS: tuple[Annotation, ...] = ("boxes", "blur", "pixelate")
+AnnotatedParam = Literal["false", "0", "no", "off", "true", "1", "yes", "on", "boxes", "blur", "pixelate"]
+"""`?annotated=`: the false words give detections as JSON, the true words and boxes draw them (as before)."""
+_TRUE = ("true", "1", "yes", "on", "boxes")
 
 
-def _annotation(value: str) -> Annotation | None:
-    """`annotated` as asked: None for detections as JSON; true means boxes drawn. 422 for anything else."""
-    lowered = value.strip().lower()
-    if lowered in _FALSE:
-        return None
-    if lowered in _TRUE:
+def _annotation(value: AnnotatedParam) -> Annotation | None:
+    """`annotated` as asked: None for detections as JSON."""
+    if value in _TRUE:
         return "boxes"
-    for choice in _ANNOTATIONS:
-        if lowered == choice:
-            return choice
-    raise HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        f"annotated={value!r} is not known; use true (boxes drawn), blur, pixelate, or false (JSON detections)",
-    )
+    if value in ("blur", "pixelate"):
+        return value
+    return None
 
 
 def _annotated_answer(
@@ -100,7 +94,7 @@ def _checked_request(
         400: {"model": ErrorDetail, "description": "the body is not a readable multipart form"},
         404: {"model": ErrorDetail},
         413: {"model": ErrorDetail, "description": "an image over EFFDET_MAX_IMAGE_PIXELS"},
-        422: {"model": ErrorDetail, "description": "a file that is not a readable image, an unknown annotated"},
+        422: {"model": ErrorDetail, "description": "a file that is not a readable image"},
         503: {"model": ErrorDetail, "description": "too many images wait for inference; retry after Retry-After s"},
     },
 )
@@ -118,7 +112,7 @@ async def predict_route(
     ] = None,
     max_detections_query: Annotated[int | None, Query(alias="max_detections", ge=1)] = None,
     annotated: Annotated[
-        str,
+        AnnotatedParam,
         Query(
             description="false: detections as JSON; true or boxes: the images with boxes drawn; blur or pixelate: "
             "the images with every detection above the threshold made unreadable (anonymisation)"
