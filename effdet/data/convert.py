@@ -34,8 +34,9 @@ from effdet.data.labels import LabelMap, build_label_map, is_printable, label_na
 from effdet.data.layout import GROUND_TRUTH_FILE, IMAGE_INDEX_FILE, REPORT_FILE, TRAIN_SPLIT, VAL_SPLIT
 from effdet.data.read_result import RecordKey, RecordSpool
 from effdet.data.records import Problem, Record, Severity, Split, warning
+from effdet.data.scratch import FirstSeen
 from effdet.data.similar_names import similar_class_problems
-from effdet.data.split import split_items
+from effdet.data.split import draw_split
 from effdet.data.split_writer import SplitSummary, SplitWriter
 from effdet.data.stats import DatasetStats, StatsAccumulator
 from effdet.data.validate import MAX_IMAGE_PIXELS, ItemResult, ValidItem, validate_record
@@ -162,7 +163,7 @@ def validate_records(
     (effdet.data.similar_names) are warned about last."""
     problems = list(read_problems or [])
     stats = StatsAccumulator()
-    seen: dict[bytes, str] = {}  # sha1 digest -> the first file with those bytes
+    seen = FirstSeen()  # sha1 digest -> the first file with those bytes
     dropped: list[str] = []
     kept = 0
     known = frozenset(label_map.values())
@@ -177,15 +178,12 @@ def validate_records(
         split = TRAIN_SPLIT
         if item is None:
             dropped.append(result.problems[-1].file)
-        elif (digest := bytes.fromhex(item.sha1)) in seen:
-            duplicate = warning(
-                item.filename, "duplicate_image", f"same bytes as {seen[digest]}; the copy was left out"
-            )
+        elif (first := seen.first(bytes.fromhex(item.sha1), item.filename)) is not None:
+            duplicate = warning(item.filename, "duplicate_image", f"same bytes as {first}; the copy was left out")
             problems.append(duplicate)
             found.append(duplicate)
             item = None
         else:
-            seen[digest] = item.filename
             split = sink.add(item, result.image) if sink is not None else split
             kept += 1
             stats.add(item)
@@ -242,11 +240,6 @@ class _Read:
     format: str
     problems: list[Problem]
 
-    def keys(self) -> list[RecordKey]:
-        """The records' keys with their box labels in the label map's spelling."""
-        canonical = self.label_map.canonical
-        return [key._replace(box_labels=tuple(map(canonical, key.box_labels))) for key in self.records.keys]
-
     def load(self, key: RecordKey, split: str | None = None) -> Record:
         """The record of `key`, box labels in the label map's spelling and, when given, assigned to `split`."""
         record = self.records.load(key)
@@ -271,15 +264,11 @@ def _write_dataset(
 ) -> ConversionReport:
     """Draw the split from the records' keys, validate the images in the readers' order straight into their split's
     shards, and write the val ground truth, the image index and dataset.json into staging."""
-    keys = read.keys()
-    train, val = split_items(keys, val_fraction, seed)
-    drawn = not any(key.split in (VAL_SPLIT, Split.TEST.value) for key in keys)
-    planned = {TRAIN_SPLIT: len(train), VAL_SPLIT: len(val)}
-    val_offsets = {key.offset for key in val}
-    del keys, train, val
-    splits = (VAL_SPLIT if key.offset in val_offsets else TRAIN_SPLIT for key in read.records.keys)
-    records = (read.load(key, split) for key, split in zip(read.records.keys, splits, strict=True))
-    promote = drawn and planned[VAL_SPLIT] > 0 and planned[TRAIN_SPLIT] >= 2
+    plan = draw_split(read.records, val_fraction, seed, read.label_map.canonical)
+    drawn = any(plan.drawn)
+    planned = {TRAIN_SPLIT: plan.train, VAL_SPLIT: plan.val}
+    records = (read.load(key, plan.split_of(key)) for key in read.records.record_keys())
+    promote = drawn and planned[TRAIN_SPLIT] >= 2
     with SplitWriter(staging, planned, read.label_map.names, num_shards, promote) as writer:
         validated = validate_records(
             records,
@@ -408,7 +397,7 @@ def inspect_dataset(
     """Validate a dataset and describe it (statistics, problems, anchors) without writing anything."""
     with _Opened(source, Path(tempfile.gettempdir())) as (root, scratch):
         read = _read(root, scratch, format, label_map, aliases)
-        records = (read.load(key) for key in read.records.keys)
+        records = (read.load(key) for key in read.records.record_keys())
         names = read.label_map.names
         validated = validate_records(records, names, None, read.problems, workers, progress, len(read.records))
         stats, anchors, anchors_by_model = describe(validated.stats, model or ModelConfig())

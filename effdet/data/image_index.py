@@ -24,6 +24,7 @@ from typing import IO, Literal
 from pydantic import BaseModel, Field
 
 from effdet.data.records import Box, Problem, Record, Severity
+from effdet.data.scratch import scratch_database
 
 ImageSplit = Literal["train", "val", "dropped"]
 DROPPED: ImageSplit = "dropped"
@@ -116,53 +117,62 @@ def _drops_box(problem: Problem) -> bool:
 
 
 class IndexSpool:
-    """Collects entries in any order in a scratch file, then writes them sorted (problems first, then path)."""
+    """Collects entries in any order in a scratch file, then writes them sorted (problems first, then path); the
+    sort keys and the ids given are kept in a scratch database (effdet.data.scratch), not in memory."""
 
     def __init__(self, handle: IO[bytes], in_upload: bool = True) -> None:
         self._handle = handle
         self.in_upload = in_upload
-        self._keys: list[tuple[bool, str, int]] = []
-        self._ids: set[str] = set()
+        self._db = scratch_database()
+        self._db.execute("CREATE TABLE entry (clean INTEGER NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL)")
+        self._db.execute("CREATE TABLE given (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("BEGIN")
 
     def unique_id(self, path: str) -> str:
         """The id of a path, with a suffix when an earlier path hashed to the same (or the path repeats)."""
         base = candidate = image_id(path)
         counter = 1
-        while candidate in self._ids:
+        while self._db.execute("SELECT 1 FROM given WHERE id = ?", (candidate,)).fetchone():
             counter += 1
             candidate = f"{base}-{counter}"
-        self._ids.add(candidate)
+        self._db.execute("INSERT INTO given VALUES (?)", (candidate,))
         return candidate
 
     def add(self, entry: IndexedImage) -> None:
         """Spool one entry."""
         self._handle.seek(0, 2)
-        self._keys.append((not entry.problems, entry.path, self._handle.tell()))
+        self._db.execute("INSERT INTO entry VALUES (?, ?, ?)", (not entry.problems, entry.path, self._handle.tell()))
         self._handle.write(entry.model_dump_json().encode() + b"\n")
 
     def add_unannotated(self, problems_by_file: Mapping[str, list[Problem]]) -> None:
         """Spool the images a reader found but no annotation names (its 'unannotated_image' warnings, for paths
         not spooled yet): they are images of the upload too, left out, with no box and no known size."""
-        annotated = {path for _, path, _ in self._keys}
-        for path, found in problems_by_file.items():
-            if path not in annotated and any(problem.code == UNANNOTATED for problem in found):
-                entry = IndexedImage(
-                    id=self.unique_id(path),
-                    path=path,
-                    in_upload=self.in_upload,
-                    width=None,
-                    height=None,
-                    split=DROPPED,
-                    boxes=[],
-                    problems=found,
-                )
-                self.add(entry)
+        candidates = {
+            path: found
+            for path, found in problems_by_file.items()
+            if any(problem.code == UNANNOTATED for problem in found)
+        }
+        for (path,) in self._db.execute("SELECT path FROM entry") if candidates else ():
+            candidates.pop(path, None)
+        for path, found in candidates.items():
+            entry = IndexedImage(
+                id=self.unique_id(path),
+                path=path,
+                in_upload=self.in_upload,
+                width=None,
+                height=None,
+                split=DROPPED,
+                boxes=[],
+                problems=found,
+            )
+            self.add(entry)
 
     def write(self, destination: Path, moved: Mapping[str, str] | None = None) -> None:
         """Write the sorted index; `moved` gives a new split to the kept images it names (path -> split)."""
         self._handle.flush()
+        rows = self._db.execute("SELECT path, offset FROM entry ORDER BY clean, path, offset")
         with destination.open("wb") as out:
-            for _, path, offset in sorted(self._keys):
+            for path, offset in rows:
                 self._handle.seek(offset)
                 line = self._handle.readline()
                 if moved and path in moved:

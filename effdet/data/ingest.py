@@ -7,6 +7,7 @@ import stat
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
@@ -16,7 +17,7 @@ from defusedxml.ElementTree import iterparse
 
 from effdet.data.formats.ccpd import parse_ccpd_name, read_ccpd
 from effdet.data.formats.coco import read_coco
-from effdet.data.formats.common import is_image, walk_files
+from effdet.data.formats.common import is_image, iter_files
 from effdet.data.formats.csv import read_csv
 from effdet.data.formats.tfrecord import TFRECORD_SUFFIXES, read_tfrecords
 from effdet.data.formats.voc import read_voc
@@ -64,23 +65,57 @@ class UnsafeArchiveError(ValueError):
     """The zip cannot be unpacked safely (paths leaving the folder, too many files or bytes, damage)."""
 
 
+@dataclass
+class _Survey:
+    """What detect_format needs of a dataset's files, gathered in one streamed pass (no full listing held)."""
+
+    suffixes: Counter[str] = field(default_factory=Counter)
+    json_files: list[Path] = field(default_factory=list)
+    xml_probes: list[Path] = field(default_factory=list)
+    label_txt: bool = False
+    name_lists: list[Path] = field(default_factory=list)
+    images: int = 0
+    ccpd_named: int = 0
+
+    def add(self, path: Path) -> None:
+        suffix = path.suffix.lower()
+        self.suffixes[suffix] += 1
+        if suffix == ".json":
+            self.json_files.append(path)
+        elif suffix == ".xml" and len(self.xml_probes) < _XML_FILES_PROBED:
+            self.xml_probes.append(path)
+        if path.name.lower() in NAME_FILES or suffix in (".names", ".yaml", ".yml"):
+            self.name_lists.append(path)
+        elif suffix == ".txt":
+            self.label_txt = True
+        if is_image(path):
+            self.images += 1
+            self.ccpd_named += parse_ccpd_name(path.name) is not None
+
+    def is_yolo(self) -> bool:
+        """Whether there are .txt label files and a class-name list (classes.txt, *.names, or YAML with names)."""
+        return self.label_txt and any(
+            path.suffix.lower() not in (".yaml", ".yml") or _yaml_has_names(path) for path in self.name_lists
+        )
+
+
 def detect_format(root: Path) -> DatasetFormat:
     """The annotation format of the dataset under root, by its files; DatasetFormatError listing what was found."""
-    files = walk_files(root)
-    suffixes = Counter(path.suffix.lower() for path in files)
+    survey = _Survey()
+    for path in iter_files(root):
+        survey.add(path)
+    suffixes = survey.suffixes
     if suffixes.keys() & TFRECORD_SUFFIXES:
         return DatasetFormat.TFRECORD
-    if any(_is_coco_json(path) for path in files if path.suffix.lower() == ".json"):
+    if any(_is_coco_json(path) for path in survey.json_files):
         return DatasetFormat.COCO
-    xml_files = [path for path in files if path.suffix.lower() == ".xml"]
-    if any(_is_voc_xml(path) for path in xml_files[:_XML_FILES_PROBED]):
+    if any(_is_voc_xml(path) for path in survey.xml_probes):
         return DatasetFormat.VOC
-    if _is_yolo(files):
+    if survey.is_yolo():
         return DatasetFormat.YOLO
     if suffixes[".csv"]:
         return DatasetFormat.CSV
-    images = [path for path in files if is_image(path)]
-    if images and sum(parse_ccpd_name(path.name) is not None for path in images) * 2 > len(images):
+    if survey.images and survey.ccpd_named * 2 > survey.images:
         return DatasetFormat.CCPD
     found = ", ".join(f"{count} {suffix or 'no-extension'}" for suffix, count in suffixes.most_common(8)) or "no files"
     signs = "; ".join(f"{name.value}: {sign}" for name, sign in FORMAT_SIGNS.items())
@@ -131,15 +166,6 @@ def _is_voc_xml(path: Path) -> bool:
     except (DefusedXmlException, SyntaxError, OSError):
         return False
     return False
-
-
-def _is_yolo(files: list[Path]) -> bool:
-    """Whether there are .txt label files and a class-name list (classes.txt, *.names, or YAML with names)."""
-    if not any(path.suffix.lower() == ".txt" and path.name.lower() not in NAME_FILES for path in files):
-        return False
-    return any(
-        path.name.lower() in NAME_FILES or path.suffix.lower() == ".names" or _yaml_has_names(path) for path in files
-    )
 
 
 def _yaml_has_names(path: Path) -> bool:

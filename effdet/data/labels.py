@@ -64,7 +64,7 @@ def build_label_map(
 def label_names_of(result: ReadResult) -> list[str]:
     """The names to number: the format's declared order, then any other box labels, sorted (all sorted for VOC)."""
     declared = [name.strip() for name in result.label_names]
-    used = {label.strip() for key in result.records.keys for label in key.box_labels}
+    used = {label.strip() for key in result.records.record_keys() for label in key.box_labels}
     return list(dict.fromkeys(declared)) + sorted(used - set(declared))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from effdet.data.formats.common import ImageIndex, no_annotation_files, relative_name, walk_files
+from effdet.data.formats.common import is_image, iter_files, no_annotation_files, relative_name
 from effdet.data.read_result import ReadResult
 from effdet.data.records import Box, Record, error
 
@@ -31,11 +31,10 @@ def parse_ccpd_name(name: str) -> Box | None:
 def read_ccpd(root: Path) -> ReadResult:
     """One record per image under root with the plate box from its name; names that do not parse are problems."""
     root = root.absolute()
-    index = ImageIndex(root, walk_files(root))
     result = ReadResult(format=FORMAT, label_names=[PLATE])
-    if not index.images:
-        result.problems.append(no_annotation_files("images with CCPD file names"))
-    for image in index.images:
+    images = 0
+    for image in filter(is_image, iter_files(root)):  # streamed: a CCPD folder holds 200,000 images or more
+        images += 1
         filename = relative_name(image, root)
         box = parse_ccpd_name(image.name)
         if box is None:
@@ -46,4 +45,6 @@ def read_ccpd(root: Path) -> ReadResult:
             result.problems.append(error(filename, "invalid_ccpd_name", message))
             continue
         result.records.append(Record(image_path=image, filename=filename, annotation_file=filename, boxes=[box]))
+    if not images:
+        result.problems.append(no_annotation_files("images with CCPD file names"))
     return result

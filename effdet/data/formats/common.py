@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -33,13 +33,31 @@ _SPLIT_WORDS = {
 }
 
 
+def iter_files(root: Path) -> Iterator[Path]:
+    """Every file under root, one at a time, in sorted order (the order of `sorted(walk_files(root))`: a folder's
+    entries by name, a sub-folder's files where its name sorts); hidden files and folders and `__MACOSX/` are
+    skipped (archive debris). Only one folder's names are held at a time, so a huge set is never listed whole."""
+    folders, files = [], []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                if entry.name not in IGNORED_DIRS:
+                    folders.append(entry.name)
+            else:
+                files.append(entry.name)
+    subfolders = set(folders)
+    for name in sorted(folders + files):
+        if name in subfolders:
+            yield from iter_files(root / name)
+        else:
+            yield root / name
+
+
 def walk_files(root: Path) -> list[Path]:
-    """Every file under root, sorted; hidden files and folders and `__MACOSX/` are skipped (archive debris)."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in IGNORED_DIRS)
-        found.extend(Path(dirpath) / name for name in filenames if not name.startswith("."))
-    return sorted(found)
+    """Every file under root, sorted, as a list (see iter_files)."""
+    return list(iter_files(root))
 
 
 def relative_name(path: Path, root: Path) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from effdet.data.formats.common import iter_files
 from effdet.data.ingest import (
     DatasetFormat,
     DatasetFormatError,
@@ -182,3 +183,13 @@ def test_extract_zip_rejects_a_damaged_member(tmp_path: Path) -> None:
     archive.write_bytes(archive.read_bytes().replace(b"hello raccoon", b"HELLO raccoon"))
     with pytest.raises(UnsafeArchiveError, match="damaged"):
         extract_zip(archive, tmp_path / "out")
+
+
+def test_files_are_streamed_in_the_order_of_a_sorted_listing_without_debris(tmp_path: Path) -> None:
+    names = ["b.jpg", "a/x.jpg", "a.jpg", "A/z.txt", "a b/c", "ab/c/d.xml", "a-1.jpg", "a/b/c/e"]
+    for name in [*names, ".hidden/x", "__MACOSX/q", "z/.dotfile"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    streamed = iter_files(tmp_path)
+    assert not isinstance(streamed, list)
+    assert list(streamed) == sorted(tmp_path / name for name in names)

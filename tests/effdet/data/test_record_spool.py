@@ -12,7 +12,7 @@ from effdet.data.convert import convert_dataset
 from effdet.data.formats.ccpd import read_ccpd
 from effdet.data.read_result import ReadResult, RecordSpool
 from effdet.data.records import Box, Record, Split
-from effdet.data.split import split_items
+from effdet.data.split import draw_split
 
 
 def _record(name: str, labels: list[str], split: Split | None = None) -> Record:
@@ -24,12 +24,12 @@ def test_records_come_back_exactly_by_key_and_in_order_as_often_as_read() -> Non
     records = [_record("a.jpg", ["cat", "dog"]), _record("b.jpg", [], Split.VAL), _record("c.jpg", ["dog"])]
     spool = RecordSpool(records)
     assert len(spool) == 3
-    assert [(key.filename, key.split, key.box_labels) for key in spool.keys] == [
+    assert [(key.filename, key.split, key.box_labels) for key in spool.record_keys()] == [
         ("a.jpg", None, ("cat", "dog")),
         ("b.jpg", "val", ()),
         ("c.jpg", None, ("dog",)),
     ]
-    assert spool.load(spool.keys[2]) == records[2] == spool[2]
+    assert spool.load(list(spool.record_keys())[2]) == records[2] == spool[2] == spool[-1]
     assert list(spool) == records
     assert list(spool) == records, "a second pass reads the same"
 
@@ -40,20 +40,42 @@ def test_a_read_result_spools_the_records_a_reader_gives_as_a_list() -> None:
     assert [record.filename for record in result.records] == ["a.jpg"]
 
 
-def test_the_split_of_the_keys_is_the_split_of_the_records() -> None:
+def test_the_split_keeps_announced_splits_and_draws_each_class_group_into_val() -> None:
     records = [_record(f"{i:03d}.jpg", ["rare"] if i % 9 == 0 else ["common"]) for i in range(60)]
-    train, val = split_items(RecordSpool(records).keys, 0.2, seed=3)
-    expected_train, expected_val = split_items([_Labelled(record) for record in records], 0.2, seed=3)
-    assert [key.filename for key in train] == [record.filename for record in expected_train]
-    assert [key.filename for key in val] == [record.filename for record in expected_val]
+    records += [_record("fixed.jpg", ["rare"], Split.TRAIN), _record("none.jpg", [])]
+    spool = RecordSpool(records)
+    plan = draw_split(spool, 0.2, seed=3)
+    val = [key.filename for key in spool.record_keys() if plan.split_of(key) == "val"]
+    assert (plan.train, plan.val) == (50, 12)
+    assert len(val) == 12
+    assert sum(name in {f"{i:03d}.jpg" for i in range(0, 60, 9)} for name in val) == 1, "round(0.2 * 7) rare"
+    assert "fixed.jpg" not in val
+    assert val == [key.filename for key in spool.record_keys() if draw_split(spool, 0.2, seed=3).split_of(key) == "val"]
+    assert val != [key.filename for key in spool.record_keys() if draw_split(spool, 0.2, seed=4).split_of(key) == "val"]
 
 
-class _Labelled:
-    """A record as the split sees it (its box labels)."""
+def test_the_split_draws_by_class_as_the_label_map_spells_it() -> None:
+    records = [_record(f"{i:03d}.jpg", ["Plate"] if i % 10 == 0 else ["plate"]) for i in range(40)]
+    spool = RecordSpool(records)
+    plan = draw_split(spool, 0.25, seed=0, canonical=str.lower)
+    assert (plan.train, plan.val) == (30, 10), "one group of 40 once merged, not 36 + 4"
 
-    def __init__(self, record: Record) -> None:
-        self.filename, self.split = record.filename, record.split
-        self.box_labels = tuple(box.label for box in record.boxes)
+
+def test_an_announced_val_split_is_kept_whole_and_nothing_is_drawn() -> None:
+    records = [_record(f"{i}.jpg", ["a"], Split.VAL if i < 2 else None) for i in range(10)]
+    records.append(_record("t.jpg", ["a"], Split.TEST))
+    spool = RecordSpool(records)
+    plan = draw_split(spool, 0.5, seed=0)
+    assert (plan.train, plan.val) == (8, 3)
+    assert not any(plan.drawn)
+
+
+def test_a_set_too_small_for_any_group_to_give_val_still_gets_one_val_image() -> None:
+    records = [_record("t.jpg", ["a"], Split.TRAIN)] + [_record(f"{i}.jpg", [f"c{i}"]) for i in range(4)]
+    spool = RecordSpool(records)
+    plan = draw_split(spool, 0.1, seed=1)
+    assert (plan.train, plan.val) == (4, 1)
+    assert sum(plan.drawn) == 1
 
 
 def _ccpd_set(folder: Path, count: int) -> Path:
@@ -82,7 +104,9 @@ def test_conversion_reads_each_image_file_once(tmp_path: Path, monkeypatch: pyte
 
 def test_a_val_split_whose_drawn_images_all_broke_takes_the_first_kept_train_image(tmp_path: Path) -> None:
     source = _ccpd_set(tmp_path / "ccpd", 10)
-    _, (drawn,) = split_items(read_ccpd(source).records.keys, 0.1, seed=0)
+    spool = read_ccpd(source).records
+    plan = draw_split(spool, 0.1, seed=0)
+    (drawn,) = [key for key in spool.record_keys() if plan.split_of(key) == "val"]
     (source / drawn.filename).write_bytes(b"not a jpeg")
     report = convert_dataset(source, tmp_path / "out", val_fraction=0.1)
     assert (report.splits["train"].images, report.splits["val"].images) == (8, 1)
