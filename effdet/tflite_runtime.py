@@ -1,0 +1,181 @@
+"""Prediction with an exported TFLite file through LiteRT, without TensorFlow: a server that serves only TFLite
+models never imports it.
+
+`effdet.export.export_tflite` writes a graph that takes one uint8 image [1, H, W, 3] of a fixed size and holds
+the SavedModel's pre- and post-processing. Given exactly its input size, its own resize is the identity, so this
+module places each image on an (H, W) canvas first, as the SavedModel's `prepare` would place it
+(effdet.data.augment.resize_and_crop): scale = min(H / h, W / w) in float32, the scaled size rounded half to
+even, bilinear resampling with half-pixel centres and no antialiasing (tf.image.resize's; Pillow's bilinear
+antialiases when shrinking, which shifts scores), the image at the top-left and the rest filled with the
+model's mean colour, which the graph normalises to the zeros the SavedModel pads with. The graph's boxes come
+out in canvas pixels; they are divided by the scale and clipped to the original image.
+
+As with the SavedModel (tf.io.decode_image), the stored pixels are used and an EXIF orientation is ignored, so
+boxes are in pixels of the image as stored. What still differs from the SavedModel: the resized pixels and the
+pad colour are rounded to whole grey levels (the graph takes uint8), Pillow decodes instead of TensorFlow, and
+the file drops detections under the `min_score` it was exported with, so a lower threshold cannot be served.
+Models trained with `tiles` are not served this way (the file tiles a canvas, not the original image).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from effdet.predict import Detection
+
+_OUTPUTS = ("boxes", "scores", "classes", "num_detections")
+
+
+@dataclass(frozen=True)
+class TFLiteModel:
+    """A loaded TFLite detector: its interpreter, input size (height, width), label map (class id -> name),
+    the score threshold it was exported with, and its pad colour. Call it through `predict_tflite`, which
+    holds `lock` while the interpreter runs (an Interpreter is not thread-safe)."""
+
+    path: Path
+    interpreter: Any
+    runner: Any
+    input_size: tuple[int, int]
+    label_map: dict[int, str]
+    min_score: float
+    pad_rgb: tuple[int, int, int]
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+
+def load_tflite(
+    path: Path | str,
+    label_map: Mapping[int, str],
+    num_threads: int,
+    min_score: float,
+    mean_rgb: float | Sequence[float],
+) -> TFLiteModel:
+    """Load a TFLite file written by effdet.export.export_tflite with LiteRT (XNNPACK on num_threads threads).
+
+    The file carries neither its labels, its score threshold nor its normalisation, so the caller gives them
+    from the export: label_map (the SavedModel's assets/label_map.json), min_score (the min_score_thresh it
+    was exported with; detections below it are not in the file's output) and mean_rgb (config.model.mean_rgb,
+    one number or R, G, B: the colour that pads an image to the input size).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    if num_threads < 1:
+        raise ValueError(f"num_threads {num_threads} must be 1 or more (the cores inference may use)")
+    if not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"min_score {min_score} is not a score; give the min_score_thresh of the export, in [0, 1]")
+    means = np.broadcast_to(np.asarray(mean_rgb, np.float64), (3,))
+    pad = tuple(int(v) for v in np.clip(np.rint(means), 0, 255))
+    interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+    signatures = interpreter.get_signature_list()
+    if "serving_default" not in signatures or sorted(signatures["serving_default"]["outputs"]) != sorted(_OUTPUTS):
+        raise ValueError(f"{path} is not a detector exported by effdet (signatures: {signatures})")
+    runner = interpreter.get_signature_runner("serving_default")
+    shape = [int(v) for v in runner.get_input_details()["images"]["shape"]]
+    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+        raise ValueError(f"{path} takes images of shape {shape}; an effdet export takes [1, height, width, 3]")
+    return TFLiteModel(
+        path=Path(path),
+        interpreter=interpreter,
+        runner=runner,
+        input_size=(shape[1], shape[2]),
+        label_map=dict(label_map),
+        min_score=float(min_score),
+        pad_rgb=(pad[0], pad[1], pad[2]),
+    )
+
+
+def predict_tflite(
+    model: TFLiteModel,
+    image_bytes_list: Sequence[bytes],
+    score_threshold: float | None = None,
+    max_detections: int | None = None,
+) -> list[list[Detection]]:
+    """Detections for each encoded image (any format Pillow opens), as effdet.predict.predict_images gives them
+    for the SavedModel: boxes [xmin, ymin, xmax, ymax] in pixels of the image as stored, best first, scoring
+    above score_threshold (default: the model's min_score, the lowest it can serve), at most max_detections.
+    """
+    threshold = model.min_score if score_threshold is None else score_threshold
+    if np.float32(threshold) < np.float32(model.min_score):
+        raise ValueError(
+            f"score_threshold {threshold} is below {model.min_score}, the threshold this TFLite file was exported "
+            "with; raise it, or export the model again with a lower min_score"
+        )
+    results = []
+    for data in image_bytes_list:
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        canvas, scale = letterbox(pixels, model.input_size, model.pad_rgb)
+        with model.lock:
+            outputs = model.runner(images=canvas[np.newaxis])
+        count = int(outputs["num_detections"][0])
+        scores = outputs["scores"][0, :count]
+        # The NMS op keeps scores above its threshold, strictly, as the SavedModel's does.
+        keep = np.flatnonzero(scores > np.float32(threshold))
+        if max_detections is not None:
+            keep = keep[: max(max_detections, 0)]
+        height, width = pixels.shape[:2]
+        limits = np.array([width, height, width, height], np.float32)
+        boxes = np.minimum(outputs["boxes"][0, keep] * (np.float32(1.0) / scale), limits)
+        classes = outputs["classes"][0, keep]
+        results.append(
+            [
+                Detection(
+                    box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                    class_id=int(class_id),
+                    label=model.label_map.get(int(class_id), str(int(class_id))),
+                    score=float(score),
+                )
+                for box, class_id, score in zip(boxes, classes, scores[keep], strict=True)
+            ]
+        )
+    return results
+
+
+def letterbox(
+    pixels: np.ndarray, size: tuple[int, int], pad_rgb: tuple[int, int, int]
+) -> tuple[np.ndarray, np.float32]:
+    """An image uint8 [h, w, 3] fitted into size (height, width) as the SavedModel fits it -> (canvas uint8
+    [height, width, 3] with the image at the top-left and pad_rgb elsewhere, scale: canvas pixels per original
+    pixel, float32)."""
+    height, width = pixels.shape[:2]
+    target_h, target_w = size
+    scale = min(np.float32(target_h) / np.float32(height), np.float32(target_w) / np.float32(width))
+    scaled_h = min(max(int(np.rint(np.float32(height) * scale)), 1), target_h)
+    scaled_w = min(max(int(np.rint(np.float32(width) * scale)), 1), target_w)
+    canvas = np.empty((target_h, target_w, 3), np.uint8)
+    canvas[...] = pad_rgb
+    canvas[:scaled_h, :scaled_w] = resize_bilinear(pixels, scaled_h, scaled_w)
+    return canvas, scale
+
+
+def resize_bilinear(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 [h, w, c] -> uint8 [height, width, c] as tf.image.resize(method='bilinear') resamples (half-pixel
+    centres, no antialiasing), rounded to whole grey levels."""
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    top, bottom, dy = _taps(pixels.shape[0], height)
+    left, right, dx = _taps(pixels.shape[1], width)
+    upper, lower = pixels[top], pixels[bottom]
+    dx = dx[np.newaxis, :, np.newaxis]
+    upper_row = upper[:, left].astype(np.float32) * (1 - dx) + upper[:, right].astype(np.float32) * dx
+    lower_row = lower[:, left].astype(np.float32) * (1 - dx) + lower[:, right].astype(np.float32) * dx
+    dy = dy[:, np.newaxis, np.newaxis]
+    blended = upper_row + (lower_row - upper_row) * dy
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def _taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of target output positions: the two source indices around its half-pixel centre and the weight
+    of the second (TensorFlow's HalfPixelScaler and compute_interpolation_weights)."""
+    position = (np.arange(target, dtype=np.float32) + np.float32(0.5)) * np.float32(source / target) - np.float32(0.5)
+    floor = np.floor(position)
+    low = np.maximum(floor, 0).astype(np.intp)
+    high = np.minimum(np.ceil(position), source - 1).astype(np.intp)
+    return low, high, (position - floor).astype(np.float32)
