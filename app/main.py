@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)
-    app.state.model_cache = ModelCache(settings.predict_cache_size, settings.predict_max_queued_images)
+    app.state.model_cache = ModelCache(
+        settings.predict_cache_size, settings.predict_max_queued_images, settings.tflite_threads
+    )
     app.state.migrated = False
     app.add_middleware(MetricsMiddleware)
     register_error_handlers(app)

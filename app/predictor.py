@@ -1,8 +1,10 @@
-"""Serving predictions: cheap upload checks, a bounded LRU of loaded SavedModels, and one inference thread.
+"""Serving predictions: cheap upload checks, a bounded LRU of loaded models, and one inference thread.
 
-TensorFlow is imported by effdet.predict on the first load only, so the API starts (and answers everything
-else) without it. Each model version is loaded once and kept until it is the least recently used beyond
-`predict_cache_size`; concurrent first requests for one model wait for a single load.
+A model version is served by one of its exported formats, its runtime (effdet.formats): the SavedModel through
+TensorFlow, imported by effdet.predict on the first SavedModel load only, or a TFLite file through LiteRT
+(effdet.tflite_runtime), so an API that serves only TFLite models never imports TensorFlow. Each (model,
+runtime) is loaded once and kept until it is the least recently used beyond `predict_cache_size`; concurrent
+first requests for one wait for a single load.
 
 Why the request path looks like this (bench/predict_load.py measures it against the raw SavedModel):
 - Uploads are checked from their header only (format, size): the SavedModel decodes the image itself, so a
@@ -19,6 +21,7 @@ Why the request path looks like this (bench/predict_load.py measures it against 
 from __future__ import annotations
 
 import io
+import json
 import math
 import threading
 import time
@@ -32,45 +35,90 @@ from pathlib import Path
 from fastapi import HTTPException, status
 from PIL import Image, UnidentifiedImageError
 
-from effdet.predict import Detection, ExportedModel, load_exported, predict_images
+from core.layout import saved_model_dir
+from effdet.formats import SAVED_MODEL, ExportFormat, FormatsManifest
+from effdet.predict import LABEL_MAP_ASSET, Detection, ExportedModel, load_exported, predict_images
+from effdet.tflite_runtime import TFLiteModel, load_tflite, predict_tflite
 
 TF_DECODABLE = frozenset({"JPEG", "PNG", "GIF", "BMP"})
 """Formats the SavedModel decodes itself; others (WebP, TIFF, ...) are re-encoded as PNG first."""
 
 
-class ModelCache:
-    """Loaded SavedModels keyed by model id, least recently used evicted beyond `size`; owns the inference queue."""
+@dataclass(frozen=True)
+class ModelSource:
+    """A model version as one runtime serves it: its folder and manifest (None: exported before manifests, a
+    SavedModel only)."""
 
-    def __init__(self, size: int, max_queued_images: int) -> None:
+    model_id: str
+    runtime: ExportFormat
+    folder: Path
+    manifest: FormatsManifest | None
+
+    @property
+    def key(self) -> str:
+        """The cache key: one loaded model per version and runtime."""
+        return f"{self.model_id}/{self.runtime}"
+
+
+Loaded = ExportedModel | TFLiteModel
+
+
+def load_source(source: ModelSource, tflite_threads: int) -> Loaded:
+    """Load the model version in its runtime."""
+    saved_model = saved_model_dir(source.folder)
+    if source.runtime == SAVED_MODEL:
+        return load_exported(saved_model)
+    if source.manifest is None or source.runtime not in source.manifest.formats:
+        raise FileNotFoundError(f"model {source.model_id!r} has no {source.runtime} export")
+    manifest = source.manifest
+    label_map = {int(k): str(v) for k, v in json.loads((saved_model / "assets" / LABEL_MAP_ASSET).read_text()).items()}
+    path = manifest.path(source.folder, source.runtime)
+    return load_tflite(path, label_map, tflite_threads, manifest.min_score, manifest.mean_rgb)
+
+
+def run_inference(loaded: Loaded, images: Sequence[bytes], threshold: float | None) -> list[list[Detection]]:
+    """Detections for each image through the loaded model's runtime."""
+    if isinstance(loaded, TFLiteModel):
+        return predict_tflite(loaded, images, score_threshold=threshold)
+    return predict_images(loaded, images, score_threshold=threshold)
+
+
+class ModelCache:
+    """Loaded models keyed by version and runtime, least recently used evicted beyond `size`; owns the inference
+    queue."""
+
+    def __init__(self, size: int, max_queued_images: int, tflite_threads: int = 1) -> None:
         self.size = size
-        self._models: OrderedDict[str, ExportedModel] = OrderedDict()
+        self.tflite_threads = tflite_threads
+        self._models: OrderedDict[str, Loaded] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
         self.queue = InferenceQueue(self, max_queued_images=max_queued_images)
 
-    def get(self, model_id: str, saved_model: Path) -> ExportedModel:
+    def get(self, source: ModelSource) -> Loaded:
         """The loaded model (loading it on first use; blocking, call from a worker thread)."""
+        key = source.key
         with self._lock:
-            if model_id in self._models:
-                self._models.move_to_end(model_id)
-                return self._models[model_id]
-            load_lock = self._loading.setdefault(model_id, threading.Lock())
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            load_lock = self._loading.setdefault(key, threading.Lock())
         with load_lock:
             with self._lock:
-                if model_id in self._models:
-                    return self._models[model_id]
-            loaded = load_exported(saved_model)
+                if key in self._models:
+                    return self._models[key]
+            loaded = load_source(source, self.tflite_threads)
             with self._lock:
-                self._models[model_id] = loaded
-                self._loading.pop(model_id, None)
+                self._models[key] = loaded
+                self._loading.pop(key, None)
                 while len(self._models) > self.size:
                     self._models.popitem(last=False)
             return loaded
 
-    def loaded(self, model_id: str) -> bool:
-        """Whether the model is in memory now (so a request need not load it first)."""
+    def loaded(self, source: ModelSource) -> bool:
+        """Whether the model is in memory now in that runtime (so a request need not load it first)."""
         with self._lock:
-            return model_id in self._models
+            return source.key in self._models
 
     def clear(self) -> None:
         """Stop the inference thread and forget every loaded model."""
@@ -91,8 +139,7 @@ class QueueFullError(Exception):
 class _Request:
     """One predict request waiting in the queue."""
 
-    model_id: str
-    saved_model: Path
+    source: ModelSource
     names: list[str]
     images: list[bytes]
     threshold: float | None
@@ -113,10 +160,10 @@ class InferenceQueue:
         self._stopping = False
 
     def submit(
-        self, model_id: str, saved_model: Path, names: Sequence[str], images: Sequence[bytes], threshold: float | None
+        self, source: ModelSource, names: Sequence[str], images: Sequence[bytes], threshold: float | None
     ) -> Future[list[list[Detection]]]:
         """Queue a request; its future gives the detections per image. QueueFullError when too much already waits."""
-        request = _Request(model_id, saved_model, list(names), list(images), threshold)
+        request = _Request(source, list(names), list(images), threshold)
         with self._wakeup:
             if self._queued_images and self._queued_images + len(images) > self.max_queued_images:
                 raise QueueFullError(max(1, math.ceil(self._queued_images * self._seconds_per_image)))
@@ -158,8 +205,8 @@ class InferenceQueue:
         while (request := self._next()) is not None:
             start = time.perf_counter()
             try:
-                loaded = self._cache.get(request.model_id, request.saved_model)
-                request.future.set_result(predict_images(loaded, request.images, score_threshold=request.threshold))
+                loaded = self._cache.get(request.source)
+                request.future.set_result(run_inference(loaded, request.images, request.threshold))
             except Exception as err:
                 request.future.set_exception(_explained(request, err))
             elapsed = time.perf_counter() - start
@@ -168,7 +215,8 @@ class InferenceQueue:
 
 def _explained(request: _Request, err: Exception) -> Exception:
     """A failed inference as the client's error when an image cannot be decoded (422), else as it is."""
-    if type(err).__name__ != "InvalidArgumentError":
+    decoding = type(err).__name__ == "InvalidArgumentError" or isinstance(err, UnidentifiedImageError | OSError)
+    if not decoding:
         return err
     for name, data in zip(request.names, request.images, strict=True):
         try:

@@ -29,6 +29,7 @@ from effdet.config import (
     run_option_keys,
 )
 from effdet.data.convert import ConversionReport
+from effdet.formats import DEFAULT_EXPORT_FORMATS, SAVED_MODEL, ExportFormat
 from effdet.model.structure import variable_paths
 from effdet.workflow import resolve_config, size_warnings
 
@@ -175,6 +176,9 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
         wrong = misfit(pretrained, _with_preset_anchors(config).model)
         if wrong:
             problems.append(_problem("pretrained", wrong))
+    formats_problem = _formats_problem(body.export_formats, config)
+    if formats_problem:
+        problems.append(_problem("export_formats", formats_problem))
     if problems or config is None:
         raise SubmissionError(problems)
     options: dict[str, Any] = {
@@ -187,8 +191,40 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
     }
     if body.min_score_thresh is not None:
         options["min_score_thresh"] = body.min_score_thresh
+    options["export_formats"] = list(body.export_formats or _default_formats(config))
     for name in ("eval_every", "checkpoint_every", "seed"):
         if getattr(body, name) is not None:
             options[name] = getattr(body, name)
     warnings = ineffective_keys(given) + size_warnings(report, config)
     return ResolvedJob(config=config.to_flat(), options=options, warnings=warnings)
+
+
+def _default_formats(config: Config) -> tuple[ExportFormat, ...]:
+    """saved_model and float32 TFLite, or the SavedModel alone for a tiled model (which TFLite cannot serve)."""
+    return (SAVED_MODEL,) if config.input.tiles is not None else DEFAULT_EXPORT_FORMATS
+
+
+def _formats_problem(formats: list[ExportFormat] | None, config: Config | None) -> str | None:
+    """What is wrong with a job's export_formats, or None."""
+    if formats is None:
+        return None
+    repeated = sorted({name for name in formats if formats.count(name) > 1})
+    if repeated:
+        return f"export_formats names {', '.join(repeated)} more than once; name each format once"
+    if SAVED_MODEL not in formats:
+        return (
+            "export_formats must include saved_model: it is the reference the other formats are scored against "
+            'and the runtime that serves any threshold, e.g. ["saved_model", "tflite_int8"]'
+        )
+    if "tflite_int8" in formats:
+        return (
+            "tflite_int8 cannot be exported yet: TensorFlow 2.21's int8 calibrator crashes on the detector graph "
+            "(its NMS and resize steps); use tflite or tflite_float16"
+        )
+    lite = [name for name in formats if name != SAVED_MODEL]
+    if lite and config is not None and config.input.tiles is not None:
+        return (
+            f"a tiled model (hparams tiles) is served by its SavedModel only, which tiles each whole image; "
+            f"leave out {', '.join(lite)}"
+        )
+    return None

@@ -3,6 +3,7 @@ SQLite for the database and a SQLite-backed Celery broker, so a fresh machine ne
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,6 +27,11 @@ class Settings(BaseSettings):
     max_files: int = 200_000
     max_image_pixels: int = 80_000_000
     predict_cache_size: int = Field(4, ge=1, description="SavedModels kept loaded (LRU)")
+    tflite_threads: int = Field(
+        default_factory=lambda: len(os.sched_getaffinity(0)),
+        ge=1,
+        description="threads a TFLite model runs on (LiteRT's XNNPACK), default the cores this process may use",
+    )
     predict_max_queued_images: int = Field(
         100, ge=1, description="images waiting for inference beyond which predict answers 503 with Retry-After"
     )

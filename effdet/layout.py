@@ -8,6 +8,8 @@ RUN_DIR/best/                    the best weights by val AP (with eval_every) an
 RUN_DIR/logs/train.jsonl         one progress report per line
 RUN_DIR/metrics.json             COCO metrics of the final weights on the val split
 OUTPUT/model.tflite              the float32 TFLite model beside an exported SavedModel
+OUTPUT/model_<quantization>.tflite  the float16 and int8 TFLite models, when asked for (effdet.formats)
+OUTPUT/formats.json              what each exported format is and scored on the val split (effdet.formats)
 """
 
 from __future__ import annotations
@@ -20,3 +22,6 @@ BEST_DIR = "best"
 TRAIN_LOG = "logs/train.jsonl"
 METRICS_FILE = "metrics.json"
 TFLITE_FILE = "model.tflite"
+TFLITE_FILES = {"tflite": TFLITE_FILE, "tflite_float16": "model_float16.tflite", "tflite_int8": "model_int8.tflite"}
+"""The TFLite format names (as a job's export_formats and predict's runtime spell them) and their files."""
+FORMATS_FILE = "formats.json"

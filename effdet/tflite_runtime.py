@@ -70,8 +70,6 @@ def load_tflite(
         raise ValueError(f"num_threads {num_threads} must be 1 or more (the cores inference may use)")
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score {min_score} is not a score; give the min_score_thresh of the export, in [0, 1]")
-    means = np.broadcast_to(np.asarray(mean_rgb, np.float64), (3,))
-    pad = tuple(int(v) for v in np.clip(np.rint(means), 0, 255))
     interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
     signatures = interpreter.get_signature_list()
     if "serving_default" not in signatures or sorted(signatures["serving_default"]["outputs"]) != sorted(_OUTPUTS):
@@ -87,7 +85,7 @@ def load_tflite(
         input_size=(shape[1], shape[2]),
         label_map=dict(label_map),
         min_score=float(min_score),
-        pad_rgb=(pad[0], pad[1], pad[2]),
+        pad_rgb=pad_colour(mean_rgb),
     )
 
 
@@ -136,6 +134,14 @@ def predict_tflite(
             ]
         )
     return results
+
+
+def pad_colour(mean_rgb: float | Sequence[float]) -> tuple[int, int, int]:
+    """The uint8 colour that the graph normalises to zero: the normalisation mean (one number or R, G, B)."""
+    red, green, blue = (
+        int(v) for v in np.clip(np.rint(np.broadcast_to(np.asarray(mean_rgb, np.float64), (3,))), 0, 255)
+    )
+    return red, green, blue
 
 
 def letterbox(

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core import layout, states
 from core.db import session_scope
@@ -24,6 +24,7 @@ from core.settings import get_settings
 from core.states import LeaseLostError, add_event, worker_id
 from core.tables import FINISHED, Job, JobStatus
 from effdet.config import Config, get_config
+from effdet.formats import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, SAVED_MODEL, ExportFormat
 from effdet.workflow import DEFAULT_MIN_SCORE_THRESH, LoadedRun, Records, fine_tune, load_run, resolve_auto_anchors
 from worker.lease import Heartbeat
 from worker.progress import JobRecorder
@@ -42,6 +43,9 @@ class ExportOptions(BaseModel):
     """The export settings a job may carry in its options, beside effdet's TrainOptions."""
 
     min_score_thresh: float = DEFAULT_MIN_SCORE_THRESH
+    export_formats: list[ExportFormat] | None = Field(
+        None, description="default: saved_model and tflite, the SavedModel alone for a tiled model"
+    )
 
 
 @contextmanager
@@ -186,7 +190,9 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
     states.set_state(job_id, holder, JobStatus.exporting, metrics=metrics)
     model_id = job.model_id or states.reserve_model_id(job_id, holder)
     folder = layout.model_dir(settings, model_id)
-    _export(loaded, folder, ExportOptions.model_validate(job.options))
+    options = ExportOptions.model_validate(job.options)
+    _export(loaded, folder, options)
+    _export_formats(job_id, loaded, folder, options, records)
     states.succeed(job, holder, model_id, str(folder), metrics, _label_names(loaded.config))
 
 
@@ -239,6 +245,43 @@ def _export(loaded: LoadedRun, folder: Path, options: ExportOptions) -> None:
         if saved.exists():  # an empty leftover folder; the export publishes atomically
             saved.rmdir()
         loaded.export(saved, options.min_score_thresh)
+
+
+def _export_formats(job_id: str, loaded: LoadedRun, folder: Path, options: ExportOptions, records: Records) -> None:
+    """Export the TFLite formats asked for, score every format on the val split and write the model's manifest
+    (effdet.formats: what GET /v1/models/{id} shows per format, and the runtime predict uses by default)."""
+    from effdet.format_export import export_tflite_formats, score_formats
+    from effdet.formats import FormatsManifest, choose_default, write_manifest
+
+    asked = options.export_formats
+    if asked is None:
+        asked = [SAVED_MODEL] if loaded.config.input.tiles is not None else list(DEFAULT_EXPORT_FORMATS)
+    formats = [format for format in EXPORT_FORMATS if format in asked]
+    export_tflite_formats(loaded.model, loaded.config, folder, formats, options.min_score_thresh, records.train_files)
+    scores = score_formats(
+        folder,
+        formats,
+        loaded.config,
+        options.min_score_thresh,
+        records.val_files,
+        records.ground_truth,
+        get_settings().tflite_threads,
+    )
+    mean = loaded.config.model.mean_rgb
+    manifest = FormatsManifest(
+        min_score=options.min_score_thresh,
+        mean_rgb=list(mean) if isinstance(mean, list) else [float(mean)] * 3,
+        formats=scores,
+        default_runtime=choose_default(scores),
+    )
+    write_manifest(folder, manifest)
+    scored = "; ".join(
+        f"{name} AP {score.ap:.3f} at {score.ms_per_image} ms" for name, score in scores.items() if score.ap is not None
+    )
+    message = (
+        f"exported {', '.join(formats)}{f' ({scored})' if scored else ''}; predict serves {manifest.default_runtime}"
+    )
+    add_event(job_id, "log", {"message": message})
 
 
 def _label_names(config: Config) -> dict[str, str]:

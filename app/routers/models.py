@@ -13,8 +13,9 @@ from app.auth import CurrentOwner, get_owned, owned
 from app.deps import SessionDep
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, ModelFormat, ModelPublic, ModelsPublic
 from app.storage import zip_stream
-from core.layout import saved_model_dir, tflite_file
+from core.layout import saved_model_dir
 from core.tables import ModelVersion
+from effdet.formats import format_file
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)
 
@@ -56,17 +57,26 @@ def download_model(
     model_id: str,
     session: SessionDep,
     owner: CurrentOwner,
-    format: Annotated[ModelFormat, Query(description="saved_model (a zip) or tflite")] = "saved_model",
+    format: Annotated[
+        ModelFormat,
+        Query(description="saved_model (a zip of the folder), tflite, tflite_float16 or tflite_int8 (a .tflite file)"),
+    ] = "saved_model",
 ) -> StreamingResponse | FileResponse:
-    """Download the model: the SavedModel folder as a zip, or the .tflite file."""
+    """Download the model in one of the formats it was exported in (its `formats`)."""
     row = get_owned(session, ModelVersion, model_id, owner)
+    folder = Path(row.path)
     stem = f"{row.name}-v{row.version}"
-    if format == "tflite":
-        tflite = tflite_file(Path(row.path))
-        if not tflite.is_file():
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "this model was not exported to TFLite; use saved_model")
-        return FileResponse(tflite, media_type="application/octet-stream", filename=f"{stem}.tflite")
-    saved_model = saved_model_dir(Path(row.path))
+    if format != "saved_model":
+        path = folder / format_file(format)
+        if not path.is_file():
+            exported = ", ".join(ModelPublic.from_row(row).formats) or "nothing"
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                f"this model was not exported as {format} (it has {exported}); ask for it in a job's export_formats",
+            )
+        suffix = "" if format == "tflite" else f"-{format.removeprefix('tflite_')}"
+        return FileResponse(path, media_type="application/octet-stream", filename=f"{stem}{suffix}.tflite")
+    saved_model = saved_model_dir(folder)
     if not saved_model.is_dir():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this model has no SavedModel on the server")
     return StreamingResponse(

@@ -18,18 +18,22 @@ from app.anonymise import Annotation, annotated_image, zipped
 from app.auth import CurrentOwner, get_owned
 from app.deps import SessionDep, SettingsDep
 from app.metrics import PREDICT_SECONDS
-from app.predictor import ModelCache, QueueFullError, checked_image
+from app.predictor import ModelCache, ModelSource, QueueFullError, checked_image
 from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail
 from core.layout import saved_model_dir
 from core.tables import ModelVersion
+from effdet.formats import EXPORT_FORMATS, SAVED_MODEL, ExportFormat, read_manifest
 from effdet.predict import Detection
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=AUTH_RESPONSES)
+RUNTIME_HEADER = "X-Effdet-Runtime"
+"""The answer's header naming the exported format that ran (the request's runtime or the model's default)."""
 
 Detections = list[DetectionPublic]
 _FORM_SCHEMA = {
     "score_threshold": WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1}),
     "max_detections": WithJsonSchema({"type": "integer", "minimum": 1}),
+    "runtime": WithJsonSchema({"type": "string", "enum": list(EXPORT_FORMATS)}),
 }
 """Optional form fields as a form can send them: a number or nothing (a multipart form has no null)."""
 
@@ -63,19 +67,48 @@ _MANY = TypeAdapter(list[list[Detection]])
 """Answers are serialised straight from the detections (the same fields as DetectionPublic, the documented model)."""
 
 
-def _saved_model(session: Session, model_id: str, owner: str | None) -> Path:
+def _source(
+    session: Session, model_id: str, owner: str | None, runtime: ExportFormat | None, threshold: float | None
+) -> ModelSource:
+    """The model version as the runtime asked for serves it, else as its default runtime does (the SavedModel when
+    the default TFLite file cannot serve so low a threshold); 404 for an unknown model, 422 for a runtime it was
+    not exported in or a threshold the TFLite file cannot serve."""
     row = get_owned(session, ModelVersion, model_id, owner)
-    folder = saved_model_dir(Path(row.path))
-    if not folder.is_dir():
+    folder = Path(row.path)
+    if not saved_model_dir(folder).is_dir():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model_id!r} has no SavedModel on the server")
-    return folder
+    manifest = read_manifest(folder)
+    exported: list[ExportFormat] = list(manifest.formats) if manifest else [SAVED_MODEL]
+    if runtime is not None and runtime not in exported:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"model {model_id!r} was exported as {', '.join(exported)}, not {runtime}; choose one of those runtimes "
+            "or train it again with that format in export_formats",
+        )
+    chosen = runtime or (manifest.default_runtime if manifest else SAVED_MODEL)
+    if manifest and chosen != SAVED_MODEL and threshold is not None and threshold < manifest.min_score:
+        if runtime is not None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"the {runtime} file of model {model_id!r} drops detections under {manifest.min_score}, the threshold "
+                f"it was exported with, so it cannot answer score_threshold {threshold}; ask for runtime=saved_model",
+            )
+        chosen = SAVED_MODEL
+    return ModelSource(model_id, chosen, folder, manifest)
 
 
 def _checked_request(
-    session: Session, model_id: str, owner: str | None, names: list[str], uploads: list[bytes], max_pixels: int
-) -> tuple[Path, list[bytes]]:
-    """The model's SavedModel folder (404 when unknown) and each upload checked (422/413), in one thread hop."""
-    return _saved_model(session, model_id, owner), [
+    session: Session,
+    model_id: str,
+    owner: str | None,
+    runtime: ExportFormat | None,
+    threshold: float | None,
+    names: list[str],
+    uploads: list[bytes],
+    max_pixels: int,
+) -> tuple[ModelSource, list[bytes]]:
+    """The model as it will serve (404/422) and each upload checked (422/413), in one thread hop."""
+    return _source(session, model_id, owner, runtime, threshold), [
         checked_image(name, data, max_pixels) for name, data in zip(names, uploads, strict=True)
     ]
 
@@ -94,7 +127,10 @@ def _checked_request(
         400: {"model": ErrorDetail, "description": "the body is not a readable multipart form"},
         404: {"model": ErrorDetail},
         413: {"model": ErrorDetail, "description": "an image over EFFDET_MAX_IMAGE_PIXELS"},
-        422: {"model": ErrorDetail, "description": "a file that is not a readable image"},
+        422: {
+            "model": ErrorDetail,
+            "description": "a file that is not a readable image, or a runtime the model was not exported in",
+        },
         503: {"model": ErrorDetail, "description": "too many images wait for inference; retry after Retry-After s"},
     },
 )
@@ -111,6 +147,15 @@ async def predict_route(
         float | None, Query(alias="score_threshold", ge=0, le=1, description="default: the export's threshold")
     ] = None,
     max_detections_query: Annotated[int | None, Query(alias="max_detections", ge=1)] = None,
+    runtime: Annotated[ExportFormat | None, Form(), _FORM_SCHEMA["runtime"]] = None,
+    runtime_query: Annotated[
+        ExportFormat | None,
+        Query(
+            alias="runtime",
+            description="the exported format to run: saved_model, tflite, tflite_float16 or tflite_int8; default: "
+            "the model's default_runtime (GET /v1/models/{id})",
+        ),
+    ] = None,
     annotated: Annotated[
         AnnotatedParam,
         Query(
@@ -123,17 +168,18 @@ async def predict_route(
     how = _annotation(annotated)
     names = [upload.filename or "upload" for upload in file]
     uploads = [await upload.read() for upload in file]
-    saved_model, images = await run_in_threadpool(
-        _checked_request, session, model_id, owner, names, uploads, settings.max_image_pixels
-    )
     threshold = score_threshold if score_threshold is not None else score_threshold_query
     limit = max_detections if max_detections is not None else max_detections_query
+    asked = runtime if runtime is not None else runtime_query
+    source, images = await run_in_threadpool(
+        _checked_request, session, model_id, owner, asked, threshold, names, uploads, settings.max_image_pixels
+    )
     cache: ModelCache = request.app.state.model_cache
     start = time.perf_counter()
-    if not cache.loaded(model_id):
-        await run_in_threadpool(cache.get, model_id, saved_model)
+    if not cache.loaded(source):
+        await run_in_threadpool(cache.get, source)
     try:
-        future = cache.queue.submit(model_id, saved_model, names, images, threshold)
+        future = cache.queue.submit(source, names, images, threshold)
     except QueueFullError as full:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -144,6 +190,9 @@ async def predict_route(
     PREDICT_SECONDS.observe(time.perf_counter() - start)
     if how is not None:
         # The uploads as sent, so an anonymised image keeps its format (images may hold a PNG re-encoding).
-        return await run_in_threadpool(_annotated_answer, names, uploads, results, how)
-    body = _ONE.dump_json(results[0]) if len(results) == 1 else _MANY.dump_json(results)
-    return Response(body, media_type="application/json")
+        answer = await run_in_threadpool(_annotated_answer, names, uploads, results, how)
+    else:
+        body = _ONE.dump_json(results[0]) if len(results) == 1 else _MANY.dump_json(results)
+        answer = Response(body, media_type="application/json")
+    answer.headers[RUNTIME_HEADER] = source.runtime
+    return answer

@@ -125,3 +125,64 @@ def test_models_list_show_and_download(module_service: Any, model_id: str) -> No
     assert "efficientdet-d0-v1/saved_model.pb" in names
     assert "efficientdet-d0-v1/assets/label_map.json" in names
     assert client.get(f"/v1/models/{model_id}/download?format=tflite").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def lite_model_id(module_service: Any, exported: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The shared model with a float32 TFLite file beside its SavedModel and a manifest naming tflite the default
+    runtime (what a job writes when TFLite scores as well and runs faster)."""
+    import shutil
+
+    from effdet.config import Config
+    from effdet.export import export_tflite
+    from effdet.formats import FormatScore, FormatsManifest, write_manifest
+    from effdet.model import build_model
+
+    folder = tmp_path_factory.mktemp("lite")
+    shutil.copytree(exported / "saved_model", folder / "saved_model")
+    config = Config.from_yaml(folder / "saved_model" / "assets" / "config.yaml")
+    export_tflite(build_model(config), config, folder / "model.tflite", min_score_thresh=0.3)
+    manifest = FormatsManifest(
+        min_score=0.3,
+        mean_rgb=list(config.model.mean_rgb),  # type: ignore[arg-type]
+        formats={
+            "saved_model": FormatScore(file="saved_model", size_bytes=1, ap=0.5, ms_per_image=80.0),
+            "tflite": FormatScore(file="model.tflite", size_bytes=1, ap=0.499, ms_per_image=40.0),
+        },
+        default_runtime="tflite",
+    )
+    write_manifest(folder, manifest)
+    job = module_service.job(module_service.dataset(), JobStatus.succeeded)
+    return str(module_service.model(job, folder))
+
+
+def test_a_model_with_tflite_serves_it_by_default_and_each_runtime_on_request(
+    module_service: Any, lite_model_id: str
+) -> None:
+    client = module_service.client
+    shown = client.get(f"/v1/models/{lite_model_id}").json()
+    assert shown["formats"] == ["saved_model", "tflite"]
+    assert shown["default_runtime"] == "tflite"
+    assert shown["format_scores"]["tflite"]["ap"] == 0.499
+    image = {"file": ("a.jpg", _jpeg(300, 200), "image/jpeg")}
+    default = client.post(f"/v1/models/{lite_model_id}/predict", files=image)
+    assert default.status_code == 200, default.text
+    assert default.headers["X-Effdet-Runtime"] == "tflite"
+    saved = client.post(f"/v1/models/{lite_model_id}/predict", files=image, data={"runtime": "saved_model"})
+    assert saved.headers["X-Effdet-Runtime"] == "saved_model"
+    low = client.post(f"/v1/models/{lite_model_id}/predict", files=image, params={"score_threshold": 0.1})
+    assert low.headers["X-Effdet-Runtime"] == "saved_model", "a threshold under the file's own falls back"
+    refused = client.post(
+        f"/v1/models/{lite_model_id}/predict", files=image, params={"score_threshold": 0.1, "runtime": "tflite"}
+    )
+    assert refused.status_code == 422
+    assert "runtime=saved_model" in refused.json()["detail"]
+    missing = client.post(f"/v1/models/{lite_model_id}/predict", files=image, params={"runtime": "tflite_float16"})
+    assert missing.status_code == 422
+    assert "exported as saved_model, tflite" in missing.json()["detail"]
+    unknown = client.post(f"/v1/models/{lite_model_id}/predict", files=image, params={"runtime": "onnx"})
+    assert unknown.status_code == 422
+    download = client.get(f"/v1/models/{lite_model_id}/download", params={"format": "tflite"})
+    assert download.status_code == 200
+    assert download.content[4:8] == b"TFL3"
+    assert client.get(f"/v1/models/{lite_model_id}/download", params={"format": "tflite_int8"}).status_code == 404

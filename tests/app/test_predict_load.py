@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.predictor import ModelSource
 from bench.common import RawModel, Server, jpeg
 from bench.load import run_load
 from bench.predict_load import LoadPlan, leak_check, measure
@@ -38,7 +39,12 @@ def test_load_generator_measures_rest_against_raw_and_a_full_queue_sheds_with_50
     image = jpeg(320, 240)
     warm_up = run_load(server, model_id, image, clients=1, seconds=0.1, timeout=300)
     assert warm_up.statuses == {"200": warm_up.requests}, warm_up.statuses
-    raw = RawModel(app.state.model_cache.get(model_id, Path()).module.signatures["serving_default"], image)
+    raw = RawModel(
+        app.state.model_cache.get(ModelSource(model_id, "saved_model", Path(), None)).module.signatures[
+            "serving_default"
+        ],
+        image,
+    )
     app.state.model_cache.queue.max_queued_images = 2
 
     result = measure(server, model_id, raw, image, clients=2, plan=LoadPlan(image_size=128, seconds=2, block_seconds=1))

@@ -201,3 +201,38 @@ def test_a_tiled_job_with_auto_anchors_records_them_and_serves_tiled_predictions
     assert (served.input.tiles, served.model.aspect_ratios) == (192, chosen["aspect_ratios"])
     [detections] = predict_images(exported, [scene(640, 480, seed=4)], score_threshold=0.0)
     assert all(0 <= d.box[0] <= d.box[2] <= 640 and 0 <= d.box[1] <= d.box[3] <= 480 for d in detections)
+
+
+@pytest.mark.slow
+def test_a_job_exports_each_format_asked_for_scores_it_on_val_and_serves_it_through_litert(
+    dataset_id: str, rows: Any
+) -> None:
+    from effdet.formats import read_manifest
+    from effdet.tflite_runtime import load_tflite, predict_tflite
+    from tests.effdet.test_export import scene
+
+    formats = ["saved_model", "tflite", "tflite_float16"]
+    job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 2, "export_formats": formats})
+    run_job(job_id)
+    job = rows.job(job_id)
+    assert job.status == JobStatus.succeeded, job.error
+    with session_scope() as session:
+        model = session.get(ModelVersion, job.model_id)
+        assert model is not None
+        folder = Path(model.path)
+    manifest = read_manifest(folder)
+    assert manifest is not None
+    assert list(manifest.formats) == formats
+    assert manifest.default_runtime in formats
+    for name, score in manifest.formats.items():
+        assert manifest.path(folder, name).exists(), name
+        assert score.ap is not None, f"{name} is scored on the 3 val images"
+        assert score.ms_per_image is not None
+        assert score.ms_per_image > 0
+    assert manifest.formats["tflite_float16"].size_bytes < manifest.formats["tflite"].size_bytes / 1.5, "fp16 weights"
+    [message] = [e["message"] for e in _events(job_id, "log") if e.get("message", "").startswith("exported")]
+    assert "saved_model AP" in message
+    assert "tflite_float16 AP" in message
+    half = load_tflite(manifest.path(folder, "tflite_float16"), {1: "plate"}, 1, manifest.min_score, manifest.mean_rgb)
+    [found] = predict_tflite(half, [scene(320, 200, seed=1)])
+    assert all(0 <= d.box[0] <= d.box[2] <= 320 and d.box[3] <= 200 and d.score > manifest.min_score for d in found)

@@ -1,0 +1,149 @@
+"""Export a trained model in the formats a job asks for and score each on the val split the same way.
+
+TFLite files take uint8 [1, H, W, 3] at the model's input size; int8 is calibrated on the job's own training
+images, letterboxed exactly as serving does (effdet.tflite_runtime.letterbox), so nobody writes a calibration
+script. Scoring runs each format through its serving path (the SavedModel's `predict_images`, LiteRT for TFLite)
+on the val records' original image bytes, at the export's score threshold (a TFLite file cannot serve below it),
+with the same COCO code (effdet.evaluate.coco_metrics), and times every call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from effdet.config import Config
+from effdet.data.shards import parse_example, record_files
+from effdet.evaluate import coco_metrics
+from effdet.export import LABEL_MAP_ASSET, Quantization, export_tflite
+from effdet.formats import SAVED_MODEL, ExportFormat, FormatScore, format_file
+from effdet.predict import Detection, load_exported, predict_images
+from effdet.tflite_runtime import letterbox, load_tflite, pad_colour, predict_tflite
+
+CALIBRATION_IMAGES = 100
+"""Training images an int8 model is calibrated on."""
+_QUANTIZATION: dict[ExportFormat, Quantization] = {
+    "tflite": "float32",
+    "tflite_float16": "float16",
+    "tflite_int8": "int8",
+}
+
+
+def export_tflite_formats(
+    model: keras.Model,
+    config: Config,
+    folder: Path,
+    formats: Sequence[ExportFormat],
+    min_score: float,
+    train_files: str | None,
+) -> None:
+    """Write each TFLite format asked for into the model folder (one already there, from an earlier attempt of
+    the same job, is kept: files are written atomically)."""
+    for format in formats:
+        path = folder / format_file(format)
+        if format == SAVED_MODEL or path.is_file():
+            continue
+        quantization = _QUANTIZATION[format]
+        images = None
+        if quantization == "int8":
+            if train_files is None:
+                raise ValueError("an int8 model is calibrated on training images, and there are none")
+            images = representative_images(train_files, config)
+        export_tflite(model, config, path, quantization, min_score_thresh=min_score, representative_images=images)
+
+
+def representative_images(
+    train_files: str, config: Config, count: int = CALIBRATION_IMAGES
+) -> Callable[[], Iterable[np.ndarray]]:
+    """The first `count` training images, letterboxed to the model's input size as serving letterboxes them."""
+    size = config.model.image_size
+    pad = pad_colour(config.model.mean_rgb)
+
+    def images() -> Iterator[np.ndarray]:
+        for image, _ in _records(train_files, count):
+            pixels = tf.io.decode_image(image, channels=3, expand_animations=False).numpy()
+            yield letterbox(pixels, size, pad)[0]
+
+    return images
+
+
+def _records(files: str, limit: int | None = None) -> Iterator[tuple[bytes, int]]:
+    """(encoded image, source id) of the records, in order."""
+    dataset = tf.data.TFRecordDataset(record_files(files)).map(parse_example)
+    if limit is not None:
+        dataset = dataset.take(limit)
+    for example in dataset:
+        yield example["image"].numpy(), int(example["source_id"].numpy())
+
+
+def score_formats(
+    folder: Path,
+    formats: Sequence[ExportFormat],
+    config: Config,
+    min_score: float,
+    val_files: str | None,
+    ground_truth: Path | None,
+    num_threads: int,
+) -> dict[ExportFormat, FormatScore]:
+    """Each format's file, size and (with a val split) COCO metrics and milliseconds per image."""
+    scores: dict[ExportFormat, FormatScore] = {}
+    for format in formats:
+        path = folder / format_file(format)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+        score = FormatScore(file=format_file(format), size_bytes=size)
+        if val_files is not None and ground_truth is not None:
+            score = _scored(score, _predictor(folder, format, config, min_score, num_threads), val_files, ground_truth)
+        scores[format] = score
+    return scores
+
+
+def _predictor(
+    folder: Path, format: ExportFormat, config: Config, min_score: float, num_threads: int
+) -> Callable[[bytes], list[list[Detection]]]:
+    """One image's detections through the format's serving path, at the export's threshold."""
+    saved_model = folder / format_file(SAVED_MODEL)
+    if format == SAVED_MODEL:
+        loaded = load_exported(saved_model)
+        return lambda data: predict_images(loaded, [data], score_threshold=min_score)
+    label_file = saved_model / "assets" / LABEL_MAP_ASSET
+    label_map = {int(k): str(v) for k, v in json.loads(label_file.read_text()).items()}
+    lite = load_tflite(folder / format_file(format), label_map, num_threads, min_score, config.model.mean_rgb)
+    return lambda data: predict_tflite(lite, [data])
+
+
+def _scored(
+    score: FormatScore, predict: Callable[[bytes], list[list[Detection]]], val_files: str, ground_truth: Path
+) -> FormatScore:
+    """The score with the COCO metrics and mean milliseconds per image of `predict` over the val records."""
+    detections: list[dict[str, Any]] = []
+    seconds, images = 0.0, 0
+    for image, source_id in _records(val_files):
+        start = time.perf_counter()
+        (found,) = predict(image)
+        seconds += time.perf_counter() - start
+        images += 1
+        detections += [
+            {
+                "image_id": source_id,
+                "category_id": d.class_id,
+                "bbox": [d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]],
+                "score": d.score,
+            }
+            for d in found
+        ]
+    metrics = coco_metrics(ground_truth, detections)
+    return score.model_copy(
+        update={
+            "ap": metrics.ap,
+            "ap50": metrics.ap50,
+            "ap75": metrics.ap75,
+            "ms_per_image": round(1000 * seconds / max(images, 1), 2),
+        }
+    )
