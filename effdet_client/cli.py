@@ -447,7 +447,7 @@ def models_predict(
 def models_download(
     ctx: typer.Context,
     model_id: str,
-    format: Annotated[ModelFormat, typer.Option(help="saved_model (a zip) or tflite")] = "saved_model",
+    format: Annotated[ModelFormat, typer.Option(help="saved_model (a zip), tflite or tflite_float16")] = "saved_model",
     output_path: Annotated[Path, typer.Option("--output", help="a folder, or the file to write")] = Path("."),
     json_output: JsonFlag = False,
 ) -> None:

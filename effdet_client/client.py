@@ -295,10 +295,17 @@ class Client:
             return self._send("POST", f"/v1/models/{model_id}/predict", files=files, data=data, params=params)
 
     def predict(
-        self, model_id: str, image: Path, *, score_threshold: float | None = None, max_detections: int | None = None
+        self,
+        model_id: str,
+        image: Path,
+        *,
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
+        runtime: ModelFormat | None = None,
     ) -> list[Detection]:
-        """Detections of one image file (boxes in its pixels), above the threshold (default: the export's)."""
-        options = {"score_threshold": score_threshold, "max_detections": max_detections}
+        """Detections of one image file (boxes in its pixels), above the threshold (default: the export's), run by
+        one of the model's exported formats (default: its default_runtime)."""
+        options = {"score_threshold": score_threshold, "max_detections": max_detections, "runtime": runtime}
         answer = self._predict(model_id, image, options, annotated=None).json()
         return [Detection.model_validate(item) for item in answer]
 

@@ -22,7 +22,7 @@ class PlotName(StrEnum):
     pr_curve = "pr_curve"
 
 
-ModelFormat = Literal["saved_model", "tflite"]
+ModelFormat = Literal["saved_model", "tflite", "tflite_float16", "tflite_int8"]
 DatasetFormat = Literal["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"]
 ImageSplit = Literal["train", "val", "dropped"]
 
