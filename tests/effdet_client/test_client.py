@@ -88,7 +88,7 @@ def test_download_writes_the_servers_file_name_atomically(
     path = client.download_model(model_id, target)
     assert path == target / "efficientdet-d0-v1.zip"
     assert zipfile.ZipFile(io.BytesIO(path.read_bytes())).namelist() == ["efficientdet-d0-v1/saved_model.pb"]
-    with pytest.raises(ApiError, match="TFLite"):
+    with pytest.raises(ApiError, match="not exported as tflite"):
         client.download_model(model_id, target, format="tflite")
     assert sorted(p.name for p in target.iterdir()) == ["efficientdet-d0-v1.zip"]
 
