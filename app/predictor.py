@@ -21,7 +21,6 @@ Why the request path looks like this (bench/predict_load.py measures it against 
 from __future__ import annotations
 
 import io
-import json
 import math
 import threading
 import time
@@ -37,8 +36,8 @@ from PIL import Image, UnidentifiedImageError
 
 from core.layout import saved_model_dir
 from effdet.formats import SAVED_MODEL, ExportFormat, FormatsManifest
-from effdet.predict import LABEL_MAP_ASSET, Detection, ExportedModel, load_exported, predict_images
-from effdet.tflite_runtime import TFLiteModel, load_tflite, predict_tflite
+from effdet.predict import Detection, ExportedModel, load_exported, predict_images
+from effdet.tflite_runtime import TFLiteModel, load_tflite_export, predict_tflite
 
 TF_DECODABLE = frozenset({"JPEG", "PNG", "GIF", "BMP"})
 """Formats the SavedModel decodes itself; others (WebP, TIFF, ...) are re-encoded as PNG first."""
@@ -70,10 +69,8 @@ def load_source(source: ModelSource, tflite_threads: int) -> Loaded:
         return load_exported(saved_model)
     if source.manifest is None or source.runtime not in source.manifest.formats:
         raise FileNotFoundError(f"model {source.model_id!r} has no {source.runtime} export")
-    manifest = source.manifest
-    label_map = {int(k): str(v) for k, v in json.loads((saved_model / "assets" / LABEL_MAP_ASSET).read_text()).items()}
-    path = manifest.path(source.folder, source.runtime)
-    return load_tflite(path, label_map, tflite_threads, manifest.min_score, manifest.mean_rgb)
+    path = source.manifest.path(source.folder, source.runtime)
+    return load_tflite_export(path, saved_model, tflite_threads, source.manifest.min_score)
 
 
 def run_inference(loaded: Loaded, images: Sequence[bytes], threshold: float | None) -> list[list[Detection]]:

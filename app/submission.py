@@ -216,11 +216,6 @@ def _formats_problem(formats: list[ExportFormat] | None, config: Config | None) 
             "export_formats must include saved_model: it is the reference the other formats are scored against "
             'and the runtime that serves any threshold, e.g. ["saved_model", "tflite_int8"]'
         )
-    if "tflite_int8" in formats:
-        return (
-            "tflite_int8 cannot be exported yet: TensorFlow 2.21's int8 calibrator crashes on the detector graph "
-            "(its NMS and resize steps); use tflite or tflite_float16"
-        )
     lite = [name for name in formats if name != SAVED_MODEL]
     if lite and config is not None and config.input.tiles is not None:
         return (

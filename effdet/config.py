@@ -350,6 +350,11 @@ class NmsConfig(_Group):
         return 0.5 if self.method == "hard" else 1.0
 
     @property
+    def resolved_max_inputs(self) -> int:
+        """Candidates kept per image before NMS: max_nms_inputs, or automl's 5000 when it is 0."""
+        return self.max_nms_inputs or 5000
+
+    @property
     def resolved_sigma(self) -> float:
         """Gaussian soft-NMS sigma; 0 means hard NMS."""
         if self.method == "hard":

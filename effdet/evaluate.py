@@ -28,7 +28,8 @@ from pydantic import BaseModel
 from effdet.config import Config
 from effdet.data.pipeline import build_dataset
 from effdet.data.shards import parse_example, record_files
-from effdet.export import CONFIG_ASSET, DetectionModule, run_detection
+from effdet.export import DetectionModule, run_detection
+from effdet.predict import CONFIG_ASSET
 
 logger = logging.getLogger(__name__)
 

@@ -36,15 +36,13 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from effdet.anchors import anchors_for
+from effdet.anchor_grid import anchors_for
 from effdet.config import Config
 from effdet.data.augment import resize_and_crop, to_unit_range
 from effdet.model.efficientdet import flatten_predictions
 from effdet.postprocess import Detections, postprocess
-from effdet.predict import DEFAULT_MIN_SCORE_THRESH, LABEL_MAP_ASSET
+from effdet.predict import CONFIG_ASSET, DEFAULT_MIN_SCORE_THRESH, LABEL_MAP_ASSET
 from effdet.tiled import detect_tiled
-
-CONFIG_ASSET = "config.yaml"
 
 ENCODED_SPEC = tf.TensorSpec([None], tf.string, name="images")
 IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
@@ -292,10 +290,11 @@ RepresentativeImages = Callable[[], Iterable[np.ndarray]]
 """A function yielding uint8 images [height, width, 3] of the TFLite input size, for int8 calibration."""
 
 
-def _convert(
+def _configured(
     converter: tf.lite.TFLiteConverter, quantization: Quantization, representative_images: RepresentativeImages | None
-) -> bytes:
-    """Apply the quantization settings and convert."""
+) -> tf.lite.TFLiteConverter:
+    """The converter with the quantization settings applied. int8: int8 ops only and a uint8 input, calibrated
+    on representative_images fed as float32 grey levels (the graph's input)."""
     if quantization == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -304,38 +303,61 @@ def _convert(
 
         def calibration() -> Iterable[list[np.ndarray]]:
             for image in images():
-                yield [np.asarray(image, np.uint8)[np.newaxis]]
+                yield [np.asarray(image, np.float32)[np.newaxis]]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = calibration
-    return bytes(converter.convert())
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+    return converter
 
 
-def export_tflite(
+def export_tflite_network(
     model: keras.Model,
     config: Config,
     output_path: Path,
-    quantization: Quantization = "float32",
-    input_size: tuple[int, int] | None = None,
-    min_score_thresh: float = DEFAULT_MIN_SCORE_THRESH,
+    quantization: Quantization = "int8",
     representative_images: RepresentativeImages | None = None,
 ) -> Path:
-    """Convert the model with pre/post-processing to a TFLite file taking uint8 [1, height, width, 3].
+    """Convert the network alone, with its normalisation, to a TFLite file: `images` [1, H, W, 3] at
+    config.model.image_size, the letterboxed canvas in grey levels (uint8 for 'int8', float32 otherwise) ->
+    `class_logits` float32 [1, anchors, classes] and `box_codes` float32 [1, anchors, 4] in anchor order.
 
-    input_size (height, width) defaults to config.model.image_size; other sizes are resized inside as the
-    SavedModel does. Outputs as the SavedModel's (max_detections = config.eval.tflite_max_detections), with a
-    fixed score threshold. NMS is TFLite's builtin NON_MAX_SUPPRESSION_V5, so only builtin ops are needed.
-    'int8' quantises weights and activations (float kept where an op has no int8 kernel) and needs
-    representative_images for calibration.
+    Resizing, box decoding and NMS are left to the serving code (effdet.tflite_runtime), because TensorFlow's
+    int8 calibrator cannot run our in-graph NMS and boxes decoded inside an int8 graph would be rounded to
+    whole quantization steps. 'int8' quantises every op to int8 (weights and activations), calibrated on
+    representative_images (uint8 canvases as effdet.tflite_runtime.letterbox makes them).
     """
     output_path = Path(output_path)
-    if quantization not in ("float32", "float16", "int8"):
-        raise ValueError(f"unknown quantization {quantization!r}; choose float32, float16 or int8")
+    if config.input.tiles is not None:
+        raise ValueError("a model trained with tiles is served from its SavedModel only")
     if quantization == "int8" and representative_images is None:
         raise ValueError("int8 quantization needs representative_images (a few dozen typical images) to calibrate")
-    size = input_size or config.model.image_size
-    module = DetectionModule(model, config, min_score_thresh, config.eval.tflite_max_detections)
-    function = module.tflite_function(size, min_score_thresh)
+    height, width = config.model.image_size
+    mean = tf.constant(config.model.mean_rgb, tf.float32)
+    std = tf.constant(config.model.stddev_rgb, tf.float32)
+    num_classes = config.model.num_classes
+
+    @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name="images")])
+    def network(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        normalised = (images - mean) / std
+        if config.model.scale_range:
+            normalised = to_unit_range(normalised)
+        class_outputs, box_outputs = model(normalised, training=False)
+        logits, codes = flatten_predictions(class_outputs, box_outputs, num_classes)
+        return {"class_logits": logits, "box_codes": codes}
+
+    def converter_for(folder: str) -> tf.lite.TFLiteConverter:
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        return _configured(converter, quantization, representative_images)
+
+    _write_tflite(network.get_concrete_function(), converter_for, output_path)
+    return output_path
+
+
+def _write_tflite(function: Any, converter_for: Callable[[str], tf.lite.TFLiteConverter], output_path: Path) -> None:
+    """Freeze a concrete function's variables, convert it with the converter made for its saved form, and write
+    the flatbuffer to output_path atomically."""
     # The converter's own variable freezing leaves Keras 3 variables as TFLite resource variables, which fail
     # at run time; freezing them into constants first, and saving the frozen graph with its signature, gives a
     # model of builtin ops only with named inputs and outputs.
@@ -354,9 +376,42 @@ def export_tflite(
             signatures={"serving_default": detect.get_concrete_function()},
             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
         )
-        flatbuffer = _convert(tf.lite.TFLiteConverter.from_saved_model(scratch), quantization, representative_images)
+        flatbuffer = bytes(converter_for(scratch).convert())
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=output_path.parent, prefix=f".{output_path.name}.", delete=False) as tmp:
         tmp.write(flatbuffer)
     Path(tmp.name).replace(output_path)
+
+
+def export_tflite(
+    model: keras.Model,
+    config: Config,
+    output_path: Path,
+    quantization: Quantization = "float32",
+    input_size: tuple[int, int] | None = None,
+    min_score_thresh: float = DEFAULT_MIN_SCORE_THRESH,
+) -> Path:
+    """Convert the model with pre/post-processing to a TFLite file taking uint8 [1, height, width, 3].
+
+    input_size (height, width) defaults to config.model.image_size; other sizes are resized inside as the
+    SavedModel does. Outputs as the SavedModel's (max_detections = config.eval.tflite_max_detections), with a
+    fixed score threshold. NMS is TFLite's builtin NON_MAX_SUPPRESSION_V5, so only builtin ops are needed.
+    float32 or float16 weights; int8 is `export_tflite_network`'s (the calibrator cannot run this graph).
+    """
+    output_path = Path(output_path)
+    if quantization == "int8":
+        raise ValueError(
+            "int8 quantization of the whole detector is not possible (TensorFlow's calibrator crashes on its NMS "
+            "and resize); export the network alone with export_tflite_network(..., 'int8', representative_images)"
+        )
+    if quantization not in ("float32", "float16"):
+        raise ValueError(f"unknown quantization {quantization!r}; choose float32 or float16")
+    size = input_size or config.model.image_size
+    module = DetectionModule(model, config, min_score_thresh, config.eval.tflite_max_detections)
+    function = module.tflite_function(size, min_score_thresh)
+
+    def converter_for(folder: str) -> tf.lite.TFLiteConverter:
+        return _configured(tf.lite.TFLiteConverter.from_saved_model(folder), quantization, None)
+
+    _write_tflite(function, converter_for, output_path)
     return output_path

@@ -1,15 +1,15 @@
 """Export a trained model in the formats a job asks for and score each on the val split the same way.
 
-TFLite files take uint8 [1, H, W, 3] at the model's input size; int8 is calibrated on the job's own training
-images, letterboxed exactly as serving does (effdet.tflite_runtime.letterbox), so nobody writes a calibration
-script. Scoring runs each format through its serving path (the SavedModel's `predict_images`, LiteRT for TFLite)
-on the val records' original image bytes, at the export's score threshold (a TFLite file cannot serve below it),
-with the same COCO code (effdet.evaluate.coco_metrics), and times every call.
+TFLite files take uint8 [1, H, W, 3] at the model's input size. The int8 file holds the network alone (its
+boxes are decoded and suppressed by the serving code) and is calibrated on the job's own training images,
+letterboxed exactly as serving does (effdet.tflite_runtime.letterbox), so nobody writes a calibration script.
+Scoring runs each format through its serving path (the SavedModel's `predict_images`, LiteRT for TFLite) on the
+val records' original image bytes, at the export's score threshold (the float TFLite files cannot serve below
+it), with the same COCO code (effdet.evaluate.coco_metrics), and times every call.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -22,10 +22,10 @@ import tensorflow as tf
 from effdet.config import Config
 from effdet.data.shards import parse_example, record_files
 from effdet.evaluate import coco_metrics
-from effdet.export import LABEL_MAP_ASSET, Quantization, export_tflite
+from effdet.export import Quantization, export_tflite, export_tflite_network
 from effdet.formats import SAVED_MODEL, ExportFormat, FormatScore, format_file
 from effdet.predict import Detection, load_exported, predict_images
-from effdet.tflite_runtime import letterbox, load_tflite, pad_colour, predict_tflite
+from effdet.tflite_runtime import letterbox, load_tflite_export, pad_colour, predict_tflite
 
 CALIBRATION_IMAGES = 100
 """Training images an int8 model is calibrated on."""
@@ -51,12 +51,12 @@ def export_tflite_formats(
         if format == SAVED_MODEL or path.is_file():
             continue
         quantization = _QUANTIZATION[format]
-        images = None
         if quantization == "int8":
             if train_files is None:
                 raise ValueError("an int8 model is calibrated on training images, and there are none")
-            images = representative_images(train_files, config)
-        export_tflite(model, config, path, quantization, min_score_thresh=min_score, representative_images=images)
+            export_tflite_network(model, config, path, "int8", representative_images(train_files, config))
+        else:
+            export_tflite(model, config, path, quantization, min_score_thresh=min_score)
 
 
 def representative_images(
@@ -112,9 +112,7 @@ def _predictor(
     if format == SAVED_MODEL:
         loaded = load_exported(saved_model)
         return lambda data: predict_images(loaded, [data], score_threshold=min_score)
-    label_file = saved_model / "assets" / LABEL_MAP_ASSET
-    label_map = {int(k): str(v) for k, v in json.loads(label_file.read_text()).items()}
-    lite = load_tflite(folder / format_file(format), label_map, num_threads, min_score, config.model.mean_rgb)
+    lite = load_tflite_export(folder / format_file(format), saved_model, num_threads, min_score)
     return lambda data: predict_tflite(lite, [data])
 
 

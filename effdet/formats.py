@@ -19,6 +19,9 @@ ExportFormat = Literal["saved_model", "tflite", "tflite_float16", "tflite_int8"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
 DEFAULT_EXPORT_FORMATS: tuple[ExportFormat, ...] = ("saved_model", "tflite")
 SAVED_MODEL: ExportFormat = "saved_model"
+THRESHOLD_FLOOR: frozenset[ExportFormat] = frozenset({"tflite", "tflite_float16"})
+"""Formats whose file holds its NMS and drops detections under the export's min_score, so they cannot serve a
+lower threshold (the int8 file holds the network alone and the serving code suppresses at any threshold)."""
 AP_TOLERANCE = 0.005
 """How much val AP (0.5 AP points) a faster format may lose against the SavedModel and still serve by default."""
 

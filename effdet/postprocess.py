@@ -13,9 +13,6 @@ import tensorflow as tf
 from effdet.anchors import decode_boxes
 from effdet.config import NmsConfig
 
-MAX_NMS_INPUTS = 5000
-"""Candidates kept per image before NMS when nms_configs.max_nms_inputs is 0 (automl's default)."""
-
 
 class Detections(NamedTuple):
     """Batched detections, padded to max_output_size.
@@ -84,7 +81,7 @@ def postprocess(
     anchors = tf.cast(anchors, tf.float32)
     num_classes = int(cls_logits.shape[-1])
     num_candidates = int(cls_logits.shape[1]) * num_classes
-    top_k = min(nms.max_nms_inputs or MAX_NMS_INPUTS, num_candidates)
+    top_k = min(nms.resolved_max_inputs, num_candidates)
     max_output = max_detections or nms.max_output_size
     threshold = nms.score_thresh if score_threshold is None else score_threshold
 

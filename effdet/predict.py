@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel
 
 LABEL_MAP_ASSET = "label_map.json"
+CONFIG_ASSET = "config.yaml"
 DEFAULT_MIN_SCORE_THRESH = 0.3
 """The score threshold an export bakes in unless told another: the exported model drops detections below it
 when the caller gives no threshold (the CLI's `export --min-score`, a job's `min_score_thresh`)."""
@@ -46,11 +47,16 @@ def load_exported(path: Path | str) -> ExportedModel:
     import tensorflow as tf
 
     folder = Path(path)
-    label_file = folder / "assets" / LABEL_MAP_ASSET
-    if not label_file.is_file():
-        raise FileNotFoundError(f"{folder} has no assets/{LABEL_MAP_ASSET}; is it a model exported by effdet?")
-    label_map = {int(k): str(v) for k, v in json.loads(label_file.read_text()).items()}
+    label_map = read_label_map(folder)
     return ExportedModel(path=folder, module=tf.saved_model.load(str(folder)), label_map=label_map)
+
+
+def read_label_map(saved_model: Path | str) -> dict[int, str]:
+    """Class id -> name from an exported SavedModel's assets/label_map.json (every format of the export uses it)."""
+    label_file = Path(saved_model) / "assets" / LABEL_MAP_ASSET
+    if not label_file.is_file():
+        raise FileNotFoundError(f"{saved_model} has no assets/{LABEL_MAP_ASSET}; is it a model exported by effdet?")
+    return {int(k): str(v) for k, v in json.loads(label_file.read_text()).items()}
 
 
 def predict_images(

@@ -25,7 +25,7 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from effdet import checkpoints as ckpt
-from effdet.anchors import anchors_for
+from effdet.anchor_grid import anchors_for
 from effdet.config import Config
 from effdet.data.pipeline import build_dataset
 from effdet.data.shards import record_files

@@ -22,7 +22,7 @@ from app.predictor import ModelCache, ModelSource, QueueFullError, checked_image
 from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail
 from core.layout import saved_model_dir
 from core.tables import ModelVersion
-from effdet.formats import EXPORT_FORMATS, SAVED_MODEL, ExportFormat, read_manifest
+from effdet.formats import EXPORT_FORMATS, SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest
 from effdet.predict import Detection
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=AUTH_RESPONSES)
@@ -86,7 +86,7 @@ def _source(
             "or train it again with that format in export_formats",
         )
     chosen = runtime or (manifest.default_runtime if manifest else SAVED_MODEL)
-    if manifest and chosen != SAVED_MODEL and threshold is not None and threshold < manifest.min_score:
+    if manifest and chosen in THRESHOLD_FLOOR and threshold is not None and threshold < manifest.min_score:
         if runtime is not None:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,

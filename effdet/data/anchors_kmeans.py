@@ -212,7 +212,7 @@ def anchor_shapes(
     min_level: int, max_level: int, num_scales: int, aspect_ratios: Sequence[float], anchor_scale: float
 ) -> np.ndarray:
     """(width, height) of every anchor shape, float64 [levels * num_scales * len(aspect_ratios), 2], as
-    `effdet.anchors.generate_anchors` makes them."""
+    `effdet.anchor_grid.generate_anchors` makes them."""
     shapes = []
     for level in range(min_level, max_level + 1):
         for octave in range(num_scales):

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from effdet.anchors import anchors_for, assign_targets
+from effdet.anchor_grid import anchors_for
+from effdet.anchors import assign_targets
 from effdet.config import Config
 from effdet.data.augment import random_horizontal_flip, resize_and_crop, to_unit_range
 from effdet.data.autoaugment import distort

@@ -35,12 +35,13 @@ def test_a_job_exports_saved_model_and_tflite_by_default_and_a_tiled_one_the_sav
     assert _resolve(tmp_path, hparams={"tiles": 256})["export_formats"] == ["saved_model"]
     chosen = _resolve(tmp_path, export_formats=["saved_model", "tflite_float16"])
     assert chosen["export_formats"] == ["saved_model", "tflite_float16"]
+    every = ["saved_model", "tflite", "tflite_float16", "tflite_int8"]
+    assert _resolve(tmp_path, export_formats=every)["export_formats"] == every
 
 
 def test_export_formats_that_cannot_be_honoured_are_refused_with_what_to_do(tmp_path: Path) -> None:
     assert "more than once" in _refused(tmp_path, export_formats=["saved_model", "tflite", "tflite"])
     assert "must include saved_model" in _refused(tmp_path, export_formats=["tflite"])
-    assert "use tflite or tflite_float16" in _refused(tmp_path, export_formats=["saved_model", "tflite_int8"])
     assert "leave out tflite" in _refused(tmp_path, export_formats=["saved_model", "tflite"], hparams={"tiles": 256})
     with pytest.raises(ValidationError):
         JobCreate(dataset_id="d1", export_formats=["onnx"])  # type: ignore[list-item]

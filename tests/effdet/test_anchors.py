@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from effdet.anchor_grid import generate_anchors
 from effdet.anchors import (
     BACKGROUND,
     assign_targets,
     decode_boxes,
     encode_boxes,
-    generate_anchors,
     pairwise_iou,
 )
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from PIL import Image
 
 from effdet.config import Config, get_config
-from effdet.export import export_saved_model, export_tflite
+from effdet.export import export_saved_model, export_tflite, export_tflite_network
 from effdet.predict import Detection, draw_detections, load_exported, predict_images
 from tests.cheap import CHEAP
 
@@ -149,9 +149,14 @@ def test_export_refuses_a_non_empty_folder(model: Any, config: Config, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_tflite_int8_needs_calibration_images(model: Any, config: Config, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="representative_images"):
+def test_tflite_int8_is_the_network_alone_and_needs_calibration_images(
+    model: Any, config: Config, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="export_tflite_network"):
         export_tflite(model, config, tmp_path / "model.tflite", quantization="int8")
+    with pytest.raises(ValueError, match="representative_images"):
+        export_tflite_network(model, config, tmp_path / "model.tflite", "int8")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -16,9 +16,18 @@ import tensorflow as tf
 from PIL import Image
 
 from effdet.config import Config, get_config
-from effdet.export import DetectionModule, export_saved_model, export_tflite
+from effdet.export import DetectionModule, export_saved_model, export_tflite, export_tflite_network
 from effdet.predict import Detection, ExportedModel, load_exported, predict_images
-from effdet.tflite_runtime import TFLiteModel, letterbox, load_tflite, predict_tflite, resize_bilinear
+from effdet.tflite_runtime import (
+    TFLiteModel,
+    head_outputs,
+    letterbox,
+    load_tflite,
+    load_tflite_export,
+    pad_colour,
+    predict_tflite,
+    resize_bilinear,
+)
 from tests.cheap import CHEAP
 
 MIN_SCORE = 0.1
@@ -54,6 +63,11 @@ IMAGES = {
 LOSSLESS = (1.0, 2e-3, 10)
 TOLERANCES = {"200x120": LOSSLESS, "90x300": LOSSLESS, "60x40": LOSSLESS, "exif": (3.0, 5e-3, 5)}
 """Per image: (box pixels, score, top): each of the SavedModel's top detections has a TFLite twin that close."""
+INT8_CORRELATION, INT8_ERROR = 0.95, 0.25
+"""int8 rounds every activation to one of 256 steps: its head outputs follow the float network's (correlation
+above 0.95, mean error under a quarter of their spread). This untrained model's scores crowd near 1, so its
+detections' order is too fragile to compare; what int8 costs in AP is measured on trained models
+(effdet.format_export scores every format of a job, BENCHMARKS.md)."""
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +94,13 @@ def exports(
     folder = tmp_path_factory.mktemp("tflite_runtime")
     saved_model = export_saved_model(model, config, folder / "saved_model", MIN_SCORE)
     tflite = export_tflite(model, config, folder / "model.tflite", min_score_thresh=MIN_SCORE)
+    # The network alone, in float32 (checks the numpy decoding and NMS) and int8 (calibrated on the same images
+    # as the model's batch norms, letterboxed as serving letterboxes them).
+    export_tflite_network(model, config, folder / "network.tflite", "float32")
+    pad = pad_colour(config.model.mean_rgb)
+    decoded = [np.asarray(Image.open(io.BytesIO(image)).convert("RGB")) for image in [*IMAGES.values(), *others]]
+    canvases = [letterbox(pixels, config.model.image_size, pad)[0] for pixels in decoded]
+    export_tflite_network(model, config, folder / "model_int8.tflite", "int8", lambda: iter(canvases))
     return saved_model, tflite
 
 
@@ -166,11 +187,14 @@ def test_tflite_threshold_and_cap_apply_as_predict_images_does(saved_model: Expo
 
 SERVE_WITHOUT_TENSORFLOW = """
 import json, sys
-from effdet.tflite_runtime import load_tflite, predict_tflite
+from effdet.tflite_runtime import load_tflite, load_tflite_export, predict_tflite
+image = open(sys.argv[3], "rb").read()
 model = load_tflite(sys.argv[1], {1: "plate", 2: "car"}, 1, 0.1, [123.675, 116.28, 103.53])
-found = predict_tflite(model, [open(sys.argv[2], "rb").read()])
-print(json.dumps({"detections": len(found[0]), "loaded": sorted({m.split(".")[0] for m in sys.modules})}))
+network = load_tflite_export(sys.argv[2], sys.argv[4], 1, 0.1)
+counts = [len(predict_tflite(served, [image])[0]) for served in (model, network)]
+print(json.dumps({"detections": counts, "loaded": sorted({m.split(".")[0] for m in sys.modules})}))
 """
+"""Both kinds of file: NMS in the graph, and the network alone with the boxes decoded and NMS run in numpy."""
 
 
 @pytest.mark.slow
@@ -178,13 +202,67 @@ def test_serving_tflite_imports_no_tensorflow(exports: tuple[Path, Path], tmp_pa
     image = tmp_path / "scene.png"
     image.write_bytes(IMAGES["200x120"])
     result = subprocess.run(
-        [sys.executable, "-c", SERVE_WITHOUT_TENSORFLOW, str(exports[1]), str(image)],
+        [
+            sys.executable,
+            "-c",
+            SERVE_WITHOUT_TENSORFLOW,
+            str(exports[1]),
+            str(exports[1].with_name("model_int8.tflite")),
+            str(image),
+            str(exports[0]),
+        ],
         capture_output=True,
         text=True,
         check=True,
         cwd=tmp_path,
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["detections"] > 0
+    assert all(count > 0 for count in report["detections"])
     assert "ai_edge_litert" in report["loaded"]
     assert not {"tensorflow", "keras", "tf_keras"} & set(report["loaded"])
+
+
+@pytest.fixture(scope="module")
+def network(exports: tuple[Path, Path]) -> TFLiteModel:
+    return load_tflite_export(exports[1].with_name("network.tflite"), exports[0], 2, MIN_SCORE)
+
+
+@pytest.mark.slow
+def test_network_file_decoded_in_numpy_matches_the_saved_model(
+    saved_model: ExportedModel, network: TFLiteModel
+) -> None:
+    assert network.decoder is not None
+    assert network.decoder.input_scale == 0
+    images = list(IMAGES.values())
+    for threshold in (THRESHOLD, MIN_SCORE / 2):  # below the export's threshold too: NMS runs here
+        expected = predict_images(saved_model, images, score_threshold=threshold)
+        got = predict_tflite(network, images, score_threshold=threshold)
+        for name, found, wanted in zip(IMAGES, got, expected, strict=True):
+            assert [d.score for d in found] == sorted((d.score for d in found), reverse=True), name
+            assert all(d.score > threshold and d.label == LABELS[d.class_id] for d in found), name
+            assert_same_detections(found, wanted, *TOLERANCES[name])
+    capped = predict_tflite(network, images[:1], score_threshold=THRESHOLD, max_detections=2)
+    assert capped == [predict_tflite(network, images[:1], score_threshold=THRESHOLD)[0][:2]]
+
+
+@pytest.mark.slow
+def test_int8_file_takes_uint8_and_keeps_the_network_outputs(
+    exports: tuple[Path, Path], network: TFLiteModel, config: Config
+) -> None:
+    int8 = load_tflite_export(exports[1].with_name("model_int8.tflite"), exports[0], 2, MIN_SCORE)
+    assert int8.decoder is not None
+    assert np.dtype(int8.decoder.input_dtype) == np.uint8
+    assert network.decoder is not None
+    assert int8.path.stat().st_size < 0.4 * exports[1].stat().st_size  # int8 weights: a quarter of float32's
+    pad = pad_colour(config.model.mean_rgb)
+    for name in ("200x120", "90x300"):
+        canvas = letterbox(np.asarray(Image.open(io.BytesIO(IMAGES[name])).convert("RGB")), (128, 128), pad)[0]
+        for got, want in zip(
+            head_outputs(int8, int8.decoder, canvas), head_outputs(network, network.decoder, canvas), strict=True
+        ):
+            correlation = np.corrcoef(got.ravel(), want.ravel())[0, 1]
+            assert correlation > INT8_CORRELATION, name
+            assert np.abs(got - want).mean() < INT8_ERROR * want.std(), name
+    found = predict_tflite(int8, [IMAGES["200x120"]], score_threshold=THRESHOLD)[0]
+    assert found
+    assert all(d.score > THRESHOLD and d.label == LABELS[d.class_id] for d in found)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select, update
 
@@ -208,10 +209,10 @@ def test_a_job_exports_each_format_asked_for_scores_it_on_val_and_serves_it_thro
     dataset_id: str, rows: Any
 ) -> None:
     from effdet.formats import read_manifest
-    from effdet.tflite_runtime import load_tflite, predict_tflite
+    from effdet.tflite_runtime import load_tflite, load_tflite_export, predict_tflite
     from tests.effdet.test_export import scene
 
-    formats = ["saved_model", "tflite", "tflite_float16"]
+    formats = ["saved_model", "tflite", "tflite_float16", "tflite_int8"]
     job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 2, "export_formats": formats})
     run_job(job_id)
     job = rows.job(job_id)
@@ -233,6 +234,14 @@ def test_a_job_exports_each_format_asked_for_scores_it_on_val_and_serves_it_thro
     [message] = [e["message"] for e in _events(job_id, "log") if e.get("message", "").startswith("exported")]
     assert "saved_model AP" in message
     assert "tflite_float16 AP" in message
+    assert "tflite_int8 AP" in message
+    int8 = manifest.formats["tflite_int8"]
+    assert int8.size_bytes < manifest.formats["tflite"].size_bytes / 2.5, "int8 weights"
+    quantized = load_tflite_export(manifest.path(folder, "tflite_int8"), manifest.path(folder, "saved_model"), 1, 0.0)
+    assert quantized.decoder is not None
+    assert np.dtype(quantized.decoder.input_dtype) == np.uint8
+    [low] = predict_tflite(quantized, [scene(320, 200, seed=1)], score_threshold=manifest.min_score / 2)
+    assert all(d.score > manifest.min_score / 2 and d.box[2] <= 320 and d.box[3] <= 200 for d in low)
     half = load_tflite(manifest.path(folder, "tflite_float16"), {1: "plate"}, 1, manifest.min_score, manifest.mean_rgb)
     [found] = predict_tflite(half, [scene(320, 200, seed=1)])
     assert all(0 <= d.box[0] <= d.box[2] <= 320 and d.box[3] <= 200 and d.score > manifest.min_score for d in found)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from effdet.anchors import anchors_for
+from effdet.anchor_grid import anchors_for
 from effdet.config import get_config
 from effdet.model import EfficientDet, build_model, count_params, flatten_predictions, variable_shapes
 from effdet.model.structure import (
