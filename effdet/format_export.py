@@ -5,7 +5,7 @@ boxes are decoded and suppressed by the serving code) and is calibrated on the j
 letterboxed exactly as serving does (effdet.tflite_runtime.letterbox), so nobody writes a calibration script.
 Scoring runs each format through its serving path (the SavedModel's `predict_images`, LiteRT for TFLite) on the
 val records' original image bytes, at the export's score threshold (the float TFLite files cannot serve below
-it), with the same COCO code (effdet.evaluate.coco_metrics), and times every call.
+it), with the same COCO code (effdet.evaluate.coco_metrics), and times every call after one warm-up.
 """
 
 from __future__ import annotations
@@ -122,6 +122,8 @@ def _scored(
     """The score with the COCO metrics and mean milliseconds per image of `predict` over the val records."""
     detections: list[dict[str, Any]] = []
     seconds, images = 0.0, 0
+    for image, _ in _records(val_files, 1):
+        predict(image)  # warm-up: the first call traces or allocates, and would dominate a small val split
     for image, source_id in _records(val_files):
         start = time.perf_counter()
         (found,) = predict(image)

@@ -312,7 +312,16 @@ def _try_model(page: Page, shots: Screenshots) -> None:
     assert 0 < len(detections) <= MAX_BOXES, "score threshold 0 must give boxes, at most the number asked for"
     assert {d["label"] for d in detections} == {"raccoon"}
     assert page.locator("#tryit-image rect.box").count() == len(detections)
+    formats = page.locator("#model-formats tbody tr")
+    expect(formats).to_have_count(2)
+    expect(formats.first).to_contain_text("saved_model")
+    expect(formats.nth(1)).to_contain_text("tflite")
+    expect(formats.nth(1)).to_contain_text(" ms")  # scored on val through LiteRT
     shots.take(page, "model")
+    page.select_option("#tryit-runtime", "tflite")  # the float TFLite file cannot go under its export threshold
+    expect(page.locator("#tryit-error")).to_contain_text("runtime=saved_model")
+    page.select_option("#tryit-runtime", "saved_model")
+    expect(page.locator("#tryit-error")).to_have_text("")
 
     with page.expect_download() as download:
         page.locator("a.download", has_text="SavedModel").click()

@@ -30,10 +30,18 @@ export async function modelsView(main, { signal }) {
   });
 }
 
+const FORMAT_NAMES = {
+  saved_model: "SavedModel (zip)",
+  tflite: "TFLite float32",
+  tflite_float16: "TFLite float16",
+  tflite_int8: "TFLite int8",
+};
+
 /** A download link that also works with an API key (then the file is fetched with the key first). */
 function downloadLink(model, format) {
   const path = `v1/models/${model.id}/download?format=${format}`;
-  const filename = `${model.name}-v${model.version}.${format === "tflite" ? "tflite" : "zip"}`;
+  const suffix = format === "saved_model" ? "zip" : "tflite";
+  const filename = `${model.name}-v${model.version}${format.startsWith("tflite_") ? `-${format.slice(7)}` : ""}.${suffix}`;
   const onclick = (event) => {
     if (!apiKey()) return;
     event.preventDefault();
@@ -41,9 +49,30 @@ function downloadLink(model, format) {
   };
   return h(
     "a",
-    { href: path, download: filename, onclick, class: "download" },
-    format === "tflite" ? "TFLite file" : "SavedModel (zip)",
+    { href: path, download: filename, onclick, class: "download", "data-format": format },
+    FORMAT_NAMES[format] ?? format,
   );
+}
+
+/** Each exported format side by side: what quantization cost on val, its speed and size, its download. */
+function formatsTable(model) {
+  const reference = model.format_scores.saved_model?.ap;
+  const rows = model.formats.map((format) => {
+    const score = model.format_scores[format] ?? {};
+    const cost = score.ap != null && reference != null && format !== "saved_model" ? score.ap - reference : null;
+    return [
+      format === model.default_runtime ? h("span", {}, format, " ", h("span", { class: "badge" }, "default")) : format,
+      num(score.ap),
+      cost === null ? "–" : `${cost >= 0 ? "+" : ""}${num(cost, 2)}`,
+      num(score.ap50),
+      num(score.ap75),
+      score.ms_per_image == null ? "–" : `${num(score.ms_per_image)} ms`,
+      score.size_bytes == null ? "–" : `${num(score.size_bytes / 1e6)} MB`,
+      downloadLink(model, format),
+    ];
+  });
+  const headers = ["format", "AP", "AP vs SavedModel", "AP50", "AP75", "per image", "size", "download"];
+  return table(headers, rows, "no format recorded", { id: "model-formats" });
 }
 
 async function imageSize(url) {
@@ -72,13 +101,19 @@ function drawDetections(picture, url, [width, height], detections) {
 }
 
 function tryIt(model) {
+  const runtime = h(
+    "select",
+    { id: "tryit-runtime" },
+    h("option", { value: "" }, `model default (${model.default_runtime})`),
+    model.formats.map((format) => h("option", { value: format }, format)),
+  );
   const threshold = h("input", { type: "number", id: "score-threshold", min: 0, max: 1, step: 0.05, value: 0.3 });
   const limit = h("input", { type: "number", id: "max-detections", min: 1, step: 1, value: 20 });
   const fileInput = h("input", { type: "file", accept: "image/*", id: "tryit-file" });
   const drop = h("div", { class: "dropzone", id: "dropzone" }, "Drop an image here, or choose one: ", fileInput);
   const picture = s("svg", { id: "tryit-image", viewBox: "0 0 4 3" });
   const output = h("pre", { class: "json", id: "tryit-json" }, "pick an image to see the detections");
-  const message = h("p", { class: "form-error" });
+  const message = h("p", { class: "form-error", id: "tryit-error" });
   const hiding = h(
     "select",
     { id: "anonymise-how" },
@@ -93,6 +128,7 @@ function tryIt(model) {
     form.append("file", chosen.file);
     form.append("score_threshold", threshold.value || "0");
     if (limit.value) form.append("max_detections", limit.value);
+    if (runtime.value) form.append("runtime", runtime.value);
     return form;
   }
 
@@ -131,6 +167,7 @@ function tryIt(model) {
   fileInput.addEventListener("change", () => choose(fileInput.files[0]));
   threshold.addEventListener("change", detect);
   limit.addEventListener("change", detect);
+  runtime.addEventListener("change", detect);
   drop.addEventListener("dragover", (event) => {
     event.preventDefault();
     drop.classList.add("over");
@@ -148,6 +185,7 @@ function tryIt(model) {
       drop,
       h("label", {}, "Score threshold", threshold),
       h("label", {}, "At most this many boxes", limit),
+      h("label", {}, "Runtime", runtime),
       h("div", {}, anonymised, " ", hiding),
     ),
     message,
@@ -155,22 +193,21 @@ function tryIt(model) {
   ];
 }
 
-/** #/models/{id}: metrics, classes, downloads and the try-it box. */
+/** #/models/{id}: metrics, formats with their downloads, and the try-it box. */
 export async function modelView(main, { params: [id], signal }) {
   const model = await api.get(`v1/models/${id}`, signal);
   const metrics = model.metrics
     ? [overallTable(model.metrics, { id: "model-metrics" }), classTable(model.metrics)]
     : h("p", { class: "notice" }, "not evaluated (the dataset had no val split)");
-  const downloads = h(
-    "ul",
-    {},
-    model.formats.map((format) => h("li", {}, downloadLink(model, format))),
-  );
   const title = `${model.name} v${model.version}`;
   main.append(
     h("div", { class: "title" }, h("h2", {}, title), h("a", { href: `#/jobs/${model.job_id}` }, "training job")),
     card("Metrics on the val split", metrics),
-    card("Download", downloads, h("p", { class: "notice" }, `exported ${when(model.created_at)}`)),
+    card(
+      "Formats and downloads",
+      formatsTable(model),
+      h("p", { class: "notice" }, `exported ${when(model.created_at)}; each format scored on val through its own runtime`),
+    ),
     card("Try it", ...tryIt(model)),
   );
 }
