@@ -30,6 +30,25 @@ from effdet.model.structure import (
 FUSION_EPSILON = 1e-4
 
 
+def upsample_nearest(x: tf.Tensor, target_height: int, target_width: int) -> tf.Tensor:
+    """Nearest-neighbour upsampling. A whole factor k on both axes is done as k*k copies moved into place
+    (concat + depth_to_space): the same values as tf.image.resize, in ops that TFLite's XNNPACK delegate runs
+    (it does not take RESIZE_NEAREST_NEIGHBOR, so every resize split the graph); other sizes use the resize."""
+    height, width = int(x.shape[1]), int(x.shape[2])
+    factor = target_height // height
+    if factor > 1 and target_height == factor * height and target_width == factor * width:
+        return tf.nn.depth_to_space(tf.concat([x] * factor * factor, axis=-1), factor)
+    return tf.image.resize(x, [target_height, target_width], method="nearest")
+
+
+def add_all(tensors: list[tf.Tensor]) -> tf.Tensor:
+    """The sum, added left to right: tf.add_n's value, in ADD ops (XNNPACK does not take ADD_N)."""
+    total = tensors[0]
+    for tensor in tensors[1:]:
+        total = total + tensor
+    return total
+
+
 class ResampleFeatureMap(Composite):
     """Bring a feature map to a target level: 1x1 conv (+BN) to the target width if it differs, then
     max-pool (downsampling) or nearest-neighbour resize (upsampling) to the target size."""
@@ -74,7 +93,7 @@ class ResampleFeatureMap(Composite):
         if height <= target_height and width <= target_width:
             x = self._project(x, training)
             if height < target_height or width < target_width:
-                x = tf.image.resize(x, [target_height, target_width], method="nearest")
+                x = upsample_nearest(x, target_height, target_width)
             return x
         raise ValueError(f"cannot resample a {height}x{width} feature map to {target_height}x{target_width}")
 
@@ -179,14 +198,14 @@ class FNode(keras.layers.Layer):
     def _fuse(self, nodes: list[tf.Tensor]) -> tf.Tensor:
         method = self.settings.weight_method
         if method == "sum":
-            return tf.add_n(nodes)
+            return add_all(nodes)
         weights = [tf.cast(w, nodes[0].dtype) for w in self.fusion_weights]
         if method in ("attn", "channel_attn"):
             normalised = tf.nn.softmax(tf.stack(weights, axis=-1), axis=-1)
-            return tf.add_n([node * normalised[..., i] for i, node in enumerate(nodes)])
+            return add_all([node * normalised[..., i] for i, node in enumerate(nodes)])
         relu_weights = [tf.nn.relu(w) for w in weights]
-        total = tf.add_n(relu_weights) + FUSION_EPSILON
-        return tf.add_n([node * w / total for node, w in zip(nodes, relu_weights, strict=True)])
+        total = add_all(relu_weights) + FUSION_EPSILON
+        return add_all([node * w / total for node, w in zip(nodes, relu_weights, strict=True)])
 
     def call(self, feats: list[tf.Tensor], training: bool = False) -> tf.Tensor:
         """feats: the cell's inputs P_min..P_max then the nodes made so far, float [batch, h, w, c] each."""

@@ -9,6 +9,7 @@ import tensorflow as tf
 from effdet.anchor_grid import anchors_for
 from effdet.config import get_config
 from effdet.model import EfficientDet, build_model, count_params, flatten_predictions, variable_shapes
+from effdet.model.bifpn import add_all, upsample_nearest
 from effdet.model.structure import (
     FusionNode,
     backbone_level_filters,
@@ -175,3 +176,12 @@ def test_lite0_at_320_lines_up_with_rounded_up_anchors() -> None:
     classes, boxes = model(tf.zeros([1, 320, 320, 3]))
     assert [(c.shape[1], c.shape[2]) for c in classes] == [(h, w) for _, h, w in anchors.level_sizes]
     assert flatten_predictions(classes, boxes, 2)[0].shape == (1, anchors.num_anchors, 2)
+
+
+def test_nearest_upsampling_and_sums_give_what_tensorflows_ops_give() -> None:
+    x = tf.random.stateless_normal([2, 5, 7, 3], seed=[1, 2])
+    for height, width in [(10, 14), (15, 21), (9, 13), (5, 14)]:
+        expected = tf.image.resize(x, [height, width], method="nearest")
+        np.testing.assert_array_equal(upsample_nearest(x, height, width).numpy(), expected.numpy())
+    parts = [tf.random.stateless_normal([4, 6], seed=[3, i]) for i in range(3)]
+    np.testing.assert_array_equal(add_all(parts).numpy(), tf.add_n(parts).numpy())
