@@ -5,10 +5,10 @@ models never imports it.
 the SavedModel's pre- and post-processing. Given exactly its input size, its own resize is the identity, so this
 module places each image on an (H, W) canvas first, as the SavedModel's `prepare` would place it
 (effdet.data.augment.resize_and_crop): scale = min(H / h, W / w) in float32, the scaled size rounded half to
-even, bilinear resampling with half-pixel centres and no antialiasing (tf.image.resize's; Pillow's bilinear
-antialiases when shrinking, which shifts scores), the image at the top-left and the rest filled with the
-model's mean colour, which the graph normalises to the zeros the SavedModel pads with. The graph's boxes come
-out in canvas pixels; they are divided by the scale and clipped to the original image.
+even, bilinear resampling with half-pixel centres and no antialiasing (tf.image.resize's filter, run by OpenCV;
+Pillow's bilinear antialiases when shrinking, which shifts scores), the image at the top-left and the rest
+filled with the model's mean colour, which the graph normalises to the zeros the SavedModel pads with. The
+graph's boxes come out in canvas pixels; they are divided by the scale and clipped to the original image.
 
 As with the SavedModel (tf.io.decode_image), the stored pixels are used and an EXIF orientation is ignored, so
 boxes are in pixels of the image as stored. What still differs from the SavedModel: the resized pixels and the
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -247,25 +248,10 @@ def letterbox(
 
 def resize_bilinear(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 [h, w, c] -> uint8 [height, width, c] as tf.image.resize(method='bilinear') resamples (half-pixel
-    centres, no antialiasing), rounded to whole grey levels."""
+    centres, no antialiasing), rounded to whole grey levels. OpenCV's bilinear in float32 is the same filter
+    (within 0.02 of TensorFlow's float result) at a tenth of the time of the same steps in NumPy (0.6 against
+    6.5 ms for a 650x417 photo to 512x328); its uint8 path rounds weights to 11 bits (0.8 grey levels off)."""
     if pixels.shape[:2] == (height, width):
         return pixels
-    top, bottom, dy = _taps(pixels.shape[0], height)
-    left, right, dx = _taps(pixels.shape[1], width)
-    upper, lower = pixels[top], pixels[bottom]
-    dx = dx[np.newaxis, :, np.newaxis]
-    upper_row = upper[:, left].astype(np.float32) * (1 - dx) + upper[:, right].astype(np.float32) * dx
-    lower_row = lower[:, left].astype(np.float32) * (1 - dx) + lower[:, right].astype(np.float32) * dx
-    dy = dy[:, np.newaxis, np.newaxis]
-    blended = upper_row + (lower_row - upper_row) * dy
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-
-
-def _taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each of target output positions: the two source indices around its half-pixel centre and the weight
-    of the second (TensorFlow's HalfPixelScaler and compute_interpolation_weights)."""
-    position = (np.arange(target, dtype=np.float32) + np.float32(0.5)) * np.float32(source / target) - np.float32(0.5)
-    floor = np.floor(position)
-    low = np.maximum(floor, 0).astype(np.intp)
-    high = np.minimum(np.ceil(position), source - 1).astype(np.intp)
-    return low, high, (position - floor).astype(np.float32)
+    resized = cv2.resize(pixels.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(np.rint(resized), 0, 255).astype(np.uint8).reshape(height, width, pixels.shape[2])

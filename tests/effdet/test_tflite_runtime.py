@@ -139,7 +139,7 @@ def test_resize_bilinear_matches_tensorflow() -> None:
     pixels = np.random.default_rng(0).integers(0, 256, (120, 200, 3), dtype=np.uint8)
     for height, width in [(77, 128), (128, 38), (250, 300), (120, 200)]:
         expected = tf.image.resize(tf.constant(pixels, tf.float32), [height, width], method="bilinear").numpy()
-        np.testing.assert_allclose(resize_bilinear(pixels, height, width), expected, atol=0.5 + 1e-3)
+        np.testing.assert_allclose(resize_bilinear(pixels, height, width), expected, atol=0.5 + 0.02)
 
 
 def test_letterbox_places_the_image_at_the_top_left_on_the_mean_colour() -> None:
