@@ -106,8 +106,10 @@ def run_load(
     seconds: float,
     timeout: float = 60,
     after_each: Callable[[], object] | None = None,
+    runtime: str | None = None,
 ) -> LoadResult:
     """Post `image` to the model's predict route from `clients` concurrent clients for `seconds`; `after_each`
-    (blocking, so meant for one client) runs after every answer, e.g. a raw call paired with each request."""
-    path = f"/v1/models/{model_id}/predict"
+    (blocking, so meant for one client) runs after every answer, e.g. a raw call paired with each request;
+    `runtime` picks the exported format that serves (default: the model's)."""
+    path = f"/v1/models/{model_id}/predict" + (f"?runtime={runtime}" if runtime else "")
     return asyncio.run(_run(server, path, image, clients, seconds, timeout, after_each))
