@@ -240,9 +240,9 @@ def letterbox(
     scale = min(np.float32(target_h) / np.float32(height), np.float32(target_w) / np.float32(width))
     scaled_h = min(max(int(np.rint(np.float32(height) * scale)), 1), target_h)
     scaled_w = min(max(int(np.rint(np.float32(width) * scale)), 1), target_w)
-    canvas = np.empty((target_h, target_w, 3), np.uint8)
-    canvas[...] = pad_rgb
-    canvas[:scaled_h, :scaled_w] = resize_bilinear(pixels, scaled_h, scaled_w)
+    resized = resize_bilinear(pixels, scaled_h, scaled_w)
+    bottom, right = target_h - scaled_h, target_w - scaled_w
+    canvas = cv2.copyMakeBorder(resized, 0, bottom, 0, right, cv2.BORDER_CONSTANT, value=tuple(pad_rgb))
     return canvas, scale
 
 
@@ -254,4 +254,6 @@ def resize_bilinear(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     if pixels.shape[:2] == (height, width):
         return pixels
     resized = cv2.resize(pixels.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(np.rint(resized), 0, 255).astype(np.uint8).reshape(height, width, pixels.shape[2])
+    # Each output is a weighted mean of grey levels, so it rounds into [0, 255] without clipping.
+    np.rint(resized, out=resized)
+    return resized.astype(np.uint8).reshape(height, width, pixels.shape[2])
