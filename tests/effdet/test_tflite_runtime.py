@@ -135,6 +135,21 @@ def assert_same_detections(
         assert twins[0].label == want.label
 
 
+def assert_matches_saved_model(
+    lite: TFLiteModel, saved_model: ExportedModel, threshold: float
+) -> list[list[Detection]]:
+    """The TFLite model's detections of IMAGES above threshold: best first, labelled, each of the SavedModel's top
+    detections with a twin within the image's TOLERANCES. Returns them."""
+    images = list(IMAGES.values())
+    expected = predict_images(saved_model, images, score_threshold=threshold)
+    got = predict_tflite(lite, images, score_threshold=threshold)
+    for name, found, wanted in zip(IMAGES, got, expected, strict=True):
+        assert [d.score for d in found] == sorted((d.score for d in found), reverse=True), name
+        assert all(d.score > threshold and d.label == LABELS[d.class_id] for d in found), name
+        assert_same_detections(found, wanted, *TOLERANCES[name])
+    return got
+
+
 def test_resize_bilinear_matches_tensorflow() -> None:
     pixels = np.random.default_rng(0).integers(0, 256, (120, 200, 3), dtype=np.uint8)
     for height, width in [(77, 128), (128, 38), (250, 300), (120, 200)]:
@@ -153,13 +168,7 @@ def test_letterbox_places_the_image_at_the_top_left_on_the_mean_colour() -> None
 
 @pytest.mark.slow
 def test_tflite_detections_match_the_saved_model(saved_model: ExportedModel, lite: TFLiteModel) -> None:
-    images = list(IMAGES.values())
-    expected = predict_images(saved_model, images, score_threshold=THRESHOLD)
-    got = predict_tflite(lite, images, score_threshold=THRESHOLD)
-    for name, found, wanted in zip(IMAGES, got, expected, strict=True):
-        assert [d.score for d in found] == sorted((d.score for d in found), reverse=True), name
-        assert all(d.score > THRESHOLD and d.label == LABELS[d.class_id] for d in found), name
-        assert_same_detections(found, wanted, *TOLERANCES[name])
+    got = assert_matches_saved_model(lite, saved_model, THRESHOLD)
     stored = Image.open(io.BytesIO(IMAGES["exif"]))
     assert stored.getexif()[0x0112] == EXIF_ROTATED
     assert max(d.box[2] for d in got[-1]) > stored.height  # boxes on the stored 160x100, not the upright 100x160
@@ -233,14 +242,9 @@ def test_network_file_decoded_in_numpy_matches_the_saved_model(
 ) -> None:
     assert network.decoder is not None
     assert network.decoder.input_scale == 0
-    images = list(IMAGES.values())
     for threshold in (THRESHOLD, MIN_SCORE / 2):  # below the export's threshold too: NMS runs here
-        expected = predict_images(saved_model, images, score_threshold=threshold)
-        got = predict_tflite(network, images, score_threshold=threshold)
-        for name, found, wanted in zip(IMAGES, got, expected, strict=True):
-            assert [d.score for d in found] == sorted((d.score for d in found), reverse=True), name
-            assert all(d.score > threshold and d.label == LABELS[d.class_id] for d in found), name
-            assert_same_detections(found, wanted, *TOLERANCES[name])
+        assert_matches_saved_model(network, saved_model, threshold)
+    images = list(IMAGES.values())
     capped = predict_tflite(network, images[:1], score_threshold=THRESHOLD, max_detections=2)
     assert capped == [predict_tflite(network, images[:1], score_threshold=THRESHOLD)[0][:2]]
 
