@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,44 +23,15 @@ import numpy as np
 import tensorflow as tf
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from pydantic import BaseModel
 
 from effdet.config import Config
 from effdet.data.pipeline import build_dataset
 from effdet.data.shards import parse_example, record_files
 from effdet.export import DetectionModule, run_detection
+from effdet.metrics import PR_CURVE_POINTS, ClassMetrics, Metrics
 from effdet.predict import CONFIG_ASSET
 
 logger = logging.getLogger(__name__)
-
-PR_CURVE_POINTS = 101
-"""Recall points of a per-class precision/recall curve (COCO's own recall grid)."""
-
-
-class ClassMetrics(BaseModel):
-    """One class: AP over IoU 0.5:0.95, AP at IoU 0.5, and its precision/recall curve at IoU 0.5.
-
-    None where the class has no ground truth in the evaluated images.
-    """
-
-    ap: float | None
-    ap50: float | None
-    pr_curve: list[tuple[float, float]]
-    """(recall, precision) points, recall ascending; empty without ground truth."""
-
-
-class Metrics(BaseModel):
-    """COCO box metrics; a value is None where the ground truth has no box in that size range."""
-
-    ap: float | None
-    ap50: float | None
-    ap75: float | None
-    ap_small: float | None
-    ap_medium: float | None
-    ap_large: float | None
-    ar100: float | None
-    num_images: int
-    per_class: dict[str, ClassMetrics]
 
 
 @contextlib.contextmanager
@@ -161,6 +132,36 @@ def coco_metrics(ground_truth: dict[str, Any] | Path, detections: list[dict[str,
         num_images=len(truth.getImgIds()),
         per_class=per_class,
     )
+
+
+def records_ground_truth(files: str | Sequence[str], names: Mapping[int, str]) -> dict[str, Any]:
+    """COCO ground truth of any converted records (train, val or both), in original-image pixels, with the
+    records' source ids as image ids and `names` ({class id: name}) as the categories; images are not decoded."""
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for serialized in tf.data.TFRecordDataset(record_files(files)).as_numpy_iterator():
+        feature = tf.train.Example.FromString(serialized).features.feature
+        width, height = (int(feature[f"image/{k}"].int64_list.value[0]) for k in ("width", "height"))
+        image_id = int(feature["image/source_id"].bytes_list.value[0])
+        name = feature["image/filename"].bytes_list.value
+        images.append({"id": image_id, "width": width, "height": height, "file_name": name[0].decode() if name else ""})
+        sides = [list(feature[f"image/object/bbox/{k}"].float_list.value) for k in ("xmin", "ymin", "xmax", "ymax")]
+        labels = list(feature["image/object/class/label"].int64_list.value)
+        crowd = list(feature["image/object/is_crowd"].int64_list.value) if "image/object/is_crowd" in feature else []
+        for i, (x0, y0, x1, y1) in enumerate(zip(*sides, strict=True)):
+            box = [x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(labels[i]),
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": int(crowd[i]) if i < len(crowd) else 0,
+                }
+            )
+    categories = [{"id": int(k), "name": v} for k, v in sorted(names.items())]
+    return {"images": images, "annotations": annotations, "categories": categories}
 
 
 def to_coco_detections(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -74,7 +74,7 @@ def representative_images(
     return images
 
 
-def _records(files: str, limit: int | None = None) -> Iterator[tuple[bytes, int]]:
+def _records(files: str | Sequence[str], limit: int | None = None) -> Iterator[tuple[bytes, int]]:
     """(encoded image, source id) of the records, in order."""
     dataset = tf.data.TFRecordDataset(record_files(files)).map(parse_example)
     if limit is not None:
@@ -86,7 +86,6 @@ def _records(files: str, limit: int | None = None) -> Iterator[tuple[bytes, int]
 def score_formats(
     folder: Path,
     formats: Sequence[ExportFormat],
-    config: Config,
     min_score: float,
     val_files: str | None,
     ground_truth: Path | None,
@@ -99,32 +98,45 @@ def score_formats(
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
         score = FormatScore(file=format_file(format), size_bytes=size)
         if val_files is not None and ground_truth is not None:
-            score = _scored(score, _predictor(folder, format, config, min_score, num_threads), val_files, ground_truth)
+            score = _scored(score, format_predictor(folder, format, min_score, num_threads), val_files, ground_truth)
         scores[format] = score
     return scores
 
 
-def _predictor(
-    folder: Path, format: ExportFormat, config: Config, min_score: float, num_threads: int
+def format_predictor(
+    folder: Path, format: ExportFormat, min_score: float, num_threads: int, score_threshold: float | None = None
 ) -> Callable[[bytes], list[list[Detection]]]:
-    """One image's detections through the format's serving path, at the export's threshold."""
+    """One image's detections through the format's serving path, at `score_threshold` (default: the export's;
+    a float TFLite file cannot go below it)."""
+    threshold = min_score if score_threshold is None else score_threshold
     saved_model = folder / format_file(SAVED_MODEL)
     if format == SAVED_MODEL:
         loaded = load_exported(saved_model)
-        return lambda data: predict_images(loaded, [data], score_threshold=min_score)
+        return lambda data: predict_images(loaded, [data], score_threshold=threshold)
     lite = load_tflite_export(folder / format_file(format), saved_model, num_threads, min_score)
-    return lambda data: predict_tflite(lite, [data])
+    return lambda data: predict_tflite(lite, [data], score_threshold=threshold)
 
 
-def _scored(
-    score: FormatScore, predict: Callable[[bytes], list[list[Detection]]], val_files: str, ground_truth: Path
-) -> FormatScore:
-    """The score with the COCO metrics and mean milliseconds per image of `predict` over the val records."""
+class RecordDetections(NamedTuple):
+    """What a predictor found on records: COCO results and the mean inference milliseconds per image."""
+
+    detections: list[dict[str, Any]]
+    ms_per_image: float
+
+
+def record_detections(
+    predict: Callable[[bytes], list[list[Detection]]],
+    files: str | Sequence[str],
+    on_image: Callable[[int], None] | None = None,
+) -> RecordDetections:
+    """Run `predict` on every record's original image bytes, timing each call after one warm-up (the first call
+    traces or allocates, and would dominate a small split); `on_image(done)` after each image, and may raise to
+    stop."""
     detections: list[dict[str, Any]] = []
     seconds, images = 0.0, 0
-    for image, _ in _records(val_files, 1):
-        predict(image)  # warm-up: the first call traces or allocates, and would dominate a small val split
-    for image, source_id in _records(val_files):
+    for image, _ in _records(files, 1):
+        predict(image)
+    for image, source_id in _records(files):
         start = time.perf_counter()
         (found,) = predict(image)
         seconds += time.perf_counter() - start
@@ -138,12 +150,17 @@ def _scored(
             }
             for d in found
         ]
-    metrics = coco_metrics(ground_truth, detections)
+        if on_image is not None:
+            on_image(images)
+    return RecordDetections(detections, round(1000 * seconds / max(images, 1), 2))
+
+
+def _scored(
+    score: FormatScore, predict: Callable[[bytes], list[list[Detection]]], val_files: str, ground_truth: Path
+) -> FormatScore:
+    """The score with the COCO metrics and mean milliseconds per image of `predict` over the val records."""
+    found = record_detections(predict, val_files)
+    metrics = coco_metrics(ground_truth, found.detections)
     return score.model_copy(
-        update={
-            "ap": metrics.ap,
-            "ap50": metrics.ap50,
-            "ap75": metrics.ap75,
-            "ms_per_image": round(1000 * seconds / max(images, 1), 2),
-        }
+        update={"ap": metrics.ap, "ap50": metrics.ap50, "ap75": metrics.ap75, "ms_per_image": found.ms_per_image}
     )

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from effdet.data.anchors_kmeans import AnchorChoice
     from effdet.data.convert import ConversionReport
-    from effdet.evaluate import Metrics
+    from effdet.metrics import Metrics
     from effdet.train import Progress, TrainOptions, TrainResult
 
 __all__ = [

@@ -136,7 +136,7 @@ def test_export_and_the_cli_share_one_default_score_threshold() -> None:
 def test_fine_tune_evaluate_and_export_use_the_run_config(
     tiny_records: Path, tiny_config: Config, tmp_path: Path
 ) -> None:
-    from effdet.evaluate import Metrics
+    from effdet.metrics import Metrics
     from effdet.train import TrainOptions
 
     records = Records(tiny_records)

@@ -1,0 +1,54 @@
+"""What an evaluation reports, as plain pydantic documents (no TensorFlow: the API shows them): COCO box metrics
+with per-class AP and PR curves, and an evaluation's full result with the counts at one score threshold."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from effdet.confusion import Confusion
+
+PR_CURVE_POINTS = 101
+"""Recall points of a per-class precision/recall curve (COCO's own recall grid)."""
+
+
+class ClassMetrics(BaseModel):
+    """One class: AP over IoU 0.5:0.95, AP at IoU 0.5, and its precision/recall curve at IoU 0.5.
+
+    None where the class has no ground truth in the evaluated images.
+    """
+
+    ap: float | None
+    ap50: float | None
+    pr_curve: list[tuple[float, float]]
+    """(recall, precision) points, recall ascending; empty without ground truth."""
+
+
+class Metrics(BaseModel):
+    """COCO box metrics; a value is None where the ground truth has no box in that size range."""
+
+    ap: float | None
+    ap50: float | None
+    ap75: float | None
+    ap_small: float | None
+    ap_medium: float | None
+    ap_large: float | None
+    ar100: float | None
+    num_images: int
+    per_class: dict[str, ClassMetrics]
+
+
+class EvaluationReport(BaseModel):
+    """A model run over a dataset's split in one exported format: COCO metrics over every detection the format
+    makes, and what it gets right and wrong at the chosen score threshold."""
+
+    metrics: Metrics
+    confusion: Confusion
+    format: str
+    split: str
+    ms_per_image: float = Field(description="mean inference time per image on the evaluating worker")
+    detection_threshold: float = Field(
+        description="the lowest score the format reports (AP is computed over the detections above it)"
+    )
+    ignored_classes: list[str] = Field(
+        default_factory=list, description="model classes the dataset does not have: their detections are left out"
+    )
