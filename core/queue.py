@@ -11,6 +11,7 @@ from core.settings import get_settings
 
 CONVERT_TASK = "worker.tasks.convert_dataset"
 TRAIN_TASK = "worker.tasks.run_job"
+EVALUATE_TASK = "worker.tasks.run_evaluation"
 
 
 @lru_cache(maxsize=4)
@@ -32,3 +33,8 @@ def send_convert(dataset_id: str) -> None:
 def send_job(job_id: str) -> None:
     """Queue a training job (train -> evaluate -> export)."""
     sender().send_task(TRAIN_TASK, args=[job_id])
+
+
+def send_evaluation(evaluation_id: str) -> None:
+    """Queue an evaluation of a model on a dataset."""
+    sender().send_task(EVALUATE_TASK, args=[evaluation_id])

@@ -1,4 +1,5 @@
-"""Database tables (SQLAlchemy 2): API keys, datasets, jobs with their event log, exported model versions.
+"""Database tables (SQLAlchemy 2): API keys, datasets, jobs with their event log, exported model versions and
+evaluations of models on datasets.
 
 JSON columns hold documents whose shape is defined by pydantic models (app/schemas.py, effdet's reports), so
 the tables stay few and stable. Ids are UUID strings; times are timezone-aware UTC.
@@ -39,6 +40,14 @@ class JobStatus(StrEnum):
     training = "training"
     evaluating = "evaluating"
     exporting = "exporting"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class EvaluationStatus(StrEnum):
+    queued = "queued"
+    running = "running"
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
@@ -130,3 +139,28 @@ class ModelVersion(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     label_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Evaluation(Base):
+    """A model run over a dataset's split, with COCO metrics and the counts at one score threshold."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_uuid)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"), index=True)
+    split: Mapped[str] = mapped_column(String(10))  # "val" | "train" | "all"
+    format: Mapped[str] = mapped_column(String(20))  # the exported format run, e.g. "tflite"
+    score_threshold: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default=EvaluationStatus.queued, index=True)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"done": n, "total": m} images
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # worker.evaluate's EvaluationResult
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))  # who holds the lease
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -261,7 +261,6 @@ def _export_formats(job_id: str, loaded: LoadedRun, folder: Path, options: Expor
     scores = score_formats(
         folder,
         formats,
-        loaded.config,
         options.min_score_thresh,
         records.val_files,
         records.ground_truth,

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core import queue, states
+from core import evaluations, queue, states
 from core.db import get_engine, session_scope
 from core.settings import get_settings
 from core.states import aware, holder_is_dead
@@ -64,8 +64,8 @@ def worker_is_idle() -> bool:
 
 
 def sweep(idle: bool = True) -> tuple[list[str], list[str]]:
-    """Re-queue dead workers' jobs and stalled conversions, and (when this worker is `idle`) work whose message
-    was lost; returns (job ids, dataset ids) sent again."""
+    """Re-queue dead workers' jobs, evaluations and stalled conversions, and (when this worker is `idle`) work whose
+    message was lost; returns (job ids, dataset ids) sent again (evaluations are logged)."""
     lease_s = get_settings().job_lease_s
     now = utcnow()
     with session_scope() as session:
@@ -78,6 +78,9 @@ def sweep(idle: bool = True) -> tuple[list[str], list[str]]:
             log.warning("job %s: %s", job_id, states.UNCLAIMED_MESSAGE)
         jobs += unclaimed
     datasets = states.claim_stalled_datasets(now - timedelta(seconds=lease_s), waited, idle)
+    for evaluation_id in evaluations.release_stalled(now, lease_s, waited if idle else None):
+        log.warning("evaluation %s: its worker stopped responding or it was never taken; sent again", evaluation_id)
+        queue.send_evaluation(evaluation_id)
     for job_id in jobs:
         queue.send_job(job_id)
     for dataset_id in datasets:

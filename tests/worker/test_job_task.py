@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from core import states
+from core import evaluations, states
 from core.db import session_scope
 from core.layout import saved_model_dir
 from core.states import claim
-from core.tables import DatasetStatus, Job, JobEvent, JobStatus, ModelVersion
-from worker.tasks import convert_dataset, run_job
+from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, Job, JobEvent, JobStatus, ModelVersion
+from worker.tasks import convert_dataset, run_evaluation, run_job
 
 FAST = {"batch_size": 2, "bn_recalibration_batches": 0, "progress_interval_s": 0}
 
@@ -204,17 +204,26 @@ def test_a_tiled_job_with_auto_anchors_records_them_and_serves_tiled_predictions
     assert all(0 <= d.box[0] <= d.box[2] <= 640 and 0 <= d.box[1] <= d.box[3] <= 480 for d in detections)
 
 
+FORMATS = ["saved_model", "tflite", "tflite_float16", "tflite_int8"]
+
+
+@pytest.fixture(scope="module")
+def formats_job(dataset_id: str, rows: Any) -> str:
+    """A 2-step job exporting every format (the evaluation tests run its model too)."""
+    job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 2, "export_formats": FORMATS})
+    run_job(job_id)
+    return str(job_id)
+
+
 @pytest.mark.slow
 def test_a_job_exports_each_format_asked_for_scores_it_on_val_and_serves_it_through_litert(
-    dataset_id: str, rows: Any
+    formats_job: str, rows: Any
 ) -> None:
     from effdet.formats import read_manifest
     from effdet.tflite_runtime import load_tflite, load_tflite_export, predict_tflite
     from tests.effdet.test_export import scene
 
-    formats = ["saved_model", "tflite", "tflite_float16", "tflite_int8"]
-    job_id = rows.add_job(dataset_id, {}, {**FAST, "num_steps": 2, "export_formats": formats})
-    run_job(job_id)
+    formats, job_id = FORMATS, formats_job
     job = rows.job(job_id)
     assert job.status == JobStatus.succeeded, job.error
     with session_scope() as session:
@@ -245,3 +254,88 @@ def test_a_job_exports_each_format_asked_for_scores_it_on_val_and_serves_it_thro
     half = load_tflite(manifest.path(folder, "tflite_float16"), {1: "plate"}, 1, manifest.min_score, manifest.mean_rgb)
     [found] = predict_tflite(half, [scene(320, 200, seed=1)])
     assert all(0 <= d.box[0] <= d.box[2] <= 320 and d.box[3] <= 200 and d.score > manifest.min_score for d in found)
+
+
+def _evaluation(job_id: str, dataset_id: str, split: str, format: str, threshold: float) -> str:
+    """A queued evaluation of the job's model, as the API stores it."""
+    with session_scope() as session:
+        row = Evaluation(
+            model_id=_model_of(job_id),
+            dataset_id=dataset_id,
+            split=split,
+            format=format,
+            score_threshold=threshold,
+        )
+        evaluations.queue_evaluation(session=session, evaluation=row)
+        return row.id
+
+
+def _model_of(job_id: str) -> str:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert job.model_id is not None, "the job made a model"
+        return job.model_id
+
+
+def _evaluation_row(evaluation_id: str) -> Evaluation:
+    with session_scope() as session:
+        row = session.get(Evaluation, evaluation_id)
+        assert row is not None
+        return row
+
+
+@pytest.mark.slow
+def test_an_evaluation_runs_a_format_over_a_split_and_counts_every_box(formats_job: str, dataset_id: str) -> None:
+    from effdet.metrics import EvaluationReport
+
+    evaluation_id = _evaluation(formats_job, dataset_id, "all", "tflite_int8", 0.3)
+    run_evaluation(evaluation_id)
+    row = _evaluation_row(evaluation_id)
+    assert row.status == EvaluationStatus.succeeded, row.error
+    assert row.progress == {"done": 12, "total": 12}
+    report = EvaluationReport.model_validate(row.result)
+    assert report.metrics.num_images == 12, "train and val"
+    assert report.metrics.ap is not None
+    assert list(report.metrics.per_class) == ["plate"]
+    assert report.confusion.labels == ["plate", "background"]
+    [[found, missed], [false_alarms, _]] = report.confusion.matrix
+    plate = report.confusion.per_class["plate"]
+    assert (plate.true_positives, plate.misses, plate.false_positives) == (found, missed, false_alarms)
+    assert found + missed == _boxes(dataset_id), "every box is found or missed"
+    assert report.ms_per_image > 0
+    assert report.detection_threshold == 0.0, "the int8 file serves any threshold"
+    run_evaluation(evaluation_id)
+    assert _evaluation_row(evaluation_id).result == row.result, "a redelivery of an ended evaluation does nothing"
+
+
+def _boxes(dataset_id: str) -> int:
+    with session_scope() as session:
+        dataset = session.get(Dataset, dataset_id)
+        assert dataset is not None
+        assert dataset.num_boxes is not None
+        return dataset.num_boxes
+
+
+@pytest.mark.slow
+def test_an_evaluation_cancelled_queued_never_runs_and_running_stops_at_its_next_image(
+    formats_job: str, dataset_id: str
+) -> None:
+    from worker.evaluate import EvaluationCancelledError, ProgressReporter
+
+    queued = _evaluation(formats_job, dataset_id, "val", "saved_model", 0.3)
+    with session_scope() as session:
+        row = session.get(Evaluation, queued)
+        assert row is not None
+        evaluations.cancel_evaluation(session=session, evaluation=row)
+    run_evaluation(queued)
+    assert _evaluation_row(queued).status == EvaluationStatus.cancelled
+    running = _evaluation(formats_job, dataset_id, "val", "saved_model", 0.3)
+    assert evaluations.claim(running, "host:1", 60) is not None
+    report = ProgressReporter(running, "host:1", total=3, interval_s=0)
+    report(1)
+    with session_scope() as session:
+        session.execute(update(Evaluation).where(Evaluation.id == running).values(cancel_requested=True))
+    with pytest.raises(EvaluationCancelledError):
+        report(2)
+    assert evaluations.claim(running, "host:2", 60) is None, "a live holder keeps it"

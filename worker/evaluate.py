@@ -1,0 +1,148 @@
+"""An evaluation as the worker runs it: lease -> the model's format over the dataset's split -> COCO metrics and
+the counts at the asked threshold -> the evaluation's result.
+
+The model runs through the same serving path predict uses (effdet.format_export.format_predictor), fed each
+record's original image bytes, so the numbers are those of the deployed format. Its classes are matched to the
+dataset's by name (the API refused a dataset with a class the model lacks); detections of model classes the
+dataset does not have are left out. Idempotent: a redelivery of a finished evaluation does nothing, one held by
+a live worker is dropped, and one whose worker died is run again from the start (it is cheap next to training).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from core import evaluations, layout
+from core.db import session_scope
+from core.settings import get_settings
+from core.states import LeaseLostError, worker_id
+from core.tables import Dataset, Evaluation, ModelVersion
+from worker.jobs import internal_error
+from worker.lease import Heartbeat
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationCancelledError(Exception):
+    """The user asked to cancel; the evaluation ends `cancelled`."""
+
+
+class ProgressReporter:
+    """Called after each image: stores progress every `interval_s` (and at the end), and stops the run when the
+    user cancelled or the lease was lost."""
+
+    def __init__(self, evaluation_id: str, holder: str, total: int, interval_s: float) -> None:
+        self.evaluation_id, self.holder, self.total, self.interval_s = evaluation_id, holder, total, interval_s
+        self._last = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.total and now - self._last < self.interval_s:
+            return
+        self._last = now
+        control = evaluations.record_progress(self.evaluation_id, self.holder, done, self.total)
+        if not control.held:
+            raise LeaseLostError(f"evaluation {self.evaluation_id} is no longer held by {self.holder}")
+        if control.cancel:
+            raise EvaluationCancelledError
+
+
+def run_evaluation(evaluation_id: str) -> None:
+    """Run one evaluation to a final state, unless it ended or a live worker holds it."""
+    settings = get_settings()
+    holder = worker_id()
+    row = evaluations.claim(evaluation_id, holder, settings.job_lease_s)
+    if row is None:
+        log.info("evaluation %s: ended, cancelled or held by a live worker; this delivery is dropped", evaluation_id)
+        return
+    renew = lambda: evaluations.renew(evaluation_id, holder)  # noqa: E731
+    with Heartbeat(f"evaluation-{evaluation_id[:8]}", renew, settings.job_lease_s / 4):
+        try:
+            try:
+                result = _evaluate(row, holder)
+            except EvaluationCancelledError:
+                evaluations.cancelled(evaluation_id, holder)
+                return
+            except (ValueError, FileNotFoundError) as exc:
+                log.warning("evaluation %s failed: %s", evaluation_id, exc)
+                evaluations.fail(evaluation_id, holder, str(exc))
+                return
+            except LeaseLostError:
+                raise
+            except Exception as exc:
+                log.exception("evaluation %s: internal error", evaluation_id)
+                evaluations.fail(evaluation_id, holder, internal_error(exc).replace("the job logs", "the worker log"))
+                return
+            evaluations.succeed(evaluation_id, holder, result)
+        except LeaseLostError:
+            log.warning("evaluation %s: another worker took it over; this attempt stops without writing", evaluation_id)
+
+
+def _rows(row: Evaluation) -> tuple[ModelVersion, Dataset]:
+    with session_scope() as session:
+        model = session.get(ModelVersion, row.model_id)
+        dataset = session.get(Dataset, row.dataset_id)
+        if model is None or dataset is None:
+            raise ValueError("the model or the dataset of this evaluation was deleted")
+        return model, dataset
+
+
+def split_files(records: Any, split: str) -> list[str]:
+    """The record globs of a split of a converted dataset (effdet.workflow.Records)."""
+    val = [records.val_files] if records.val_files is not None else []
+    if split == "val" and not val:
+        raise ValueError("the dataset has no val images: evaluate split 'train' or 'all', or upload it with val images")
+    return val if split == "val" else [records.train_files, *(val if split == "all" else [])]
+
+
+def class_mapping(model_labels: dict[str, str], dataset_labels: dict[str, str]) -> tuple[dict[int, int], list[str]]:
+    """{model class id: dataset class id} of the classes both name alike, and the model's class names the dataset
+    lacks."""
+    dataset_ids = {name: int(key) for key, name in dataset_labels.items()}
+    mapping = {int(key): dataset_ids[name] for key, name in model_labels.items() if name in dataset_ids}
+    return mapping, sorted(name for name in model_labels.values() if name not in dataset_ids)
+
+
+def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
+    """The evaluation's result document (effdet.metrics.EvaluationReport)."""
+    from effdet.confusion import confusion_matrix
+    from effdet.data.shards import record_files
+    from effdet.evaluate import coco_metrics, records_ground_truth
+    from effdet.format_export import format_predictor, record_detections
+    from effdet.formats import THRESHOLD_FLOOR, read_manifest
+    from effdet.metrics import EvaluationReport
+    from effdet.predict import DEFAULT_MIN_SCORE_THRESH
+    from effdet.workflow import Records
+
+    settings = get_settings()
+    model, dataset = _rows(row)
+    folder = Path(model.path)
+    files = split_files(Records(layout.records_dir(settings, dataset.id)), row.split)
+    dataset_labels = {str(k): str(v) for k, v in (dataset.label_map or {}).items()}
+    mapping, ignored = class_mapping({str(k): str(v) for k, v in (model.label_map or {}).items()}, dataset_labels)
+    truth = records_ground_truth(record_files(files), {int(k): v for k, v in dataset_labels.items()})
+    if not truth["images"]:
+        raise ValueError(f"the dataset's {row.split} split has no images; evaluate another split")
+    manifest = read_manifest(folder)
+    min_score = manifest.min_score if manifest is not None else DEFAULT_MIN_SCORE_THRESH
+    floor = min_score if row.format in THRESHOLD_FLOOR else 0.0
+    predict = format_predictor(folder, row.format, min_score, settings.tflite_threads, floor)  # type: ignore[arg-type]
+    report = ProgressReporter(row.id, holder, len(truth["images"]), settings.progress_interval_s)
+    report(0)
+    found = record_detections(predict, record_files(files), report)
+    detections = [
+        {**d, "category_id": mapping[d["category_id"]]} for d in found.detections if d["category_id"] in mapping
+    ]
+    result = EvaluationReport(
+        metrics=coco_metrics(truth, detections),
+        confusion=confusion_matrix(truth, detections, row.score_threshold),
+        format=row.format,
+        split=row.split,
+        ms_per_image=found.ms_per_image,
+        detection_threshold=floor,
+        ignored_classes=ignored,
+    )
+    return result.model_dump(mode="json")
