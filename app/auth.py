@@ -17,7 +17,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.deps import SessionDep, SettingsDep
-from core.tables import ApiKey, Dataset, Job, ModelVersion
+from core.tables import ApiKey, Dataset, Evaluation, Job, ModelVersion
 
 KEY_PREFIX = "edk_"
 STATIC_OWNER_CHARS = 32
@@ -78,18 +78,20 @@ def current_owner(request: Request, session: SessionDep, settings: SettingsDep) 
 CurrentOwner = Annotated[str | None, Depends(current_owner)]
 
 
-def owned(statement: Query, table: type[Dataset | Job | ModelVersion], owner: str | None) -> Query:
+def owned(statement: Query, table: type[Dataset | Job | ModelVersion | Evaluation], owner: str | None) -> Query:
     """Restrict a query to the owner's rows (no restriction when auth is off)."""
     return statement if owner is None else statement.where(table.owner == owner)
 
 
-Owned = TypeVar("Owned", Dataset, Job, ModelVersion)
+Owned = TypeVar("Owned", Dataset, Job, ModelVersion, Evaluation)
 
 
 def get_owned(session: Session, table: type[Owned], row_id: str, owner: str | None) -> Owned:
     """The row with this id if the owner may see it; 404 otherwise (other keys' rows look absent)."""
     row = session.get(table, row_id)
     if row is None or (owner is not None and row.owner != owner):
-        what = {"datasets": "dataset", "jobs": "job", "model_versions": "model"}[table.__tablename__]
+        what = {"datasets": "dataset", "jobs": "job", "model_versions": "model", "evaluations": "evaluation"}[
+            table.__tablename__
+        ]
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} {row_id!r} not found; GET /v1/{what}s lists yours")
     return row

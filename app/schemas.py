@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.layout import saved_model_dir, tflite_file
-from core.tables import Dataset, Job, JobEvent, ModelVersion
+from core.tables import Dataset, Evaluation, EvaluationStatus, Job, JobEvent, ModelVersion
 from effdet.data.labels import check_class_aliases, check_label_map
 from effdet.formats import ExportFormat, FormatScore, read_manifest
+from effdet.metrics import EvaluationReport
 
 ModelFormat = ExportFormat
 UploadFormat = Literal["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"]
@@ -558,3 +559,89 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     }
 }
 """The answer every route behind API keys may give (routers declare it, so the OpenAPI page lists it)."""
+
+
+EvaluationSplit = Literal["val", "train", "all"]
+
+
+class EvaluationCreate(BaseModel):
+    """An evaluation of a model on a dataset: its split, the format to run and the threshold to count at."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"dataset_id": "5b1f0c2e9d8a4f7e8c6b5a4d3e2f1a0b", "split": "val"},
+                {
+                    "dataset_id": "5b1f0c2e9d8a4f7e8c6b5a4d3e2f1a0b",
+                    "split": "all",
+                    "format": "tflite_int8",
+                    "score_threshold": 0.5,
+                },
+            ]
+        },
+    )
+
+    dataset_id: str = Field(description="a ready dataset whose class names the model knows")
+    split: EvaluationSplit = Field("val", description="val, train or all of the dataset's images")
+    score_threshold: float | None = Field(
+        None, ge=0, le=1, description="where detections are counted as found or false (default: the model's)"
+    )
+    format: ModelFormat | None = Field(None, description="an exported format of the model (default: what predict runs)")
+
+
+class EvaluationProgress(BaseModel):
+    """Images evaluated so far."""
+
+    done: int
+    total: int
+
+
+class EvaluationPublic(BaseModel):
+    """An evaluation: state, progress, and when it succeeded its COCO metrics, per-class results and confusion."""
+
+    id: str
+    model_id: str
+    model_name: str = Field(description="the model's variant and version, e.g. efficientdet-d0 v3")
+    dataset_id: str
+    split: EvaluationSplit
+    format: ModelFormat
+    score_threshold: float
+    status: EvaluationStatus
+    progress: EvaluationProgress | None = None
+    result: EvaluationReport | None = None
+    error: str | None = None
+    cancel_requested: bool
+    attempts: int
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+
+    @classmethod
+    def from_row(cls, row: Evaluation, model: ModelVersion | None) -> EvaluationPublic:
+        """The public view of an evaluation (`model`: its model version, for the name)."""
+        return cls(
+            id=row.id,
+            model_id=row.model_id,
+            model_name=f"{model.name} v{model.version}" if model is not None else row.model_id,
+            dataset_id=row.dataset_id,
+            split=row.split,
+            format=row.format,
+            score_threshold=row.score_threshold,
+            status=EvaluationStatus(row.status),
+            progress=EvaluationProgress.model_validate(row.progress) if row.progress else None,
+            result=EvaluationReport.model_validate(row.result) if row.result else None,
+            error=row.error,
+            cancel_requested=row.cancel_requested,
+            attempts=row.attempts,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+
+
+class EvaluationsPublic(BaseModel):
+    """A page of evaluations, newest first: filtered by dataset, the comparison of every model evaluated on it."""
+
+    items: list[EvaluationPublic]
+    count: int

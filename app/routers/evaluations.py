@@ -1,0 +1,167 @@
+"""Evaluations: run a model over any ready dataset whose classes it knows, list them (by dataset: the comparison of
+every model evaluated on it), show one, cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.auth import CurrentOwner, get_owned, owned
+from app.deps import SessionDep
+from app.schemas import (
+    AUTH_RESPONSES,
+    MAX_OFFSET,
+    ErrorDetail,
+    EvaluationCreate,
+    EvaluationPublic,
+    EvaluationsPublic,
+)
+from core import evaluations
+from core.queue import send_evaluation
+from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, ModelVersion
+from effdet.formats import SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest
+from effdet.predict import DEFAULT_MIN_SCORE_THRESH
+
+router = APIRouter(prefix="/v1", tags=["evaluations"], responses=AUTH_RESPONSES)
+
+
+def _problem(field: str, message: str) -> dict[str, Any]:
+    return {"loc": ["body", field], "msg": message, "type": "value_error"}
+
+
+def _problems(body: EvaluationCreate, model: ModelVersion, dataset: Dataset | None) -> list[dict[str, Any]]:
+    """Every reason the evaluation cannot run, as FastAPI's 422 entries."""
+    problems = []
+    if dataset is None:
+        problems.append(_problem("dataset_id", f"dataset {body.dataset_id!r} not found; GET /v1/datasets lists yours"))
+    elif dataset.status != DatasetStatus.ready:
+        problems.append(_problem("dataset_id", f"dataset {dataset.id!r} is {dataset.status}, not ready"))
+    else:
+        known = set((model.label_map or {}).values())
+        unmatched = sorted(set((dataset.label_map or {}).values()) - known)
+        if unmatched:
+            message = (
+                f"the dataset has classes the model does not know: {', '.join(unmatched)} (the model has "
+                f"{', '.join(sorted(known)) or 'none'}); give the dataset class_aliases that map them onto the "
+                "model's names (PATCH /v1/datasets/{id}) or evaluate on a dataset of the model's classes"
+            )
+            problems.append(_problem("dataset_id", message))
+        splits = (dataset.report or {}).get("splits", {})
+        if body.split == "val" and not splits.get("val", {}).get("images"):
+            message = "the dataset has no val images; evaluate split 'train' or 'all'"
+            problems.append(_problem("split", message))
+    manifest = read_manifest(Path(model.path))
+    exported: list[ExportFormat] = list(manifest.formats) if manifest else [SAVED_MODEL]
+    chosen = body.format or (manifest.default_runtime if manifest else SAVED_MODEL)
+    if chosen not in exported:
+        message = f"the model was exported as {', '.join(exported)}, not {chosen}; choose one of those"
+        problems.append(_problem("format", message))
+    floor = manifest.min_score if manifest else DEFAULT_MIN_SCORE_THRESH
+    if manifest and chosen in THRESHOLD_FLOOR and body.score_threshold is not None and body.score_threshold < floor:
+        message = (
+            f"the {chosen} file drops detections under {floor}, the threshold it was exported with, so it cannot "
+            f"count at score_threshold {body.score_threshold}; use format saved_model or a threshold >= {floor}"
+        )
+        problems.append(_problem("score_threshold", message))
+    return problems
+
+
+def _owned_dataset(session: Session, dataset_id: str, owner: str | None) -> Dataset | None:
+    dataset = session.get(Dataset, dataset_id)
+    return None if dataset is None or (owner is not None and dataset.owner != owner) else dataset
+
+
+def _public(session: Session, row: Evaluation) -> EvaluationPublic:
+    return EvaluationPublic.from_row(row, session.get(ModelVersion, row.model_id))
+
+
+@router.post(
+    "/models/{model_id}/evaluations",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        404: {"model": ErrorDetail, "description": "no such model"},
+        422: {"model": ErrorDetail, "description": "every problem of the request, one per entry"},
+        503: {"model": ErrorDetail, "description": "the queue is unreachable"},
+    },
+)
+def create_evaluation(
+    model_id: str, body: EvaluationCreate, session: SessionDep, owner: CurrentOwner
+) -> EvaluationPublic:
+    """Evaluate a model on a dataset's split in one of its formats: a worker runs it and stores COCO metrics,
+    per-class AP and PR curves, and at the score threshold the found, false and missed boxes per class and a
+    confusion matrix."""
+    model = get_owned(session, ModelVersion, model_id, owner)
+    dataset = _owned_dataset(session, body.dataset_id, owner)
+    problems = _problems(body, model, dataset)
+    if problems:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
+    manifest = read_manifest(Path(model.path))
+    threshold = body.score_threshold
+    if threshold is None:
+        threshold = manifest.min_score if manifest else DEFAULT_MIN_SCORE_THRESH
+    row = evaluations.queue_evaluation(
+        session=session,
+        evaluation=Evaluation(
+            owner=owner,
+            model_id=model.id,
+            dataset_id=body.dataset_id,
+            split=body.split,
+            format=body.format or (manifest.default_runtime if manifest else SAVED_MODEL),
+            score_threshold=threshold,
+        ),
+    )
+    try:
+        send_evaluation(row.id)
+    except Exception as err:
+        evaluations.fail_unsent(session=session, evaluation=row, error=f"the queue is unreachable: {err}")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"the queue is unreachable ({err}); submit again later"
+        ) from err
+    return _public(session, row)
+
+
+@router.get("/evaluations")
+def list_evaluations(
+    session: SessionDep,
+    owner: CurrentOwner,
+    dataset_id: Annotated[str | None, Query(description="only evaluations on this dataset: the comparison")] = None,
+    model_id: Annotated[str | None, Query(description="only evaluations of this model")] = None,
+    evaluation_status: Annotated[EvaluationStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> EvaluationsPublic:
+    """Your evaluations, newest first; with `dataset_id`, every model evaluated on that dataset side by side
+    (metrics, per-class AP, PR curves and the latency of the format each ran)."""
+    query = owned(select(Evaluation), Evaluation, owner)
+    if dataset_id is not None:
+        query = query.where(Evaluation.dataset_id == dataset_id)
+    if model_id is not None:
+        query = query.where(Evaluation.model_id == model_id)
+    if evaluation_status is not None:
+        query = query.where(Evaluation.status == evaluation_status.value)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Evaluation.created_at.desc()).limit(limit).offset(offset))
+    return EvaluationsPublic(items=[_public(session, row) for row in rows], count=count)
+
+
+@router.get("/evaluations/{evaluation_id}", responses={404: {"model": ErrorDetail}})
+def get_evaluation(evaluation_id: str, session: SessionDep, owner: CurrentOwner) -> EvaluationPublic:
+    """One evaluation: its state and progress, and when it succeeded its result."""
+    return _public(session, get_owned(session, Evaluation, evaluation_id, owner))
+
+
+@router.post(
+    "/evaluations/{evaluation_id}/cancel",
+    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": "it has already ended"}},
+)
+def cancel_evaluation(evaluation_id: str, session: SessionDep, owner: CurrentOwner) -> EvaluationPublic:
+    """Cancel an evaluation: a queued one ends at once, a running one stops at its next image."""
+    row = get_owned(session, Evaluation, evaluation_id, owner)
+    if row.status in evaluations.ENDED:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the evaluation has already ended ({row.status})")
+    evaluations.cancel_evaluation(session=session, evaluation=row)
+    return _public(session, row)

@@ -1,0 +1,93 @@
+"""Evaluations through the API: submit (queued on the broker), show, list by dataset and model, cancel, and every
+422 (classes the model does not know, a split without images, a format it was not exported in, a threshold its
+file cannot count at). The worker's side runs a real model in tests/worker/test_job_task.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.tables import Dataset, JobStatus
+from effdet.formats import FormatScore, FormatsManifest, write_manifest
+
+TASK = "worker.tasks.run_evaluation"
+
+
+@pytest.fixture
+def model_id(sqlite_service: Any, tmp_path: Path) -> str:
+    """A model of one class, 'raccoon', exported as saved_model and tflite (min_score 0.4)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    scores = {name: FormatScore(file=name, size_bytes=1) for name in ("saved_model", "tflite")}
+    write_manifest(folder, FormatsManifest(min_score=0.4, mean_rgb=[0, 0, 0], formats=scores, default_runtime="tflite"))
+    job = sqlite_service.job(sqlite_service.dataset(), JobStatus.succeeded)
+    return str(sqlite_service.model(job, folder))
+
+
+def _messages(response: Any) -> dict[str, str]:
+    assert response.status_code == 422, response.text
+    return {entry["loc"][-1]: entry["msg"] for entry in response.json()["detail"]}
+
+
+def test_an_evaluation_is_queued_shown_listed_by_dataset_and_cancelled(sqlite_service: Any, model_id: str) -> None:
+    client = sqlite_service.client
+    dataset = sqlite_service.dataset(val_images=2)
+    other = sqlite_service.dataset(val_images=2)
+    response = client.post(f"/v1/models/{model_id}/evaluations", json={"dataset_id": dataset})
+    assert response.status_code == 202, response.text
+    created = response.json()
+    assert created["status"] == "queued"
+    assert (created["split"], created["format"], created["score_threshold"]) == ("val", "tflite", 0.4), "defaults"
+    assert created["model_name"] == "efficientdet-d0 v1"
+    assert sqlite_service.broker_messages() == [TASK]
+    second = client.post(
+        f"/v1/models/{model_id}/evaluations",
+        json={"dataset_id": other, "split": "all", "format": "saved_model", "score_threshold": 0.1},
+    ).json()
+    assert client.get(f"/v1/evaluations/{created['id']}").json() == created
+    by_dataset = client.get("/v1/evaluations", params={"dataset_id": dataset}).json()
+    assert [e["id"] for e in by_dataset["items"]] == [created["id"]]
+    assert by_dataset["count"] == 1
+    assert client.get("/v1/evaluations", params={"model_id": model_id}).json()["count"] == 2
+    assert [e["id"] for e in client.get("/v1/evaluations").json()["items"]] == [second["id"], created["id"]]
+    cancelled = client.post(f"/v1/evaluations/{created['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    again = client.post(f"/v1/evaluations/{created['id']}/cancel")
+    assert again.status_code == 409
+    assert "already ended" in again.json()["detail"]
+    assert client.get("/v1/evaluations/nope").status_code == 404
+    assert client.post("/v1/models/nope/evaluations", json={"dataset_id": dataset}).status_code == 404
+
+
+def test_every_problem_of_a_request_is_a_422_that_says_what_to_fix(sqlite_service: Any, model_id: str) -> None:
+    client = sqlite_service.client
+    url = f"/v1/models/{model_id}/evaluations"
+    two_classes = sqlite_service.dataset(val_images=0)
+    with sqlite_service.session() as session:
+        row = session.get(Dataset, two_classes)
+        assert row is not None
+        row.label_map = {"1": "raccoon", "2": "dog", "3": "cat"}
+        session.commit()
+    problems = _messages(client.post(url, json={"dataset_id": two_classes}))
+    assert "classes the model does not know: cat, dog" in problems["dataset_id"]
+    assert "class_aliases" in problems["dataset_id"]
+    assert "no val images" in problems["split"]
+    ready = sqlite_service.dataset(val_images=2)
+    assert (
+        "saved_model, tflite, not tflite_int8"
+        in _messages(client.post(url, json={"dataset_id": ready, "format": "tflite_int8"}))["format"]
+    )
+    low = _messages(client.post(url, json={"dataset_id": ready, "format": "tflite", "score_threshold": 0.2}))
+    assert "drops detections under 0.4" in low["score_threshold"]
+    accepted = client.post(url, json={"dataset_id": ready, "format": "saved_model", "score_threshold": 0.2})
+    assert accepted.status_code == 202, "the SavedModel counts at any threshold"
+    assert "not found" in _messages(client.post(url, json={"dataset_id": "nope"}))["dataset_id"]
+    validating = sqlite_service.dataset(status="validating")
+    assert "not ready" in _messages(client.post(url, json={"dataset_id": validating}))["dataset_id"]
+    assert client.post(url, json={"dataset_id": ready, "split": "test"}).status_code == 422
+    assert client.post(url, json={"dataset_id": ready, "score_threshold": 2}).status_code == 422
+    assert client.post(url, json={"dataset_id": ready, "colour": "red"}).status_code == 422
+    assert sqlite_service.broker_messages() == [TASK], "only the accepted one was queued"
