@@ -110,28 +110,44 @@ def evaluate(
     ground_truth: Annotated[Path | None, typer.Option("--ground-truth", help="Default: val_annotations.json.")] = None,
     which: WhichOpt = "final",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    score_threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--score-threshold",
+            min=0,
+            max=1,
+            help="Also count per class the found, false and missed boxes at this score, with a confusion matrix.",
+        ),
+    ] = None,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Include per-class AP and PR curves.")] = False,
 ) -> None:
     """COCO metrics on the val split; a run's metrics are also written to RUN_DIR/metrics.json."""
     from effdet.checkpoints import CheckpointError
-    from effdet.evaluate import evaluate_saved_model
-    from effdet.workflow import evaluate_run
+    from effdet.confusion import confusion_matrix
+    from effdet.evaluate import coco_metrics, model_detections, saved_model_detections, write_metrics
+    from effdet.layout import METRICS_FILE
+    from effdet.workflow import load_run
 
     if (run_dir is None) == (saved_model is None) or val_files is None:
         raise _fail("give --val and exactly one of --run-dir or --saved-model")
     truth = ground_truth or Path(val_files).parent / GROUND_TRUTH_FILE
     try:
         if saved_model is not None:
-            metrics = evaluate_saved_model(saved_model, val_files, truth, batch_size)
+            detections = saved_model_detections(saved_model, val_files, batch_size)
         else:
             assert run_dir is not None
-            records = Records(Path(val_files).parent, val_glob=val_files, truth_file=truth)
-            found = evaluate_run(run_dir, records, which, batch_size)
-            if found is None:  # a --val glob is always a val split; kept for the type
-                raise _fail(f"no val split in {val_files}")
-            metrics = found
+            loaded = load_run(run_dir, which)
+            detections = model_detections(loaded.model, loaded.config, val_files, batch_size)
+        metrics = coco_metrics(truth, detections)
+        if run_dir is not None:
+            write_metrics(metrics, run_dir / METRICS_FILE)
+        answer = metrics.model_dump(mode="json", exclude=None if per_class else {"per_class"})
+        if score_threshold is not None:
+            document = json.loads(truth.read_text())
+            answer["confusion"] = confusion_matrix(document, detections, score_threshold).model_dump(mode="json")
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
-    typer.echo(metrics.model_dump_json(exclude={"per_class"}))
+    typer.echo(json.dumps(answer))
 
 
 def export(

@@ -18,7 +18,16 @@ import typer
 from effdet_client import output
 from effdet_client.client import DEFAULT_URL, Client
 from effdet_client.errors import ApiError, ClientError
-from effdet_client.models import Dataset, DatasetFormat, ImageSplit, Job, JobSubmission, ModelFormat, PlotName
+from effdet_client.models import (
+    Dataset,
+    DatasetFormat,
+    EvaluationRequest,
+    ImageSplit,
+    Job,
+    JobSubmission,
+    ModelFormat,
+    PlotName,
+)
 
 app = typer.Typer(
     help="Drive an effdet-service: upload datasets, fine-tune, watch, plot, predict, download.",
@@ -27,9 +36,11 @@ app = typer.Typer(
 datasets = typer.Typer(help="Upload and inspect datasets.", no_args_is_help=True)
 jobs = typer.Typer(help="Submit, follow, plot and cancel fine-tuning jobs.", no_args_is_help=True)
 models = typer.Typer(help="List, use and download exported models.", no_args_is_help=True)
+evaluations = typer.Typer(help="Evaluate models on datasets and compare them.", no_args_is_help=True)
 app.add_typer(datasets, name="datasets")
 app.add_typer(jobs, name="jobs")
 app.add_typer(models, name="models")
+app.add_typer(evaluations, name="evaluations")
 
 Command = TypeVar("Command", bound=Callable[..., None])
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON on stdout (for scripts) instead of tables")]
@@ -458,3 +469,58 @@ def models_download(
         output.emit_json({"path": str(path), "bytes": path.stat().st_size})
     else:
         output.console.print(f"saved {path} ({path.stat().st_size} bytes)")
+
+
+# --- evaluations --------------------------------------------------------------------------------------------------
+
+
+@evaluations.command("create")
+@handled
+def evaluations_create(
+    ctx: typer.Context,
+    model_id: str,
+    dataset_id: Annotated[str, typer.Option("--dataset", help="a ready dataset whose classes the model knows")],
+    split: Annotated[Literal["val", "train", "all"] | None, typer.Option(help="default val")] = None,
+    score_threshold: Annotated[
+        float | None, typer.Option(min=0, max=1, help="where boxes count as found (default: the model's)")
+    ] = None,
+    format: Annotated[ModelFormat | None, typer.Option(help="an exported format (default: what predict runs)")] = None,
+    wait: Annotated[bool, typer.Option(help="wait for the result and show it")] = True,
+    json_output: JsonFlag = False,
+) -> None:
+    """Evaluate a model on a dataset: COCO metrics, per-class AP and counts, confusion matrix."""
+    client = _client(ctx)
+    request = EvaluationRequest(dataset_id=dataset_id, split=split, score_threshold=score_threshold, format=format)
+    evaluation = client.evaluate(model_id, request)
+    if wait:
+        evaluation = client.wait_evaluation(evaluation.id)
+    output.show(evaluation, json_output, output.evaluation_detail)
+    if wait and evaluation.status != "succeeded":
+        raise typer.Exit(1)
+
+
+@evaluations.command("show")
+@handled
+def evaluations_show(ctx: typer.Context, evaluation_id: str, json_output: JsonFlag = False) -> None:
+    """One evaluation: status, metrics, per-class counts and confusion matrix."""
+    output.show(_client(ctx).get_evaluation(evaluation_id), json_output, output.evaluation_detail)
+
+
+@evaluations.command("list")
+@handled
+def evaluations_list(
+    ctx: typer.Context,
+    dataset_id: Annotated[str | None, typer.Option("--dataset", help="compare every model evaluated on it")] = None,
+    model_id: Annotated[str | None, typer.Option("--model", help="only this model's evaluations")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Your evaluations, newest first; with --dataset, the models evaluated on it side by side."""
+    page = _client(ctx).list_evaluations(dataset_id=dataset_id, model_id=model_id)
+    output.show(page, json_output, output.evaluations_table)
+
+
+@evaluations.command("cancel")
+@handled
+def evaluations_cancel(ctx: typer.Context, evaluation_id: str, json_output: JsonFlag = False) -> None:
+    """Cancel a queued or running evaluation."""
+    output.show(_client(ctx).cancel_evaluation(evaluation_id), json_output, output.evaluation_detail)

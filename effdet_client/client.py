@@ -23,6 +23,9 @@ from effdet_client.models import (
     DatasetImageList,
     DatasetList,
     Detection,
+    Evaluation,
+    EvaluationList,
+    EvaluationRequest,
     ImageSplit,
     Job,
     JobEvent,
@@ -275,6 +278,35 @@ class Client:
     def plot(self, job_id: str, name: str) -> bytes:
         """A PNG of the job's `loss` or `learning_rate` curve, or of its `pr_curve` (precision-recall) curves."""
         return self._send("GET", f"/v1/jobs/{job_id}/plots/{name}.png").content
+
+    # --- evaluations -------------------------------------------------------------------------------------------
+
+    def evaluate(self, model_id: str, request: EvaluationRequest) -> Evaluation:
+        """Queue an evaluation of a model on a dataset (a 422 lists every problem: classes, split, format)."""
+        body = request.model_dump(mode="json", exclude_none=True)
+        return Evaluation.model_validate(self._send("POST", f"/v1/models/{model_id}/evaluations", json=body).json())
+
+    def list_evaluations(self, *, dataset_id: str | None = None, model_id: str | None = None) -> EvaluationList:
+        """Your evaluations, newest first; by dataset, every model evaluated on it side by side."""
+        filters = {k: v for k, v in {"dataset_id": dataset_id, "model_id": model_id}.items() if v is not None}
+        return self._get("/v1/evaluations", EvaluationList, **filters)
+
+    def get_evaluation(self, evaluation_id: str) -> Evaluation:
+        """One evaluation: status, progress and its result."""
+        return self._get(f"/v1/evaluations/{evaluation_id}", Evaluation)
+
+    def cancel_evaluation(self, evaluation_id: str) -> Evaluation:
+        """Cancel a queued evaluation at once, or a running one at its next image."""
+        return Evaluation.model_validate(self._send("POST", f"/v1/evaluations/{evaluation_id}/cancel").json())
+
+    def wait_evaluation(self, evaluation_id: str, *, timeout: float | None = None, poll_s: float = 1.0) -> Evaluation:
+        """Poll until the evaluation ends (succeeded, failed or cancelled); ClientError after timeout seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (evaluation := self.get_evaluation(evaluation_id)).finished:
+            if deadline is not None and time.monotonic() > deadline:
+                raise ClientError(f"evaluation {evaluation_id} is still {evaluation.status} after {timeout:.0f} s")
+            time.sleep(poll_s)
+        return evaluation
 
     # --- models ------------------------------------------------------------------------------------------------
 

@@ -113,6 +113,47 @@ class Model(_Answer):
     created_at: datetime
 
 
+class Evaluation(_Answer):
+    """A model evaluated on a dataset's split: state, progress, and once succeeded its `result` (COCO metrics with
+    per-class AP and PR curves, and the per-class counts and confusion matrix at `score_threshold`)."""
+
+    id: str
+    model_id: str
+    model_name: str
+    dataset_id: str
+    split: str
+    format: str
+    score_threshold: float
+    status: str
+    progress: dict[str, int] | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime
+
+    @property
+    def finished(self) -> bool:
+        """Whether the evaluation has reached a final state."""
+        return self.status in FINISHED
+
+
+class EvaluationList(_Answer):
+    """A page of evaluations."""
+
+    items: list[Evaluation]
+    count: int
+
+
+class EvaluationRequest(BaseModel):
+    """What POST /v1/models/{id}/evaluations takes; fields left None are not sent (the server's defaults apply)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str
+    split: Literal["val", "train", "all"] | None = None
+    score_threshold: float | None = None
+    format: ModelFormat | None = None
+
+
 class Detection(_Answer):
     """One detected object: [xmin, ymin, xmax, ymax] in pixels of the original image."""
 

@@ -30,6 +30,8 @@ from effdet_client.models import (
     DatasetImageList,
     DatasetList,
     Detection,
+    Evaluation,
+    EvaluationList,
     Job,
     JobEvent,
     JobList,
@@ -189,6 +191,71 @@ def model_detail(model: Model) -> None:
         f"  AP {_metric(model.metrics, 'ap')}, AP50 {_metric(model.metrics, 'ap50')}; classes {model.label_map}"
     )
     console.print(f"  formats: {', '.join(model.formats) or 'none'}")
+
+
+def evaluations_table(page: EvaluationList) -> None:
+    """Evaluations side by side: id, model and format, split, status, AP, AP50, ms per image."""
+    table = _table("id", "model", "split", "status", "AP", "AP50", "ms")
+    for e in page.items:
+        metrics = (e.result or {}).get("metrics")
+        ms = (e.result or {}).get("ms_per_image")
+        table.add_row(
+            e.id,
+            f"{e.model_name} {e.format}",
+            e.split,
+            _status(e.status),
+            _metric(metrics, "ap"),
+            _metric(metrics, "ap50"),
+            f"{ms:.1f}" if isinstance(ms, int | float) else "-",
+        )
+    console.print(table)
+
+
+def evaluation_detail(evaluation: Evaluation) -> None:
+    """One evaluation: state, COCO metrics, and per class its AP and its found, false and missed boxes at the
+    threshold, then the confusion matrix."""
+    console.print(
+        f"evaluation {evaluation.id}: {evaluation.model_name} ({evaluation.format}) on dataset "
+        f"{evaluation.dataset_id} ({evaluation.split}): {_status(evaluation.status)}"
+    )
+    if evaluation.progress and not evaluation.finished:
+        console.print(f"  {evaluation.progress.get('done')}/{evaluation.progress.get('total')} images")
+    if evaluation.error:
+        console.print(f"  [red]error[/red]: {escape(evaluation.error)}", markup=True)
+    if not evaluation.result:
+        return
+    metrics, confusion = evaluation.result["metrics"], evaluation.result["confusion"]
+    keys = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar100")
+    console.print("  " + ", ".join(f"{key} {_metric(metrics, key)}" for key in keys))
+    console.print(f"  {metrics['num_images']} images, {evaluation.result['ms_per_image']:.1f} ms per image")
+    table = _table(
+        "class",
+        "AP",
+        "AP50",
+        "found",
+        "false",
+        "missed",
+        "precision",
+        "recall",
+        title=f"at score >= {evaluation.score_threshold:g}, IoU >= {confusion['iou_threshold']:g}",
+    )
+    for name, counts in confusion["per_class"].items():
+        ap = metrics["per_class"].get(name, {})
+        table.add_row(
+            name,
+            _metric(ap, "ap"),
+            _metric(ap, "ap50"),
+            str(counts["true_positives"]),
+            str(counts["false_positives"]),
+            str(counts["misses"]),
+            _metric(counts, "precision"),
+            _metric(counts, "recall"),
+        )
+    console.print(table)
+    matrix = _table("true \\ detected", *confusion["labels"], title="confusion matrix")
+    for label, row in zip(confusion["labels"], confusion["matrix"], strict=True):
+        matrix.add_row(label, *(str(v) for v in row))
+    console.print(matrix)
 
 
 def detections_table(image: str, detections: list[Detection]) -> None:

@@ -63,8 +63,15 @@ def test_synth_convert_train_resume_eval_export_predict(tmp_path: Path) -> None:
     exported = tmp_path / "exported"
     assert _run("export", "--run-dir", tmp_path / "run", "--output", exported, "--min-score", 0.0).strip()
     assert (exported / "saved_model.pb").exists()
-    from_saved = json.loads(_run("eval", "--saved-model", exported, "--val", val))
+    from_saved = json.loads(
+        _run("eval", "--saved-model", exported, "--val", val, "--score-threshold", 0.2, "--per-class")
+    )
     assert abs((from_saved["ap"] or 0) - (metrics["ap"] or 0)) <= 0.005
+    assert list(from_saved["per_class"]) == ["plate"]
+    confusion = from_saved["confusion"]
+    assert (confusion["labels"], confusion["score_threshold"]) == (["plate", "background"], 0.2)
+    boxes = len(json.loads((tmp_path / "data" / "val_annotations.json").read_text())["annotations"])
+    assert sum(confusion["matrix"][0]) == boxes, "every val box is found or missed"
 
     image = sorted((tmp_path / "raw").rglob("*.jpg"))[0]
     found = json.loads(
