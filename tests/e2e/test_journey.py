@@ -132,6 +132,22 @@ def _client_uses_model(cli: Cli, job_id: str, model_id: str, folder: Path) -> No
     assert any(name.endswith("saved_model.pb") for name in zipfile.ZipFile(download["path"]).namelist())
 
 
+def _client_evaluates(cli: Cli, model_id: str, dataset_id: str) -> None:
+    """The model evaluated by a worker on the whole raccoon set's val split, and listed for comparison."""
+    evaluation = cli.json("evaluations", "create", model_id, "--dataset", dataset_id, "--score-threshold", 0.3)
+    assert evaluation["status"] == "succeeded", evaluation
+    result = evaluation["result"]
+    assert result["metrics"]["num_images"] == evaluation["progress"]["total"] > 0
+    assert list(result["metrics"]["per_class"]) == ["raccoon"]
+    [[found, missed], [_, _]] = result["confusion"]["matrix"]
+    assert found + missed > 0, "every val box is found or missed"
+    compared = cli.json("evaluations", "list", "--dataset", dataset_id)
+    assert [e["id"] for e in compared["items"]] == [evaluation["id"]]
+    shown = cli.run("evaluations", "show", evaluation["id"]).stdout
+    assert "confusion matrix" in shown
+    assert "raccoon" in shown
+
+
 # --- plain HTTP ------------------------------------------------------------------------------------------------
 
 
@@ -302,6 +318,22 @@ def _follow_job(page: Page, shots: Screenshots) -> None:
     shots.take(page, "job")
 
 
+def _evaluate_in_dashboard(page: Page, dataset_id: str, shots: Screenshots) -> None:
+    """From the model page: evaluate on the job's dataset, watch it end, then compare on that dataset."""
+    form = page.locator("#evaluate-form")
+    form.locator("select[name=dataset_id]").select_option(dataset_id)
+    form.locator("select[name=split]").select_option("all")
+    form.locator("input[name=score_threshold]").fill("0.3")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#confusion-matrix")).to_be_visible(timeout=180_000)
+    expect(page.locator("#evaluation-status")).to_contain_text("succeeded")
+    expect(page.locator("#evaluation-counts tbody tr")).to_have_count(1)
+    expect(page.locator("#evaluation-pr")).to_have_attribute("data-points", "101")
+    shots.take(page, "evaluation")
+    page.click("text=compare on this dataset")
+    expect(page.locator("#evaluation-comparison tbody tr")).to_have_count(1)
+
+
 def _try_model(page: Page, shots: Screenshots) -> None:
     page.click("#model-link")
     page.fill("#score-threshold", "0")
@@ -387,12 +419,14 @@ def test_one_job_through_client_dashboard_and_http_on_postgres_and_redis(
     assert f"{STEPS}/{STEPS}" in progress.read_text()  # the progress bar reached the last step
 
     _try_model(page, shots)
+    _evaluate_in_dashboard(page, subset, shots)
     _key_lasts_for_the_session(page, browser, url)
     assert errors == [], errors
 
     job = cli.json("jobs", "show", job_id)
     assert (job["status"], job["progress"]["step"]) == ("succeeded", STEPS)
     _client_uses_model(cli, job_id, job["model_id"], tmp_path)
+    _client_evaluates(cli, job["model_id"], raccoons)
     _http_predicts(http, job_id)
 
     processes = descendants(runner.process.pid)

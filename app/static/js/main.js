@@ -3,6 +3,7 @@
 
 import { datasetsView, datasetView } from "./datasets.js";
 import { h } from "./dom.js";
+import { evaluationsView, evaluationView } from "./evaluations.js";
 import { jobsView, jobView } from "./jobs.js";
 import { modelsView, modelView } from "./models.js";
 
@@ -13,6 +14,8 @@ const ROUTES = [
   [/^#\/jobs$/, jobsView],
   [/^#\/models\/(\w+)$/, modelView],
   [/^#\/models$/, modelsView],
+  [/^#\/evaluations\/(\w+)$/, evaluationView],
+  [/^#\/evaluations$/, evaluationsView],
 ];
 
 let leaving = null;

@@ -3,6 +3,7 @@
 import * as api from "./api.js";
 import { apiKey } from "./auth.js";
 import { card, h, num, poll, s, table, when } from "./dom.js";
+import { evaluateForm, evaluationsTable } from "./evaluations.js";
 import { classTable, overallTable } from "./metrics.js";
 
 const REFRESH_MS = 5000;
@@ -209,5 +210,14 @@ export async function modelView(main, { params: [id], signal }) {
       h("p", { class: "notice" }, `exported ${when(model.created_at)}; each format scored on val through its own runtime`),
     ),
     card("Try it", ...tryIt(model)),
+  );
+  const evaluations = await api.get(`v1/evaluations?model_id=${model.id}`, signal);
+  main.append(
+    card(
+      "Evaluate on a dataset",
+      h("p", { class: "notice" }, "COCO metrics, per-class counts at a threshold and a confusion matrix"),
+      await evaluateForm(model, signal),
+      evaluationsTable(evaluations.items, { id: "model-evaluations" }),
+    ),
   );
 }
