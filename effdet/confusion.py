@@ -45,7 +45,7 @@ class Confusion(BaseModel):
     image_errors: dict[int, int] = Field(description="per image id: its false positives plus misses")
 
 
-def _iou(detections: np.ndarray, boxes: np.ndarray, crowd: bool = False) -> np.ndarray:
+def overlaps(detections: np.ndarray, boxes: np.ndarray, crowd: bool = False) -> np.ndarray:
     """IoU [detections, boxes] of xywh boxes; against a crowd region, the share of the detection inside it."""
     if not len(detections) or not len(boxes):
         return np.zeros((len(detections), len(boxes)))
@@ -60,15 +60,15 @@ def _iou(detections: np.ndarray, boxes: np.ndarray, crowd: bool = False) -> np.n
 
 
 def _match(
-    overlaps: np.ndarray, allowed: np.ndarray, taken_detections: np.ndarray, taken_boxes: np.ndarray, iou: float
+    ious: np.ndarray, allowed: np.ndarray, taken_detections: np.ndarray, taken_boxes: np.ndarray, threshold: float
 ) -> list[tuple[int, int]]:
     """Greedy matching, detections in row order (highest score first): each free detection takes the free
-    allowed box it overlaps most, at `iou` or more. Marks what it matches as taken."""
+    allowed box it overlaps most, at `threshold` or more. Marks what it matches as taken."""
     pairs = []
-    for row in range(overlaps.shape[0]):
+    for row in range(ious.shape[0]):
         if taken_detections[row]:
             continue
-        candidates = np.where(allowed[row] & ~taken_boxes & (overlaps[row] >= iou), overlaps[row], -1.0)
+        candidates = np.where(allowed[row] & ~taken_boxes & (ious[row] >= threshold), ious[row], -1.0)
         if candidates.size and candidates.max() >= 0:
             column = int(candidates.argmax())
             taken_detections[row], taken_boxes[column] = True, True
@@ -106,14 +106,14 @@ def confusion_matrix(
         truth_class = np.array([index[int(a["category_id"])] for a in truth], dtype=np.int64)
         found_class = np.array([index[int(d["category_id"])] for d in found], dtype=np.int64)
         found_boxes = np.array([d["bbox"] for d in found], dtype=np.float64).reshape(-1, 4)
-        overlaps = _iou(found_boxes, np.array([a["bbox"] for a in truth], dtype=np.float64).reshape(-1, 4))
+        iou = overlaps(found_boxes, np.array([a["bbox"] for a in truth], dtype=np.float64).reshape(-1, 4))
         taken_found, taken_truth = np.zeros(len(found), bool), np.zeros(len(truth), bool)
         same = found_class[:, None] == truth_class[None, :]
-        pairs = _match(overlaps, same, taken_found, taken_truth, iou_threshold)
-        pairs += _match(overlaps, ~same, taken_found, taken_truth, iou_threshold)
+        pairs = _match(iou, same, taken_found, taken_truth, iou_threshold)
+        pairs += _match(iou, ~same, taken_found, taken_truth, iou_threshold)
         for row, column in pairs:
             matrix[truth_class[column], found_class[row]] += 1
-        on_crowd = _iou(found_boxes, np.array([a["bbox"] for a in crowd], dtype=np.float64).reshape(-1, 4), True)
+        on_crowd = overlaps(found_boxes, np.array([a["bbox"] for a in crowd], dtype=np.float64).reshape(-1, 4), True)
         ignored = (on_crowd >= iou_threshold).any(axis=1) if crowd else np.zeros(len(found), bool)
         alarms = found_class[~taken_found & ~ignored]
         matrix[background] += np.bincount(alarms, minlength=len(labels))

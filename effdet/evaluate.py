@@ -25,6 +25,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from effdet.config import Config
+from effdet.data.fixes import annotation_id
 from effdet.data.pipeline import build_dataset
 from effdet.data.shards import parse_example, record_files
 from effdet.export import DetectionModule, run_detection
@@ -136,7 +137,8 @@ def coco_metrics(ground_truth: dict[str, Any] | Path, detections: list[dict[str,
 
 def records_ground_truth(files: str | Sequence[str], names: Mapping[int, str]) -> dict[str, Any]:
     """COCO ground truth of any converted records (train, val or both), in original-image pixels, with the
-    records' source ids as image ids and `names` ({class id: name}) as the categories; images are not decoded."""
+    records' source ids as image ids, stable annotation ids (`annotation_id`) and `names` ({class id: name}) as the
+    categories; images are not decoded."""
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for serialized in tf.data.TFRecordDataset(record_files(files)).as_numpy_iterator():
@@ -152,7 +154,7 @@ def records_ground_truth(files: str | Sequence[str], names: Mapping[int, str]) -
             box = [x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height]
             annotations.append(
                 {
-                    "id": len(annotations) + 1,
+                    "id": annotation_id(image_id, i),
                     "image_id": image_id,
                     "category_id": int(labels[i]),
                     "bbox": box,

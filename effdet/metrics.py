@@ -52,3 +52,6 @@ class EvaluationReport(BaseModel):
     ignored_classes: list[str] = Field(
         default_factory=list, description="model classes the dataset does not have: their detections are left out"
     )
+    label_errors: dict[str, int] = Field(
+        default_factory=dict, description="likely label errors found with confidence >= 0.5, by kind"
+    )
