@@ -1,7 +1,8 @@
 """The data directory's layout: every path the API and the worker share, named once.
 
 DATA_DIR/uploads/<id>.part                   an upload being received (removed or renamed when it ends)
-DATA_DIR/datasets/<id>/upload.zip            the accepted upload
+DATA_DIR/datasets/<id>/upload.zip            the accepted upload (for a fixed version: made from its parent)
+DATA_DIR/datasets/<id>/fixes.json            a fixed version's parent and fixes (its upload is made from them)
 DATA_DIR/datasets/<id>/tfrecords/            the converted records (effdet's shards, ground truth, dataset.json,
                                              images.jsonl: the image index the gallery reads)
 DATA_DIR/datasets/<id>/.convert-<holder>-*/  one conversion attempt's scratch folder (removed afterwards)
@@ -9,6 +10,7 @@ DATA_DIR/datasets/<id>/logs/worker.log       tracebacks of conversions that cras
 DATA_DIR/runs/<job_id>/                      a job's run dir: config.yaml, checkpoints/, logs/, metrics.json
 DATA_DIR/models/<model_id>/                  saved_model/ (and model.tflite) of an exported model version
 DATA_DIR/checkpoints/                        pretrained checkpoints the operator put there (jobs name them)
+DATA_DIR/evaluations/<id>/                   an evaluation's label_errors.json and images.json (worst images first)
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ RECORDS_DIR = "tfrecords"
 SCRATCH_PREFIX = ".convert-"
 WORKER_LOG = "logs/worker.log"
 SAVED_MODEL_DIR = "saved_model"
+LABEL_ERRORS_FILE = "label_errors.json"
+FIXES_FILE = "fixes.json"
+IMAGES_FILE = "images.json"
 
 
 def uploads_dir(settings: Settings) -> Path:
@@ -58,6 +63,11 @@ def train_log(settings: Settings, job_id: str) -> Path:
 def model_dir(settings: Settings, model_id: str) -> Path:
     """The folder of an exported model version (saved_model/, model.tflite)."""
     return settings.folder("models") / model_id
+
+
+def evaluation_dir(settings: Settings, evaluation_id: str) -> Path:
+    """The folder of one evaluation's findings and per-image detections (too big for its row)."""
+    return settings.folder("evaluations") / evaluation_id
 
 
 def checkpoints_dir(settings: Settings) -> Path:

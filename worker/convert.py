@@ -27,6 +27,7 @@ from core.tables import Dataset, DatasetStatus
 from effdet.data.layout import REPORT_FILE
 from worker.lease import Heartbeat
 from worker.progress import DatasetProgress
+from worker.versions import build_fixed_upload
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ def run_conversion(dataset_id: str) -> None:
     lease_s = get_settings().job_lease_s
     try:
         with Heartbeat(f"dataset-{dataset_id[:8]}", progress.touch, max(0.5, lease_s / 3)):
+            if (folder / layout.FIXES_FILE).is_file() and not (folder / layout.UPLOAD_FILE).is_file():
+                build_fixed_upload(folder)
             _convert(dataset_id, folder, labels, progress)
         _record_ready(dataset_id, folder / layout.RECORDS_DIR)
     except (ValueError, FileNotFoundError) as exc:

@@ -339,3 +339,55 @@ def test_an_evaluation_cancelled_queued_never_runs_and_running_stops_at_its_next
     with pytest.raises(EvaluationCancelledError):
         report(2)
     assert evaluations.claim(running, "host:2", 60) is None, "a live holder keeps it"
+
+
+@pytest.mark.slow
+def test_an_evaluation_writes_findings_and_images_and_accepted_fixes_make_a_new_version(
+    formats_job: str, dataset_id: str, rows: Any
+) -> None:
+    import json
+
+    from core.layout import FIXES_FILE, IMAGES_FILE, LABEL_ERRORS_FILE, dataset_dir, evaluation_dir, records_dir
+    from core.settings import get_settings
+    from effdet.data.shards import record_files
+    from effdet.evaluate import records_ground_truth
+
+    evaluation_id = _evaluation(formats_job, dataset_id, "train", "saved_model", 0.3)
+    run_evaluation(evaluation_id)
+    assert _evaluation_row(evaluation_id).status == EvaluationStatus.succeeded
+    folder = evaluation_dir(get_settings(), evaluation_id)
+    issues = json.loads((folder / LABEL_ERRORS_FILE).read_text())
+    assert [i["confidence"] for i in issues] == sorted((i["confidence"] for i in issues), reverse=True)
+    images = json.loads((folder / IMAGES_FILE).read_text())
+    assert len(images) == 9, "the train split"
+    assert [i["errors"] for i in images] == sorted((i["errors"] for i in images), reverse=True)
+    assert all(image["gallery_id"] for image in images), "each image can be drawn from the gallery"
+
+    parent = records_dir(get_settings(), dataset_id)
+    truth = records_ground_truth(record_files(str(parent / "*.tfrecord")), {1: "plate"})
+    first = truth["annotations"][0]
+    second = next(a for a in truth["annotations"] if a["image_id"] != first["image_id"])
+    fixes = [
+        {"action": "delete_box", "image_id": first["image_id"], "annotation_id": first["id"]},
+        {"action": "add_box", "image_id": first["image_id"], "label": "plate", "box": [5, 6, 40, 20]},
+        {"action": "replace_box", "image_id": second["image_id"], "annotation_id": second["id"], "box": [1, 2, 30, 10]},
+    ]
+    with session_scope() as session:  # as POST /v1/datasets/{id}/versions stores it
+        row = Dataset(name="plates (fixed)", format="tfrecord", requested_label_map={"1": "plate"})
+        session.add(row)
+        session.flush()
+        version = row.id
+    folder = dataset_dir(get_settings(), version)
+    folder.mkdir(parents=True)
+    (folder / FIXES_FILE).write_text(json.dumps({"parent_id": dataset_id, "fixes": fixes}))
+    convert_dataset(version)
+    fixed = rows.dataset(version)
+    assert fixed.status == DatasetStatus.ready, fixed.error
+    before = rows.dataset(dataset_id)
+    assert (fixed.num_images, fixed.num_boxes) == (before.num_images, before.num_boxes)
+    assert fixed.report["splits"]["val"]["images"] == before.report["splits"]["val"]["images"], "the split is kept"
+    boxes = records_ground_truth(record_files(str(records_dir(get_settings(), version) / "*.tfrecord")), {1: "plate"})
+    corners = sorted(tuple(round(v) for v in a["bbox"]) for a in boxes["annotations"])
+    assert (5, 6, 40, 20) in corners
+    assert (1, 2, 30, 10) in corners
+    assert tuple(round(v) for v in first["bbox"]) not in corners
