@@ -17,7 +17,18 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import register_error_handlers
 from app.metrics import MetricsMiddleware
 from app.predictor import ModelCache
-from app.routers import checkpoints, dataset_images, datasets, evaluations, health, home, jobs, models, predict
+from app.routers import (
+    checkpoints,
+    dataset_images,
+    dataset_versions,
+    datasets,
+    evaluations,
+    health,
+    home,
+    jobs,
+    models,
+    predict,
+)
 from core.db import make_engine, migrate
 from core.settings import Settings, get_settings
 
@@ -69,7 +80,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.migrated = False
     app.add_middleware(MetricsMiddleware)
     register_error_handlers(app)
-    for module in (home, health, datasets, dataset_images, jobs, models, evaluations, predict, checkpoints):
+    for module in (
+        home,
+        health,
+        datasets,
+        dataset_images,
+        dataset_versions,
+        jobs,
+        models,
+        evaluations,
+        predict,
+        checkpoints,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=home.STATIC_DIR), name="static")
     return app

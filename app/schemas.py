@@ -11,8 +11,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from core.layout import saved_model_dir, tflite_file
 from core.tables import Dataset, Evaluation, EvaluationStatus, Job, JobEvent, ModelVersion
+from effdet.data.fixes import BoxFix
 from effdet.data.labels import check_class_aliases, check_label_map
 from effdet.formats import ExportFormat, FormatScore, read_manifest
+from effdet.label_errors import LabelIssue
 from effdet.metrics import EvaluationReport
 
 ModelFormat = ExportFormat
@@ -645,3 +647,53 @@ class EvaluationsPublic(BaseModel):
 
     items: list[EvaluationPublic]
     count: int
+
+
+class LabelIssuePublic(LabelIssue):
+    """A likely label error, with the id of its image in the dataset's gallery (to draw it)."""
+
+    gallery_id: str | None = Field(None, description="GET /v1/datasets/{id}/images/{gallery_id}/thumbnail draws it")
+
+
+class LabelIssuesPublic(BaseModel):
+    """A page of likely label errors, most confident first."""
+
+    items: list[LabelIssuePublic]
+    count: int
+
+
+class DrawnBox(BaseModel):
+    """A box to draw: [x, y, width, height] in original pixels, its class and (for a detection) its score."""
+
+    label: str
+    box: list[float]
+    score: float | None = None
+
+
+class EvaluationImagePublic(BaseModel):
+    """One evaluated image: its boxes and the detections at the evaluation's threshold, and how many errors."""
+
+    image_id: int = Field(description="the record's source id (fixes name images by it)")
+    file_name: str
+    gallery_id: str | None = None
+    width: int
+    height: int
+    errors: int = Field(description="false detections plus missed boxes at the threshold")
+    boxes: list[DrawnBox]
+    detections: list[DrawnBox]
+
+
+class EvaluationImagesPublic(BaseModel):
+    """A page of an evaluation's images, most errors first."""
+
+    items: list[EvaluationImagePublic]
+    count: int
+
+
+class DatasetVersionCreate(BaseModel):
+    """A new version of a ready dataset with fixes applied; the old one stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fixes: list[BoxFix] = Field(min_length=1, max_length=100_000)
+    name: str | None = Field(None, max_length=200, description="default: the old name with ' (fixed)'")

@@ -3,25 +3,30 @@ every model evaluated on it), show one, cancel."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth import CurrentOwner, get_owned, owned
-from app.deps import SessionDep
+from app.deps import SessionDep, SettingsDep
 from app.schemas import (
     AUTH_RESPONSES,
     MAX_OFFSET,
     ErrorDetail,
     EvaluationCreate,
+    EvaluationImagesPublic,
     EvaluationPublic,
     EvaluationsPublic,
+    LabelIssuesPublic,
 )
 from core import evaluations
+from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE, evaluation_dir
 from core.queue import send_evaluation
+from core.settings import Settings
 from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, ModelVersion
 from effdet.formats import SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest
 from effdet.predict import DEFAULT_MIN_SCORE_THRESH
@@ -165,3 +170,59 @@ def cancel_evaluation(evaluation_id: str, session: SessionDep, owner: CurrentOwn
         raise HTTPException(status.HTTP_409_CONFLICT, f"the evaluation has already ended ({row.status})")
     evaluations.cancel_evaluation(session=session, evaluation=row)
     return _public(session, row)
+
+
+def _succeeded_file(
+    session: Session, settings: Settings, evaluation_id: str, owner: str | None, name: str
+) -> list[dict[str, Any]]:
+    """A succeeded evaluation's findings or images; 409 while it has none."""
+    row = get_owned(session, Evaluation, evaluation_id, owner)
+    path = evaluation_dir(settings, row.id) / name
+    if row.status != EvaluationStatus.succeeded or not path.is_file():
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"the evaluation is {row.status}: its findings come when it has succeeded"
+        )
+    document: list[dict[str, Any]] = json.loads(path.read_text())
+    return document
+
+
+@router.get(
+    "/evaluations/{evaluation_id}/label-errors",
+    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": "it has not succeeded"}},
+)
+def label_errors(
+    evaluation_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: CurrentOwner,
+    kind: Annotated[
+        Literal["missing_box", "spurious_box", "wrong_class", "loose_box"] | None, Query(description="only this kind")
+    ] = None,
+    min_confidence: Annotated[float, Query(ge=0, le=1)] = 0.0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> LabelIssuesPublic:
+    """The annotations most likely wrong, most confident first, each with its reason and the detection behind
+    it: a confident detection where no box is (missing_box), a box nothing is detected near (spurious_box), a box
+    covered by a confident detection of another class (wrong_class), a box its class's detection overlaps only
+    0.3-0.6 (loose_box)."""
+    issues = _succeeded_file(session, settings, evaluation_id, owner, LABEL_ERRORS_FILE)
+    chosen = [i for i in issues if (kind is None or i["kind"] == kind) and i["confidence"] >= min_confidence]
+    return LabelIssuesPublic.model_validate({"items": chosen[offset : offset + limit], "count": len(chosen)})
+
+
+@router.get(
+    "/evaluations/{evaluation_id}/images",
+    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": "it has not succeeded"}},
+)
+def evaluation_images(
+    evaluation_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: CurrentOwner,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 24,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> EvaluationImagesPublic:
+    """The evaluated images with their boxes and the detections at the threshold, most errors first."""
+    images = _succeeded_file(session, settings, evaluation_id, owner, IMAGES_FILE)
+    return EvaluationImagesPublic.model_validate({"items": images[offset : offset + limit], "count": len(images)})

@@ -91,3 +91,62 @@ def test_every_problem_of_a_request_is_a_422_that_says_what_to_fix(sqlite_servic
     assert client.post(url, json={"dataset_id": ready, "score_threshold": 2}).status_code == 422
     assert client.post(url, json={"dataset_id": ready, "colour": "red"}).status_code == 422
     assert sqlite_service.broker_messages() == [TASK], "only the accepted one was queued"
+
+
+def test_findings_and_images_are_paged_filtered_and_wait_for_success(
+    sqlite_service: Any, model_id: str, tmp_path: Path
+) -> None:
+    import json
+
+    from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE, evaluation_dir
+    from core.tables import Evaluation, EvaluationStatus
+
+    client = sqlite_service.client
+    dataset = sqlite_service.dataset(val_images=2)
+    created = client.post(f"/v1/models/{model_id}/evaluations", json={"dataset_id": dataset}).json()
+    waiting = client.get(f"/v1/evaluations/{created['id']}/label-errors")
+    assert waiting.status_code == 409
+    assert "queued" in waiting.json()["detail"]
+    issue = {"image_id": 1, "file_name": "a.jpg", "reason": "r", "gallery_id": "g1"}
+    issues = [
+        {
+            **issue,
+            "kind": "missing_box",
+            "confidence": 0.9,
+            "detection": {"label": "raccoon", "box": [1, 2, 3, 4], "score": 0.9},
+        },
+        {
+            **issue,
+            "kind": "spurious_box",
+            "confidence": 0.7,
+            "annotation_id": 100000,
+            "label": "raccoon",
+            "box": [5, 5, 9, 9],
+        },
+        {
+            **issue,
+            "kind": "loose_box",
+            "confidence": 0.2,
+            "annotation_id": 100001,
+            "label": "raccoon",
+            "box": [0, 0, 9, 9],
+        },
+    ]
+    image = {"image_id": 1, "file_name": "a.jpg", "gallery_id": "g1", "width": 10, "height": 10, "errors": 2}
+    folder = evaluation_dir(sqlite_service.settings, created["id"])
+    folder.mkdir(parents=True)
+    (folder / LABEL_ERRORS_FILE).write_text(json.dumps(issues))
+    (folder / IMAGES_FILE).write_text(json.dumps([{**image, "boxes": [], "detections": []}]))
+    with sqlite_service.session() as session:
+        row = session.get(Evaluation, created["id"])
+        assert row is not None
+        row.status = EvaluationStatus.succeeded
+        session.commit()
+    url = f"/v1/evaluations/{created['id']}"
+    page = client.get(f"{url}/label-errors", params={"limit": 2}).json()
+    assert (page["count"], [i["kind"] for i in page["items"]]) == (3, ["missing_box", "spurious_box"])
+    assert page["items"][0]["gallery_id"] == "g1"
+    confident = client.get(f"{url}/label-errors", params={"min_confidence": 0.5, "kind": "spurious_box"}).json()
+    assert [i["annotation_id"] for i in confident["items"]] == [100000]
+    assert client.get(f"{url}/images").json()["items"][0]["errors"] == 2
+    assert client.get(f"{url}/label-errors", params={"kind": "typo"}).status_code == 422
