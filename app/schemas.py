@@ -653,6 +653,8 @@ class LabelIssuePublic(LabelIssue):
     """A likely label error, with the id of its image in the dataset's gallery (to draw it)."""
 
     gallery_id: str | None = Field(None, description="GET /v1/datasets/{id}/images/{gallery_id}/thumbnail draws it")
+    width: int | None = Field(None, description="the image's width in pixels")
+    height: int | None = None
 
 
 class LabelIssuesPublic(BaseModel):

@@ -524,3 +524,45 @@ def evaluations_list(
 def evaluations_cancel(ctx: typer.Context, evaluation_id: str, json_output: JsonFlag = False) -> None:
     """Cancel a queued or running evaluation."""
     output.show(_client(ctx).cancel_evaluation(evaluation_id), json_output, output.evaluation_detail)
+
+
+IssueKindOpt = Annotated[
+    Literal["missing_box", "spurious_box", "wrong_class", "loose_box"] | None, typer.Option(help="only this kind")
+]
+
+
+@evaluations.command("label-errors")
+@handled
+def evaluations_label_errors(
+    ctx: typer.Context,
+    evaluation_id: str,
+    kind: IssueKindOpt = None,
+    min_confidence: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    json_output: JsonFlag = False,
+) -> None:
+    """The annotations most likely wrong, most confident first, with the reason for each."""
+    page = _client(ctx).label_errors(evaluation_id, kind=kind, min_confidence=min_confidence, limit=limit)
+    output.show(page, json_output, output.label_errors_table)
+
+
+@datasets.command("fix")
+@handled
+def datasets_fix(
+    ctx: typer.Context,
+    evaluation_id: Annotated[str, typer.Option("--from-evaluation", help="take the fixes its findings suggest")],
+    min_confidence: Annotated[float, typer.Option(min=0, max=1, help="only findings at least this sure")] = 0.5,
+    kind: IssueKindOpt = None,
+    name: Annotated[str | None, typer.Option(help="the new version's name")] = None,
+    wait: Annotated[bool, typer.Option(help="wait until the new version is ready")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Make a new version of an evaluation's dataset with the fixes its findings suggest (the old one stays)."""
+    client = _client(ctx)
+    evaluation = client.get_evaluation(evaluation_id)
+    issues = client.label_errors(evaluation_id, kind=kind, min_confidence=min_confidence, limit=1000).items
+    if not issues:
+        output.status_console.print("no finding is that sure; nothing to fix")
+        raise typer.Exit(1)
+    fixed = client.fix_dataset(evaluation.dataset_id, [issue.suggested_fix() for issue in issues], name=name)
+    _finish(client, fixed, wait, json_output)

@@ -31,6 +31,7 @@ from effdet_client.models import (
     JobEvent,
     JobList,
     JobSubmission,
+    LabelIssueList,
     Model,
     ModelFormat,
     ModelList,
@@ -298,6 +299,20 @@ class Client:
     def cancel_evaluation(self, evaluation_id: str) -> Evaluation:
         """Cancel a queued evaluation at once, or a running one at its next image."""
         return Evaluation.model_validate(self._send("POST", f"/v1/evaluations/{evaluation_id}/cancel").json())
+
+    def label_errors(
+        self, evaluation_id: str, *, kind: str | None = None, min_confidence: float = 0.0, limit: int = 100
+    ) -> LabelIssueList:
+        """A succeeded evaluation's likely label errors, most confident first."""
+        params: dict[str, Any] = {"min_confidence": min_confidence, "limit": limit}
+        if kind is not None:
+            params["kind"] = kind
+        return self._get(f"/v1/evaluations/{evaluation_id}/label-errors", LabelIssueList, **params)
+
+    def fix_dataset(self, dataset_id: str, fixes: list[dict[str, Any]], *, name: str | None = None) -> Dataset:
+        """A new version of a dataset with the fixes applied (the old one stays); it converts like an upload."""
+        body: dict[str, Any] = {"fixes": fixes, **({"name": name} if name else {})}
+        return Dataset.model_validate(self._send("POST", f"/v1/datasets/{dataset_id}/versions", json=body).json())
 
     def wait_evaluation(self, evaluation_id: str, *, timeout: float | None = None, poll_s: float = 1.0) -> Evaluation:
         """Poll until the evaluation ends (succeeded, failed or cancelled); ClientError after timeout seconds."""

@@ -143,6 +143,43 @@ class EvaluationList(_Answer):
     count: int
 
 
+class LabelIssue(_Answer):
+    """A likely label error: its kind, confidence, image, the box (none for a missing box), the detection behind it
+    and the reason."""
+
+    kind: str
+    confidence: float
+    image_id: int
+    file_name: str
+    annotation_id: int | None = None
+    label: str | None = None
+    box: list[float] | None = None
+    detection: dict[str, Any] | None = None
+    reason: str
+
+    def suggested_fix(self) -> dict[str, Any]:
+        """The fix that follows the model: add the detected box, delete the box, take the detected class, or take
+        the detected box (a body entry of POST /v1/datasets/{id}/versions)."""
+        found = self.detection or {}
+        fix: dict[str, Any] = {"image_id": self.image_id}
+        if self.annotation_id is not None:
+            fix["annotation_id"] = self.annotation_id
+        if self.kind == "missing_box":
+            return {**fix, "action": "add_box", "label": found["label"], "box": found["box"]}
+        if self.kind == "wrong_class":
+            return {**fix, "action": "change_class", "label": found["label"]}
+        if self.kind == "loose_box":
+            return {**fix, "action": "replace_box", "box": found["box"]}
+        return {**fix, "action": "delete_box"}
+
+
+class LabelIssueList(_Answer):
+    """A page of likely label errors, most confident first."""
+
+    items: list[LabelIssue]
+    count: int
+
+
 class EvaluationRequest(BaseModel):
     """What POST /v1/models/{id}/evaluations takes; fields left None are not sent (the server's defaults apply)."""
 

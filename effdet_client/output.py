@@ -35,6 +35,7 @@ from effdet_client.models import (
     Job,
     JobEvent,
     JobList,
+    LabelIssueList,
     Model,
     ModelList,
 )
@@ -256,6 +257,21 @@ def evaluation_detail(evaluation: Evaluation) -> None:
     for label, row in zip(confusion["labels"], confusion["matrix"], strict=True):
         matrix.add_row(label, *(str(v) for v in row))
     console.print(matrix)
+
+
+def label_errors_table(page: LabelIssueList) -> None:
+    """Likely label errors: kind, confidence, image, annotated class, and why."""
+    table = _table("kind", "confidence", "image", "annotation", "class", "reason", title=f"{page.count} findings")
+    for issue in page.items:
+        table.add_row(
+            issue.kind,
+            f"{issue.confidence:.2f}",
+            issue.file_name,
+            str(issue.annotation_id or "-"),
+            issue.label or "-",
+            escape(issue.reason),
+        )
+    console.print(table)
 
 
 def detections_table(image: str, detections: list[Detection]) -> None:

@@ -145,9 +145,18 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     issues = find_label_errors(truth, detections)
     gallery = _gallery_ids(layout.records_dir(settings, dataset.id) / IMAGE_INDEX_FILE)
     folder = layout.evaluation_dir(settings, row.id)
+    sizes = {int(image["id"]): (image["width"], image["height"]) for image in truth["images"]}
     _write_json(
         folder / LABEL_ERRORS_FILE,
-        [{**i.model_dump(mode="json"), "gallery_id": gallery.get(i.file_name)} for i in issues],
+        [
+            {
+                **i.model_dump(mode="json"),
+                "gallery_id": gallery.get(i.file_name),
+                "width": sizes[i.image_id][0],
+                "height": sizes[i.image_id][1],
+            }
+            for i in issues
+        ],
     )
     _write_json(
         folder / IMAGES_FILE, _worst_images(truth, detections, confusion.image_errors, gallery, row.score_threshold)

@@ -79,6 +79,7 @@ def image_thumbnail(
     owner: CurrentOwner,
     settings: SettingsDep,
     size: Annotated[int, Query(ge=16, le=MAX_THUMBNAIL, description="longest side in pixels")] = 256,
+    boxes: Annotated[bool, Query(description="draw the boxes (false: the image alone, to draw over)")] = True,
 ) -> Response:
     """One image as a JPEG (longest side at most `size`) with its boxes drawn, dropped ones in red."""
     index = _index(session, settings, dataset_id, owner)
@@ -95,7 +96,7 @@ def image_thumbnail(
         )
     try:
         data = read_member(upload_path(settings, dataset_id), entry["path"])
-        jpeg = thumbnail(data, entry, size, settings.max_image_pixels)
+        jpeg = thumbnail(data, entry if boxes else {**entry, "boxes": []}, size, settings.max_image_pixels)
     except ImageUnavailableError as err:
         code = status.HTTP_404_NOT_FOUND if err.missing else status.HTTP_409_CONFLICT
         raise HTTPException(code, f"cannot show {entry['path']!r}: {err}") from None

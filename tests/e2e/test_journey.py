@@ -329,9 +329,19 @@ def _evaluate_in_dashboard(page: Page, dataset_id: str, shots: Screenshots) -> N
     expect(page.locator("#evaluation-status")).to_contain_text("succeeded")
     expect(page.locator("#evaluation-counts tbody tr")).to_have_count(1)
     expect(page.locator("#evaluation-pr")).to_have_attribute("data-points", "101")
+    expect(page.locator("#evaluation-images svg.drawn").first).to_be_visible()
+    expect(page.locator("#evaluation-images svg.drawn image").first).to_be_attached()  # the photo under the boxes
+    fixes = page.locator("#label-errors .accept-fix")
+    expect(fixes.first).to_be_visible()  # a model of a few steps gets plenty wrong
     shots.take(page, "evaluation")
     page.click("text=compare on this dataset")
     expect(page.locator("#evaluation-comparison tbody tr")).to_have_count(1)
+    page.go_back()
+    fixes.first.check()
+    expect(page.locator("#make-version")).to_contain_text("(1 fixes)")
+    page.click("#make-version")
+    page.wait_for_url("**/#/datasets/*")
+    expect(page.locator("#histograms .chart canvas")).to_have_count(5, timeout=120_000)  # the fixed version is ready
 
 
 def _try_model(page: Page, shots: Screenshots) -> None:

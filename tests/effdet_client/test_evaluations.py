@@ -73,3 +73,50 @@ def test_a_rejected_evaluation_prints_each_problem(cli: Cli, sqlite_service: Ser
     assert "422" in result.stderr
     assert "no val images" in result.stderr
     assert "not tflite" in result.stderr
+
+
+def test_label_errors_and_a_fixed_version_from_the_confident_findings(
+    cli: Cli, sqlite_service: Service, tmp_path: Path
+) -> None:
+    from core.layout import FIXES_FILE, LABEL_ERRORS_FILE, dataset_dir, evaluation_dir
+
+    dataset = sqlite_service.dataset(val_images=2)
+    model = sqlite_service.model(sqlite_service.job(dataset, JobStatus.succeeded), tmp_path)
+    created = json.loads(cli("evaluations", "create", model, "--dataset", dataset, "--no-wait", "--json").stdout)
+    seen = {"image_id": 2, "file_name": "b.jpg", "label": "raccoon", "reason": "why"}
+    detection = {"label": "raccoon", "box": [1.0, 2.0, 30.0, 40.0], "score": 0.9}
+    issues = [
+        {**seen, "kind": "missing_box", "confidence": 0.9, "label": None, "detection": detection},
+        {
+            **seen,
+            "kind": "loose_box",
+            "confidence": 0.6,
+            "annotation_id": 200001,
+            "box": [0, 0, 9, 9],
+            "detection": detection,
+        },
+        {**seen, "kind": "spurious_box", "confidence": 0.55, "annotation_id": 200000, "box": [50, 50, 9, 9]},
+        {**seen, "kind": "spurious_box", "confidence": 0.1, "annotation_id": 200002, "box": [70, 70, 9, 9]},
+    ]
+    folder = evaluation_dir(sqlite_service.settings, created["id"])
+    folder.mkdir(parents=True)
+    (folder / LABEL_ERRORS_FILE).write_text(json.dumps(issues))
+    with sqlite_service.session() as session:
+        row = session.get(Evaluation, created["id"])
+        assert row is not None
+        row.status, row.result = EvaluationStatus.succeeded, RESULT
+        session.commit()
+    listed = cli("evaluations", "label-errors", created["id"], "--min-confidence", 0.5)
+    assert listed.exit_code == 0, listed.output
+    assert "3 findings" in listed.stdout
+    fixed = cli("datasets", "fix", "--from-evaluation", created["id"], "--json")
+    assert fixed.exit_code == 0, fixed.output
+    version = json.loads(fixed.stdout)
+    assert version["status"] == "validating"
+    written = json.loads((dataset_dir(sqlite_service.settings, version["id"]) / FIXES_FILE).read_text())
+    assert written["parent_id"] == dataset
+    assert written["fixes"] == [
+        {"action": "add_box", "image_id": 2, "annotation_id": None, "label": "raccoon", "box": [1.0, 2.0, 30.0, 40.0]},
+        {"action": "replace_box", "image_id": 2, "annotation_id": 200001, "label": None, "box": [1.0, 2.0, 30.0, 40.0]},
+        {"action": "delete_box", "image_id": 2, "annotation_id": 200000, "label": None, "box": None},
+    ]

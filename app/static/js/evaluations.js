@@ -3,7 +3,7 @@
 
 import * as api from "./api.js";
 import { lineChart } from "./charts.js";
-import { badge, card, h, num, poll, table, when } from "./dom.js";
+import { badge, card, h, num, poll, s, table, when } from "./dom.js";
 import { field, submitting } from "./forms.js";
 import { overallTable } from "./metrics.js";
 
@@ -115,6 +115,129 @@ function confusionTable(confusion) {
   return table(["true ↓ / detected →", ...confusion.labels], rows, "", { id: "confusion-matrix" });
 }
 
+/** An image of the dataset (fetched with the key, as the gallery does) with boxes drawn over it in its own pixels:
+ * each `{box: [x, y, w, h], label, score?, kind}` in the colour of its kind (truth, detection, flagged). */
+async function drawing(datasetId, image, boxes, signal) {
+  const picture = s("svg", { class: "drawn", viewBox: `0 0 ${image.width} ${image.height}` });
+  const font = Math.max(10, Math.round(image.width / 30));
+  const shapes = boxes.map(({ box: [x, y, w, height], label, score, kind }) =>
+    s(
+      "g",
+      { class: kind },
+      s("rect", { x, y, width: w, height }),
+      s("text", { x: x + 3, y: Math.max(font, y - 3), "font-size": font }, score == null ? label : `${label} ${num(score, 2)}`),
+    ),
+  );
+  picture.replaceChildren(...shapes);
+  if (image.gallery_id) {
+    const path = `v1/datasets/${datasetId}/images/${image.gallery_id}/thumbnail?size=512&boxes=false`;
+    api
+      .send(path, { signal })
+      .then((response) => response.blob())
+      .then((blob) => {
+        const href = URL.createObjectURL(blob);
+        picture.prepend(s("image", { href, width: image.width, height: image.height, preserveAspectRatio: "none" }));
+      })
+      .catch(() => {});
+  }
+  return picture;
+}
+
+/** The evaluated images, most errors first: the dataset's boxes in green, the detections at the threshold in blue. */
+async function worstImages(e, signal) {
+  const page = await api.get(`v1/evaluations/${e.id}/images?limit=12`, signal);
+  const tiles = await Promise.all(
+    page.items.map(async (image) =>
+      h(
+        "figure",
+        { class: "tile" },
+        await drawing(
+          e.dataset_id,
+          image,
+          [
+            ...image.boxes.map((b) => ({ ...b, kind: "truth" })),
+            ...image.detections.map((d) => ({ ...d, kind: "detection" })),
+          ],
+          signal,
+        ),
+        h("figcaption", {}, `${image.file_name}: ${image.errors} errors`),
+      ),
+    ),
+  );
+  return h("div", { class: "gallery", id: "evaluation-images" }, tiles);
+}
+
+const FIXES = {
+  missing_box: (issue) => ({ action: "add_box", label: issue.detection.label, box: issue.detection.box }),
+  spurious_box: () => ({ action: "delete_box" }),
+  wrong_class: (issue) => ({ action: "change_class", label: issue.detection.label }),
+  loose_box: (issue) => ({ action: "replace_box", box: issue.detection.box }),
+};
+const FIX_WORDS = {
+  add_box: "add the detected box",
+  delete_box: "delete the box",
+  change_class: "change the class",
+  replace_box: "take the detected box",
+};
+
+/** The likely label errors, most confident first, each drawn with its proposed fix to accept; accepted fixes make
+ * a new dataset version (the old one stays). */
+async function labelErrors(e, signal) {
+  const page = await api.get(`v1/evaluations/${e.id}/label-errors?limit=30`, signal);
+  const accepted = new Map();
+  const button = h("button", { type: "button", id: "make-version", disabled: true }, "Make a fixed dataset version");
+  const message = h("p", { class: "form-error", id: "version-error" });
+  const items = await Promise.all(
+    page.items.map(async (issue, index) => {
+      const fix = { image_id: issue.image_id, annotation_id: issue.annotation_id ?? undefined, ...FIXES[issue.kind](issue) };
+      const toggle = h("input", { type: "checkbox", class: "accept-fix", "data-kind": issue.kind });
+      toggle.addEventListener("change", () => {
+        if (toggle.checked) accepted.set(index, fix);
+        else accepted.delete(index);
+        button.disabled = accepted.size === 0;
+        button.textContent = `Make a fixed dataset version (${accepted.size} fixes)`;
+      });
+      const boxes = [];
+      if (issue.box) boxes.push({ box: issue.box, label: issue.label, kind: "flagged" });
+      if (issue.detection) boxes.push({ ...issue.detection, kind: "detection" });
+      const size = { width: issue.width ?? 0, height: issue.height ?? 0, gallery_id: issue.gallery_id };
+      return h(
+        "figure",
+        { class: "tile finding" },
+        size.width ? await drawing(e.dataset_id, size, boxes, signal) : "",
+        h(
+          "figcaption",
+          {},
+          h("strong", {}, `${issue.kind.replace("_", " ")} ${num(issue.confidence, 2)}`),
+          ` ${issue.file_name}: ${issue.reason}`,
+          h("label", {}, toggle, ` accept: ${FIX_WORDS[fix.action]}`),
+        ),
+      );
+    }),
+  );
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    message.textContent = "";
+    try {
+      const version = await api.post(`v1/datasets/${e.dataset_id}/versions`, { fixes: [...accepted.values()] });
+      location.hash = `#/datasets/${version.id}`;
+    } catch (error) {
+      message.textContent = error.message;
+      button.disabled = false;
+    }
+  });
+  const counts = Object.entries(e.result.label_errors ?? {}).map(([kind, n]) => `${n} ${kind.replace("_", " ")}`);
+  return [
+    h(
+      "p",
+      { class: "notice" },
+      `${page.count} findings; confident (>= 0.5): ${counts.join(", ") || "none"}. Accept the fixes you agree with.`,
+    ),
+    h("div", { class: "gallery", id: "label-errors" }, items),
+    h("div", {}, button, message),
+  ];
+}
+
 /** #/evaluations/{id}: progress while it runs, then its metrics, counts, confusion matrix and PR curves. */
 export async function evaluationView(main, { params: [id], signal }) {
   const title = h("div", { class: "title" });
@@ -155,6 +278,8 @@ export async function evaluationView(main, { params: [id], signal }) {
         h("div", { class: "grid" }, countsTable(e.result), confusionTable(confusion)),
       ),
       card("Precision / recall", pr),
+      card("Images, most errors first (boxes green, detections blue)", await worstImages(e, signal)),
+      card("Likely label errors", ...(await labelErrors(e, signal))),
     );
     prCurves(
       pr,
