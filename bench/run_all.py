@@ -29,6 +29,7 @@ BENCHMARKS = (
     "transfer_raccoon",
     "transfer_raccoon_api",
     "dataset_rows",
+    "label_errors",
 )
 
 

@@ -138,3 +138,36 @@ def confusion_matrix(
         per_class=per_class,
         image_errors=image_errors,
     )
+
+
+def worst_images(
+    truth: dict[str, Any],
+    detections: list[dict[str, Any]],
+    errors: dict[int, int],
+    gallery: dict[str, str],
+    threshold: float,
+) -> list[dict[str, Any]]:
+    """Every image with its boxes and its detections at the threshold, most errors first (then by name)."""
+    names = {int(c["id"]): str(c["name"]) for c in truth["categories"]}
+    boxes: dict[int, list[dict[str, Any]]] = {}
+    for a in truth["annotations"]:
+        boxes.setdefault(int(a["image_id"]), []).append({"label": names[int(a["category_id"])], "box": a["bbox"]})
+    found: dict[int, list[dict[str, Any]]] = {}
+    for d in detections:
+        if d["score"] >= threshold:
+            entry = {"label": names[int(d["category_id"])], "box": d["bbox"], "score": round(float(d["score"]), 4)}
+            found.setdefault(int(d["image_id"]), []).append(entry)
+    images = [
+        {
+            "image_id": int(image["id"]),
+            "file_name": image["file_name"],
+            "gallery_id": gallery.get(image["file_name"]),
+            "width": image["width"],
+            "height": image["height"],
+            "errors": errors.get(int(image["id"]), 0),
+            "boxes": boxes.get(int(image["id"]), []),
+            "detections": found.get(int(image["id"]), []),
+        }
+        for image in truth["images"]
+    ]
+    return sorted(images, key=lambda image: (-image["errors"], image["file_name"]))

@@ -283,11 +283,16 @@ def evaluate_saved_model(
 
 
 def write_metrics(metrics: Metrics, path: Path) -> Path:
-    """Write metrics as JSON atomically (temp file beside it, then rename), so readers never see half a file."""
+    """Write metrics as JSON atomically, so readers never see half a file."""
+    return write_json(metrics.model_dump(mode="json"), path)
+
+
+def write_json(document: Any, path: Path) -> Path:
+    """Write a JSON document atomically (temp file beside it, then rename), so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        f.write(metrics.model_dump_json(indent=2))
+        json.dump(document, f, indent=2)
     try:
         Path(f.name).replace(path)
     except BaseException:

@@ -72,7 +72,8 @@ def find_label_errors(
             boxes_of[int(annotation["image_id"])].append(annotation)
     found_in: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for detection in detections:
-        if int(detection["category_id"]) in names:
+        _, _, width, height = detection["bbox"]
+        if int(detection["category_id"]) in names and width > 0 and height > 0:  # clipped to nothing: no evidence
             found_in[int(detection["image_id"])].append(detection)
     issues: list[LabelIssue] = []
     for image in ground_truth.get("images", []):

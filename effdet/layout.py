@@ -21,6 +21,7 @@ WEIGHTS_PREFIX = "model"
 BEST_DIR = "best"
 TRAIN_LOG = "logs/train.jsonl"
 METRICS_FILE = "metrics.json"
+VAL_DETECTIONS_FILE = "val_detections.json"
 TFLITE_FILE = "model.tflite"
 TFLITE_FILES = {"tflite": TFLITE_FILE, "tflite_float16": "model_float16.tflite", "tflite_int8": "model_int8.tflite"}
 """The TFLite format names (as a job's export_formats and predict's runtime spell them) and their files."""

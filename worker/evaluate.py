@@ -10,7 +10,6 @@ a live worker is dropped, and one whose worker died is run again from the start 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -111,10 +110,10 @@ def class_mapping(model_labels: dict[str, str], dataset_labels: dict[str, str]) 
 
 def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     """The evaluation's result document (effdet.metrics.EvaluationReport)."""
-    from effdet.confusion import confusion_matrix
+    from effdet.confusion import confusion_matrix, worst_images
     from effdet.data.layout import IMAGE_INDEX_FILE
     from effdet.data.shards import record_files
-    from effdet.evaluate import coco_metrics, records_ground_truth
+    from effdet.evaluate import coco_metrics, records_ground_truth, write_json
     from effdet.format_export import format_predictor, record_detections
     from effdet.formats import THRESHOLD_FLOOR, read_manifest
     from effdet.label_errors import CONFIDENT, find_label_errors
@@ -146,21 +145,18 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     gallery = _gallery_ids(layout.records_dir(settings, dataset.id) / IMAGE_INDEX_FILE)
     folder = layout.evaluation_dir(settings, row.id)
     sizes = {int(image["id"]): (image["width"], image["height"]) for image in truth["images"]}
-    _write_json(
-        folder / LABEL_ERRORS_FILE,
-        [
-            {
-                **i.model_dump(mode="json"),
-                "gallery_id": gallery.get(i.file_name),
-                "width": sizes[i.image_id][0],
-                "height": sizes[i.image_id][1],
-            }
-            for i in issues
-        ],
-    )
-    _write_json(
-        folder / IMAGES_FILE, _worst_images(truth, detections, confusion.image_errors, gallery, row.score_threshold)
-    )
+    findings = [
+        {
+            **i.model_dump(mode="json"),
+            "gallery_id": gallery.get(i.file_name),
+            "width": sizes[i.image_id][0],
+            "height": sizes[i.image_id][1],
+        }
+        for i in issues
+    ]
+    write_json(findings, folder / LABEL_ERRORS_FILE)
+    images = worst_images(truth, detections, confusion.image_errors, gallery, row.score_threshold)
+    write_json(images, folder / IMAGES_FILE)
     result = EvaluationReport(
         metrics=coco_metrics(truth, detections),
         confusion=confusion,
@@ -179,44 +175,3 @@ def _gallery_ids(index: Path) -> dict[str, str]:
     from effdet.data.image_index import read_index
 
     return {entry.path: entry.id for entry in read_index(index)} if index.is_file() else {}
-
-
-def _worst_images(
-    truth: dict[str, Any],
-    detections: list[dict[str, Any]],
-    errors: dict[int, int],
-    gallery: dict[str, str],
-    threshold: float,
-) -> list[dict[str, Any]]:
-    """Every image with its boxes and its detections at the threshold, most errors first (then by name)."""
-    names = {int(c["id"]): str(c["name"]) for c in truth["categories"]}
-    boxes: dict[int, list[dict[str, Any]]] = {}
-    for a in truth["annotations"]:
-        boxes.setdefault(int(a["image_id"]), []).append({"label": names[int(a["category_id"])], "box": a["bbox"]})
-    found: dict[int, list[dict[str, Any]]] = {}
-    for d in detections:
-        if d["score"] >= threshold:
-            entry = {"label": names[int(d["category_id"])], "box": d["bbox"], "score": round(float(d["score"]), 4)}
-            found.setdefault(int(d["image_id"]), []).append(entry)
-    images = [
-        {
-            "image_id": int(image["id"]),
-            "file_name": image["file_name"],
-            "gallery_id": gallery.get(image["file_name"]),
-            "width": image["width"],
-            "height": image["height"],
-            "errors": errors.get(int(image["id"]), 0),
-            "boxes": boxes.get(int(image["id"]), []),
-            "detections": found.get(int(image["id"]), []),
-        }
-        for image in truth["images"]
-    ]
-    return sorted(images, key=lambda image: (-image["errors"], image["file_name"]))
-
-
-def _write_json(path: Path, document: Any) -> None:
-    """Write JSON atomically (a temp file beside it, then a rename): readers see the whole file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document))
-    temporary.replace(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,12 +11,25 @@ from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import func, select
 
 from app.auth import CurrentOwner, get_owned, owned
-from app.deps import SessionDep
-from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, ModelFormat, ModelPublic, ModelsPublic
+from app.deps import SessionDep, SettingsDep
+from app.schemas import (
+    AUTH_RESPONSES,
+    MAX_OFFSET,
+    ErrorDetail,
+    EvaluationImagesPublic,
+    ModelFormat,
+    ModelPublic,
+    ModelsPublic,
+)
 from app.storage import zip_stream
-from core.layout import saved_model_dir
-from core.tables import ModelVersion
-from effdet.formats import format_file
+from core.layout import records_dir, run_dir, saved_model_dir
+from core.tables import Job, ModelVersion
+from effdet.confusion import confusion_matrix, worst_images
+from effdet.data.image_index import read_index
+from effdet.data.layout import IMAGE_INDEX_FILE
+from effdet.formats import format_file, read_manifest
+from effdet.layout import VAL_DETECTIONS_FILE
+from effdet.predict import DEFAULT_MIN_SCORE_THRESH
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)
 
@@ -84,3 +98,37 @@ def download_model(
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{stem}.zip"'},
     )
+
+
+@router.get(
+    "/{model_id}/val-images",
+    responses={404: {"model": ErrorDetail, "description": "no such model, or its job stored no val predictions"}},
+)
+def val_images(
+    model_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: CurrentOwner,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 24,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> EvaluationImagesPublic:
+    """The val images of the model's job with their boxes and the model's detections at its default threshold,
+    most errors first (false detections plus missed boxes), as the job evaluated them."""
+    row = get_owned(session, ModelVersion, model_id, owner)
+    stored = run_dir(settings, row.job_id) / VAL_DETECTIONS_FILE
+    job = session.get(Job, row.job_id)
+    if not stored.is_file() or job is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            "this model's job stored no val predictions (its dataset had no val split, or it ran before jobs kept "
+            "them); evaluate it on a dataset instead (POST /v1/models/{id}/evaluations)",
+        )
+    document = json.loads(stored.read_text())
+    manifest = read_manifest(Path(row.path))
+    threshold = manifest.min_score if manifest else DEFAULT_MIN_SCORE_THRESH
+    truth, detections = document["ground_truth"], document["detections"]
+    errors = confusion_matrix(truth, detections, threshold).image_errors
+    index = records_dir(settings, job.dataset_id) / IMAGE_INDEX_FILE
+    gallery = {entry.path: entry.id for entry in read_index(index)} if index.is_file() else {}
+    images = worst_images(truth, detections, errors, gallery, threshold)
+    return EvaluationImagesPublic.model_validate({"items": images[offset : offset + limit], "count": len(images)})

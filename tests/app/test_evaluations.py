@@ -150,3 +150,37 @@ def test_findings_and_images_are_paged_filtered_and_wait_for_success(
     assert [i["annotation_id"] for i in confident["items"]] == [100000]
     assert client.get(f"{url}/images").json()["items"][0]["errors"] == 2
     assert client.get(f"{url}/label-errors", params={"kind": "typo"}).status_code == 422
+
+
+def test_a_models_val_images_come_worst_first_from_what_its_job_stored(sqlite_service: Any, tmp_path: Path) -> None:
+    import json
+
+    from core.layout import run_dir
+    from effdet.layout import VAL_DETECTIONS_FILE
+
+    job = sqlite_service.job(sqlite_service.dataset(), JobStatus.succeeded)
+    model = sqlite_service.model(job, tmp_path)
+    url = f"/v1/models/{model}/val-images"
+    missing = sqlite_service.client.get(url)
+    assert missing.status_code == 404
+    assert "evaluate it on a dataset" in missing.json()["detail"]
+    truth = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
+            {"id": 2, "file_name": "b.jpg", "width": 50, "height": 50},
+        ],
+        "categories": [{"id": 1, "name": "raccoon"}],
+        "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 20, 20]}],
+    }
+    detections = [
+        {"image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 10], "score": 0.9},  # a false alarm
+        {"image_id": 1, "category_id": 1, "bbox": [50, 5, 10, 10], "score": 0.1},  # under the threshold
+        {"image_id": 2, "category_id": 1, "bbox": [0, 0, 20, 21], "score": 0.8},  # found
+    ]
+    stored = run_dir(sqlite_service.settings, job) / VAL_DETECTIONS_FILE
+    stored.parent.mkdir(parents=True)
+    stored.write_text(json.dumps({"ground_truth": truth, "detections": detections}))
+    page = sqlite_service.client.get(url).json()
+    assert [(i["file_name"], i["errors"]) for i in page["items"]] == [("a.jpg", 1), ("b.jpg", 0)]
+    assert [d["score"] for d in page["items"][0]["detections"]] == [0.9], "at the model's threshold"
+    assert page["items"][1]["boxes"] == [{"label": "raccoon", "box": [0, 0, 20, 20], "score": None}]

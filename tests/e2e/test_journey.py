@@ -320,6 +320,7 @@ def _follow_job(page: Page, shots: Screenshots) -> None:
 
 def _evaluate_in_dashboard(page: Page, dataset_id: str, shots: Screenshots) -> None:
     """From the model page: evaluate on the job's dataset, watch it end, then compare on that dataset."""
+    model_page = page.url
     form = page.locator("#evaluate-form")
     form.locator("select[name=dataset_id]").select_option(dataset_id)
     form.locator("select[name=split]").select_option("all")
@@ -340,8 +341,12 @@ def _evaluate_in_dashboard(page: Page, dataset_id: str, shots: Screenshots) -> N
     fixes.first.check()
     expect(page.locator("#make-version")).to_contain_text("(1 fixes)")
     page.click("#make-version")
-    page.wait_for_url("**/#/datasets/*")
+    page.wait_for_function(
+        "location.hash.startsWith('#/datasets/') || document.querySelector('#version-error')?.textContent"
+    )
+    assert page.evaluate("location.hash").startswith("#/datasets/"), page.locator("#version-error").text_content()
     expect(page.locator("#histograms .chart canvas")).to_have_count(5, timeout=120_000)  # the fixed version is ready
+    page.goto(model_page)
 
 
 def _try_model(page: Page, shots: Screenshots) -> None:
@@ -359,6 +364,7 @@ def _try_model(page: Page, shots: Screenshots) -> None:
     expect(formats.first).to_contain_text("saved_model")
     expect(formats.nth(1)).to_contain_text("tflite")
     expect(formats.nth(1)).to_contain_text(" ms")  # scored on val through LiteRT
+    expect(page.locator("#model-val-images svg.drawn").first).to_be_visible()  # the job's val images, worst first
     shots.take(page, "model")
     page.select_option("#tryit-runtime", "tflite")  # the float TFLite file cannot go under its export threshold
     expect(page.locator("#tryit-error")).to_contain_text("runtime=saved_model")

@@ -75,3 +75,8 @@ def test_each_planted_error_ranks_on_top_with_its_reason() -> None:
 def test_crowd_regions_are_never_flagged() -> None:
     truth = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 100], "iscrowd": 1}]
     assert find_label_errors(_document(truth), []) == []
+
+
+def test_a_detection_clipped_to_nothing_is_no_evidence() -> None:
+    flat = {"image_id": 1, "category_id": 1, "bbox": [100.0, 40.0, 0.0, 12.0], "score": 0.9}
+    assert find_label_errors(_document([]), [flat]) == []

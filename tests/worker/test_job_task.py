@@ -347,10 +347,19 @@ def test_an_evaluation_writes_findings_and_images_and_accepted_fixes_make_a_new_
 ) -> None:
     import json
 
-    from core.layout import FIXES_FILE, IMAGES_FILE, LABEL_ERRORS_FILE, dataset_dir, evaluation_dir, records_dir
+    from core.layout import (
+        FIXES_FILE,
+        IMAGES_FILE,
+        LABEL_ERRORS_FILE,
+        dataset_dir,
+        evaluation_dir,
+        records_dir,
+        run_dir,
+    )
     from core.settings import get_settings
     from effdet.data.shards import record_files
     from effdet.evaluate import records_ground_truth
+    from effdet.layout import VAL_DETECTIONS_FILE
 
     evaluation_id = _evaluation(formats_job, dataset_id, "train", "saved_model", 0.3)
     run_evaluation(evaluation_id)
@@ -362,6 +371,10 @@ def test_an_evaluation_writes_findings_and_images_and_accepted_fixes_make_a_new_
     assert len(images) == 9, "the train split"
     assert [i["errors"] for i in images] == sorted((i["errors"] for i in images), reverse=True)
     assert all(image["gallery_id"] for image in images), "each image can be drawn from the gallery"
+
+    stored = json.loads((run_dir(get_settings(), formats_job) / VAL_DETECTIONS_FILE).read_text())
+    assert len(stored["ground_truth"]["images"]) == 3, "the job kept its val predictions for the model page"
+    assert all(d["image_id"] in {i["id"] for i in stored["ground_truth"]["images"]} for d in stored["detections"])
 
     parent = records_dir(get_settings(), dataset_id)
     truth = records_ground_truth(record_files(str(parent / "*.tfrecord")), {1: "plate"})

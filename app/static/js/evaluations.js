@@ -143,16 +143,15 @@ async function drawing(datasetId, image, boxes, signal) {
   return picture;
 }
 
-/** The evaluated images, most errors first: the dataset's boxes in green, the detections at the threshold in blue. */
-async function worstImages(e, signal) {
-  const page = await api.get(`v1/evaluations/${e.id}/images?limit=12`, signal);
+/** Images, most errors first: the dataset's boxes in green, the detections at the threshold in blue. */
+export async function imagesGrid(datasetId, images, signal, id) {
   const tiles = await Promise.all(
-    page.items.map(async (image) =>
+    images.map(async (image) =>
       h(
         "figure",
         { class: "tile" },
         await drawing(
-          e.dataset_id,
+          datasetId,
           image,
           [
             ...image.boxes.map((b) => ({ ...b, kind: "truth" })),
@@ -164,7 +163,12 @@ async function worstImages(e, signal) {
       ),
     ),
   );
-  return h("div", { class: "gallery", id: "evaluation-images" }, tiles);
+  return h("div", { class: "gallery", id }, tiles);
+}
+
+async function worstImages(e, signal) {
+  const page = await api.get(`v1/evaluations/${e.id}/images?limit=12`, signal);
+  return imagesGrid(e.dataset_id, page.items, signal, "evaluation-images");
 }
 
 const FIXES = {

@@ -3,7 +3,7 @@
 import * as api from "./api.js";
 import { apiKey } from "./auth.js";
 import { card, h, num, poll, s, table, when } from "./dom.js";
-import { evaluateForm, evaluationsTable } from "./evaluations.js";
+import { evaluateForm, evaluationsTable, imagesGrid } from "./evaluations.js";
 import { classTable, overallTable } from "./metrics.js";
 
 const REFRESH_MS = 5000;
@@ -194,6 +194,19 @@ function tryIt(model) {
   ];
 }
 
+/** The job's val images with what the model found on them, worst first (or why there are none). */
+async function valImages(model, signal) {
+  try {
+    const [job, page] = await Promise.all([
+      api.get(`v1/jobs/${model.job_id}`, signal),
+      api.get(`v1/models/${model.id}/val-images?limit=12`, signal),
+    ]);
+    return imagesGrid(job.dataset_id, page.items, signal, "model-val-images");
+  } catch (error) {
+    return h("p", { class: "notice" }, error.message);
+  }
+}
+
 /** #/models/{id}: metrics, formats with their downloads, and the try-it box. */
 export async function modelView(main, { params: [id], signal }) {
   const model = await api.get(`v1/models/${id}`, signal);
@@ -211,6 +224,7 @@ export async function modelView(main, { params: [id], signal }) {
     ),
     card("Try it", ...tryIt(model)),
   );
+  main.append(card("Val images, most errors first (boxes green, detections blue)", await valImages(model, signal)));
   const evaluations = await api.get(`v1/evaluations?model_id=${model.id}`, signal);
   main.append(
     card(
