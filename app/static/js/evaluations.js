@@ -125,7 +125,11 @@ async function drawing(datasetId, image, boxes, signal) {
       "g",
       { class: kind },
       s("rect", { x, y, width: w, height }),
-      s("text", { x: x + 3, y: Math.max(font, y - 3), "font-size": font }, score == null ? label : `${label} ${num(score, 2)}`),
+      s(
+        "text",
+        { x: x + 3, y: Math.max(font, y - 3), "font-size": font },
+        score == null ? label : `${label} ${num(score, 2)}`,
+      ),
     ),
   );
   picture.replaceChildren(...shapes);
@@ -193,7 +197,11 @@ async function labelErrors(e, signal) {
   const message = h("p", { class: "form-error", id: "version-error" });
   const items = await Promise.all(
     page.items.map(async (issue, index) => {
-      const fix = { image_id: issue.image_id, annotation_id: issue.annotation_id ?? undefined, ...FIXES[issue.kind](issue) };
+      const fix = {
+        image_id: issue.image_id,
+        annotation_id: issue.annotation_id ?? undefined,
+        ...FIXES[issue.kind](issue),
+      };
       const toggle = h("input", { type: "checkbox", class: "accept-fix", "data-kind": issue.kind });
       toggle.addEventListener("change", () => {
         if (toggle.checked) accepted.set(index, fix);
