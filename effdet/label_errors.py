@@ -5,9 +5,13 @@ Four reasons, each with the evidence a person needs to judge it:
 - spurious_box: a box no detection of any class comes near (nothing there, or the box is far off its object);
 - wrong_class: a box a confident detection of another class covers, and no confident detection of its own class;
 - loose_box: a box whose best confident detection of its class overlaps it only partly (IoU 0.3-0.6).
-Each finding has a confidence in [0, 1] to rank by: the detection's score for a missing box or a wrong class, the
-score discounted by the overlap for a loose box (a half-box shift ranks above a near miss), and one minus the best
-score of anything near it for a spurious box. Inputs are COCO documents as in effdet.confusion.
+The model's scores are read against how sure it is of real objects: its typical score, the median score of its
+best detection of each box it finds (IoU >= 0.5, same class). A detection's evidence is its score over the typical
+one (capped at 1), so a model trained briefly, whose correct detections score 0.3, still testifies; evidence of at
+least 0.5 makes a detection sure. Each finding has a confidence in [0, 1] to rank by: the evidence for a missing
+box or a wrong class, the evidence discounted by the overlap for a loose box (a half-box shift ranks above a near
+miss), and one minus the evidence of anything near it for a spurious box. Inputs are COCO documents as in
+effdet.confusion.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from effdet.confusion import overlaps
 IssueKind = Literal["missing_box", "spurious_box", "wrong_class", "loose_box"]
 
 CONFIDENT = 0.5
-"""A detection at least this sure counts as the model's opinion."""
+"""Evidence (score over the typical score) from which a detection is sure, and the confidence from which a finding
+is worth a look."""
+MIN_TYPICAL = 0.05
+"""The least typical score: below it the model finds nothing reliably, and scores are read as they are."""
 COVERED = 0.5
 """IoU at which a detection covers a box (same object)."""
 TIGHT = 0.6
@@ -61,10 +68,34 @@ def _names(ground_truth: dict[str, Any]) -> dict[int, str]:
     return {int(c["id"]): str(c.get("name", c["id"])) for c in ground_truth.get("categories", [])}
 
 
+def typical_score(boxes_of: dict[int, list[dict[str, Any]]], found_in: dict[int, list[dict[str, Any]]]) -> float:
+    """The median score of the model's best same-class detection of each box it finds at IoU >= 0.5 (the scale its
+    evidence is read on); CONFIDENT when it finds none."""
+    best: list[float] = []
+    for image_id, truth in boxes_of.items():
+        found = found_in.get(image_id, [])
+        if not found or not truth:
+            continue
+        iou = overlaps(
+            np.array([d["bbox"] for d in found], dtype=np.float64),
+            np.array([a["bbox"] for a in truth], dtype=np.float64),
+        )
+        for column, annotation in enumerate(truth):
+            scores = [
+                float(d["score"])
+                for row, d in enumerate(found)
+                if d["category_id"] == annotation["category_id"] and iou[row, column] >= COVERED
+            ]
+            if scores:
+                best.append(max(scores))
+    return max(MIN_TYPICAL, float(np.median(best))) if best else CONFIDENT
+
+
 def find_label_errors(
-    ground_truth: dict[str, Any], detections: list[dict[str, Any]], confident: float = CONFIDENT
+    ground_truth: dict[str, Any], detections: list[dict[str, Any]], typical: float | None = None
 ) -> list[LabelIssue]:
-    """Every finding, most confident first (see the module docstring); crowd regions are never flagged."""
+    """Every finding, most confident first (see the module docstring; `typical`: the model's typical score, measured
+    on these detections when None); crowd regions are never flagged."""
     names = _names(ground_truth)
     boxes_of: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for annotation in ground_truth.get("annotations", []):
@@ -75,13 +106,14 @@ def find_label_errors(
         _, _, width, height = detection["bbox"]
         if int(detection["category_id"]) in names and width > 0 and height > 0:  # clipped to nothing: no evidence
             found_in[int(detection["image_id"])].append(detection)
+    scale = typical if typical is not None else typical_score(boxes_of, found_in)
     issues: list[LabelIssue] = []
     for image in ground_truth.get("images", []):
         image_id = int(image["id"])
         issues += _image_issues(
-            image_id, str(image.get("file_name", "")), boxes_of[image_id], found_in[image_id], names, confident
+            image_id, str(image.get("file_name", "")), boxes_of[image_id], found_in[image_id], names, scale
         )
-    return sorted(issues, key=lambda issue: -issue.confidence)
+    return sorted(issues, key=lambda issue: (-issue.confidence, -(issue.detection.score if issue.detection else 0)))
 
 
 def _detected(detection: dict[str, Any], names: dict[int, str]) -> Detected:
@@ -98,15 +130,15 @@ def _image_issues(
     truth: list[dict[str, Any]],
     found: list[dict[str, Any]],
     names: dict[int, str],
-    confident: float,
+    typical: float,
 ) -> list[LabelIssue]:
-    """The findings of one image."""
+    """The findings of one image (scores read as evidence against the typical score)."""
     iou = overlaps(
         np.array([d["bbox"] for d in found], dtype=np.float64).reshape(-1, 4),
         np.array([a["bbox"] for a in truth], dtype=np.float64).reshape(-1, 4),
     )
-    scores = np.array([float(d["score"]) for d in found])
-    sure = scores >= confident
+    scores = np.minimum(1.0, np.array([float(d["score"]) for d in found]) / typical)
+    sure = scores >= CONFIDENT
     found_class = np.array([int(d["category_id"]) for d in found])
     issues = []
     lonely = sure & (iou < LOOSE).all(axis=1) if len(truth) else sure
@@ -115,7 +147,7 @@ def _image_issues(
         issues.append(
             LabelIssue(
                 kind="missing_box",
-                confidence=detection.score,
+                confidence=float(scores[index]),
                 image_id=image_id,
                 file_name=file_name,
                 detection=detection,
@@ -145,7 +177,7 @@ def _image_issues(
             issues.append(
                 LabelIssue(
                     kind="wrong_class",
-                    confidence=detection.score,
+                    confidence=float(scores[row]),
                     detection=detection,
                     iou=float(overlap[row]),
                     reason=reason,
@@ -157,7 +189,7 @@ def _image_issues(
             issues.append(
                 LabelIssue(
                     kind="loose_box",
-                    confidence=detection.score * (1 - same_iou),
+                    confidence=float(scores[best_same]) * (1 - same_iou),
                     detection=detection,
                     iou=same_iou,
                     reason=f"the model's {label} ({detection.score:.2f}) overlaps this box only {same_iou:.2f}",
@@ -165,12 +197,13 @@ def _image_issues(
                 )
             )
         else:
-            near = scores[overlap >= NEAR] if len(found) else np.zeros(0)
-            nearest = float(near.max()) if near.size else 0.0
+            close = overlap >= NEAR if len(found) else np.zeros(0, bool)
+            evidence = float(scores[close].max()) if close.any() else 0.0
+            nearest = max((float(found[i]["score"]) for i in np.flatnonzero(close)), default=0.0)
             issues.append(
                 LabelIssue(
                     kind="spurious_box",
-                    confidence=1.0 - nearest,
+                    confidence=1.0 - evidence,
                     reason=f"no detection comes near this {label} box (best nearby score {nearest:.2f})",
                     **given,
                 )
