@@ -62,6 +62,8 @@ SEMANTIC = {
     "POST /v1/datasets": "the file must be a zip of a dataset, which a schema cannot say; random bytes are a 422",
     "POST /v1/jobs": "the dataset, variant and hyperparameters named must exist; each that does not is in the 422",
     "PATCH /v1/datasets/{dataset_id}": "aliases may not name themselves or chain, label map ids are integers from 1",
+    "POST /v1/models/{model_id}/evaluations": "the dataset must exist and its classes be the model's; the 422 says",
+    "POST /v1/datasets/{dataset_id}/versions": "each fix must name a box of its image and a class of the dataset",
 }
 """Operations whose schema-valid requests may still be refused with a 422, and why; the positive-data check
 is left out for them (every other check still runs; real uploads and jobs are accepted in their own tests)."""
