@@ -584,7 +584,11 @@ class EvaluationCreate(BaseModel):
         },
     )
 
-    dataset_id: str = Field(description="a ready dataset whose class names the model knows")
+    dataset_id: str | None = Field(
+        None,
+        description="a ready dataset whose class names the model knows (default: the dataset the model was trained "
+        'on, where split "train" finds the label errors of its own training set)',
+    )
     split: EvaluationSplit = Field("val", description="val, train or all of the dataset's images")
     score_threshold: float | None = Field(
         None, ge=0, le=1, description="where detections are counted as found or false (default: the model's)"

@@ -479,7 +479,9 @@ def models_download(
 def evaluations_create(
     ctx: typer.Context,
     model_id: str,
-    dataset_id: Annotated[str, typer.Option("--dataset", help="a ready dataset whose classes the model knows")],
+    dataset_id: Annotated[
+        str | None, typer.Option("--dataset", help="a ready dataset whose classes the model knows (default: its own)")
+    ] = None,
     split: Annotated[Literal["val", "train", "all"] | None, typer.Option(help="default val")] = None,
     score_threshold: Annotated[
         float | None, typer.Option(min=0, max=1, help="where boxes count as found (default: the model's)")

@@ -185,7 +185,7 @@ class EvaluationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset_id: str
+    dataset_id: str | None = None
     split: Literal["val", "train", "all"] | None = None
     score_threshold: float | None = None
     format: ModelFormat | None = None

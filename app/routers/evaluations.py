@@ -27,7 +27,7 @@ from core import evaluations
 from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE, evaluation_dir
 from core.queue import send_evaluation
 from core.settings import Settings
-from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, ModelVersion
+from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, Job, ModelVersion
 from effdet.formats import SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest
 from effdet.predict import DEFAULT_MIN_SCORE_THRESH
 
@@ -100,7 +100,10 @@ def create_evaluation(
     per-class AP and PR curves, and at the score threshold the found, false and missed boxes per class and a
     confusion matrix."""
     model = get_owned(session, ModelVersion, model_id, owner)
-    dataset = _owned_dataset(session, body.dataset_id, owner)
+    if body.dataset_id is None:
+        job = session.get(Job, model.job_id)
+        body = body.model_copy(update={"dataset_id": job.dataset_id if job is not None else ""})
+    dataset = _owned_dataset(session, str(body.dataset_id), owner)
     problems = _problems(body, model, dataset)
     if problems:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
@@ -113,7 +116,7 @@ def create_evaluation(
         evaluation=Evaluation(
             owner=owner,
             model_id=model.id,
-            dataset_id=body.dataset_id,
+            dataset_id=str(body.dataset_id),
             split=body.split,
             format=body.format or (manifest.default_runtime if manifest else SAVED_MODEL),
             score_threshold=threshold,

@@ -58,6 +58,10 @@ def test_an_evaluation_is_queued_shown_listed_by_dataset_and_cancelled(sqlite_se
     again = client.post(f"/v1/evaluations/{created['id']}/cancel")
     assert again.status_code == 409
     assert "already ended" in again.json()["detail"]
+    own = client.post(f"/v1/models/{model_id}/evaluations", json={"split": "train"})
+    assert own.status_code == 202, own.text
+    job = client.get(f"/v1/models/{model_id}").json()["job_id"]
+    assert own.json()["dataset_id"] == client.get(f"/v1/jobs/{job}").json()["dataset_id"], "its training dataset"
     assert client.get("/v1/evaluations/nope").status_code == 404
     assert client.post("/v1/models/nope/evaluations", json={"dataset_id": dataset}).status_code == 404
 

@@ -61,7 +61,8 @@ def test_create_list_show_and_cancel(cli: Cli, sqlite_service: Service, tmp_path
     assert "confusion matrix" in shown.stdout
     assert "0.750" in shown.stdout, "the recall at the threshold"
     assert cli("evaluations", "cancel", created["id"]).exit_code == 1, "it has ended"
-    other = json.loads(cli("evaluations", "create", model, "--dataset", dataset, "--no-wait", "--json").stdout)
+    other = json.loads(cli("evaluations", "create", model, "--split", "train", "--no-wait", "--json").stdout)
+    assert (other["dataset_id"], other["split"]) == (dataset, "train"), "by default the model's own dataset"
     assert json.loads(cli("evaluations", "cancel", other["id"], "--json").stdout)["status"] == "cancelled"
 
 

@@ -194,6 +194,23 @@ function tryIt(model) {
   ];
 }
 
+/** A button that evaluates the model on its own training images, where the label-error finder looks by default. */
+function findInTrainingSet(model) {
+  const button = h("button", { type: "button", id: "find-label-errors" }, "Find label errors in its training images");
+  const message = h("p", { class: "form-error" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const created = await api.post(`v1/models/${model.id}/evaluations`, { split: "train" });
+      location.hash = `#/evaluations/${created.id}`;
+    } catch (error) {
+      message.textContent = error.message;
+      button.disabled = false;
+    }
+  });
+  return h("div", {}, button, message);
+}
+
 /** The job's val images with what the model found on them, worst first (or why there are none). */
 async function valImages(model, signal) {
   try {
@@ -231,6 +248,7 @@ export async function modelView(main, { params: [id], signal }) {
       "Evaluate on a dataset",
       h("p", { class: "notice" }, "COCO metrics, per-class counts at a threshold and a confusion matrix"),
       await evaluateForm(model, signal),
+      findInTrainingSet(model),
       evaluationsTable(evaluations.items, { id: "model-evaluations" }),
     ),
   );
