@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,14 +15,6 @@ def move_atomic(source: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(source, target)
     return target
-
-
-def remove(path: Path) -> None:
-    """Delete a file or folder if it exists (cleanup after a rejected upload or a deleted dataset)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def tree_size(path: Path) -> int:

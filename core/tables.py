@@ -1,5 +1,5 @@
-"""Database tables (SQLAlchemy 2): API keys, datasets, jobs with their event log, exported model versions and
-evaluations of models on datasets.
+"""Database tables (SQLAlchemy 2): API keys, datasets, jobs with their event log, exported model versions,
+evaluations of models on datasets, and the answers kept for idempotent retries.
 
 JSON columns hold documents whose shape is defined by pydantic models (app/schemas.py, effdet's reports), so
 the tables stay few and stable. Ids are UUID strings; times are timezone-aware UTC.
@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
-def _uuid() -> str:
+def new_id() -> str:
+    """A new row id (a UUID's hex), for a caller that needs it before the row is stored."""
     return uuid.uuid4().hex
 
 
@@ -57,19 +58,38 @@ FINISHED = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled
 RUNNING = frozenset({JobStatus.converting, JobStatus.training, JobStatus.evaluating, JobStatus.exporting})
 
 
+class Scope(StrEnum):
+    """What a key may do; each scope includes the ones before it."""
+
+    predict = "predict"  # predict, and read models
+    train = "train"  # datasets, jobs, models, evaluations
+    admin = "admin"  # keys, and every owner's usage
+
+
 class ApiKey(Base):
+    """A stored API key (its hash only). Rows its requests create carry its owner: the team or person named when
+    it was created, or the key's own id when none was."""
+
     __tablename__ = "api_keys"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_uuid)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)  # None: the key is its own owner (its id)
+    scope: Mapped[str] = mapped_column(String(10), default=Scope.train)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def owner_id(self) -> str:
+        """The owner stored on what this key creates."""
+        return self.owner or self.id
 
 
 class Dataset(Base):
     __tablename__ = "datasets"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_uuid)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default=DatasetStatus.validating, index=True)
@@ -85,13 +105,14 @@ class Dataset(Base):
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"done": n, "total": m}
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # being deleted: hidden
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class Job(Base):
     __tablename__ = "jobs"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_uuid)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"), index=True)
     model_name: Mapped[str] = mapped_column(String(50))
@@ -109,6 +130,7 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     model_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # being deleted: hidden
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -130,7 +152,7 @@ class ModelVersion(Base):
 
     __tablename__ = "model_versions"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_uuid)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="RESTRICT"), index=True)
     name: Mapped[str] = mapped_column(String(50))  # the variant, e.g. efficientdet-d0
@@ -139,6 +161,7 @@ class ModelVersion(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     label_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # being deleted: hidden
 
 
 class Evaluation(Base):
@@ -146,7 +169,7 @@ class Evaluation(Base):
 
     __tablename__ = "evaluations"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_uuid)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
     model_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"), index=True)
@@ -162,5 +185,23 @@ class Evaluation(Base):
     worker: Mapped[str | None] = mapped_column(String(200))  # who holds the lease
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # being deleted: hidden
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotentRequest(Base):
+    """What a creating POST sent with an `Idempotency-Key` created, kept 24 h so that a retry with the same key and
+    body gets that resource again instead of a second one. Written in the transaction that creates the resource,
+    so a crash leaves either both or neither."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (UniqueConstraint("owner", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(64))  # "" when auth is off
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the path and the body
+    resource_type: Mapped[str] = mapped_column(String(20))  # the table of what the first request created
+    resource_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core import evaluations, queue, states
+from core import deletion, evaluations, queue, states
 from core.db import get_engine, session_scope
 from core.settings import get_settings
 from core.states import aware, holder_is_dead
@@ -64,10 +64,15 @@ def worker_is_idle() -> bool:
 
 
 def sweep(idle: bool = True) -> tuple[list[str], list[str]]:
-    """Re-queue dead workers' jobs, evaluations and stalled conversions, and (when this worker is `idle`) work whose
-    message was lost; returns (job ids, dataset ids) sent again (evaluations are logged)."""
-    lease_s = get_settings().job_lease_s
+    """Finish interrupted deletions, re-queue dead workers' jobs, evaluations and stalled conversions, and (when
+    this worker is `idle`) work whose message was lost; returns (job ids, dataset ids) sent again (evaluations are
+    logged)."""
+    settings = get_settings()
+    lease_s = settings.job_lease_s
     now = utcnow()
+    purged = deletion.purge_marked(settings, timedelta(seconds=lease_s))
+    if purged:
+        log.warning("finished %d deletion(s) that an API process left half done", purged)
     with session_scope() as session:
         running = session.scalars(select(Job).where(Job.status.in_([s.value for s in RUNNING]))).all()
     jobs = [job.id for job in running if _job_needs_requeue(job, now, lease_s) and _release(job, now)]
