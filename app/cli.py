@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from app.auth import create_key
+from app.keys import KeyRequestError, create_key, list_keys, revoke_key
 from core.db import migrate, session_scope
 from core.settings import get_settings
+from core.tables import Scope
 
 app = typer.Typer(help="effdet-service: operate the EfficientDet training and serving service.", no_args_is_help=True)
 
@@ -18,14 +21,57 @@ def migrate_command() -> None:
     typer.echo(f"database at head: {get_settings().resolved_database_url}")
 
 
-@app.command("create-key")
-def create_key_command(name: str = typer.Argument(..., help="who or what the key is for")) -> None:
-    """Create an API key and print it once (only its hash is stored); with a key, auth is on."""
+keys = typer.Typer(help="API keys: with one, every API request needs `Authorization: Bearer KEY`.")
+app.add_typer(keys, name="keys")
+
+
+@keys.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="who or what the key is for (unique among keys not revoked)"),
+    owner: str | None = typer.Option(None, help="the team or person whose resources it shares (default: its own)"),
+    scope: Annotated[Scope, typer.Option(help="predict < train < admin")] = Scope.train,
+) -> None:
+    """Create an API key and print it alone on the last line, once (only its hash is stored)."""
+    migrate()
+    try:
+        with session_scope() as session:
+            row, key = create_key(session, name, owner, scope)
+            typer.echo(
+                f"created {scope.value} key {name!r} for owner {row.owner_id!r}; keep it, it is not shown again:"
+            )
+    except KeyRequestError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(key)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every stored key: name, owner, scope, created, and when it was revoked."""
     migrate()
     with session_scope() as session:
-        row, key = create_key(session, name)
-        typer.echo(f"created API key {row.id} for {name!r}; keep it, it is not shown again:")
-    typer.echo(key)
+        for row in list_keys(session):
+            revoked = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+            typer.echo(f"{row.name}\t{row.owner_id}\t{row.scope}\t{row.created_at:%Y-%m-%d %H:%M}\t{revoked}")
+
+
+@keys.command("revoke")
+def keys_revoke(name: str = typer.Argument(..., help="the key's name")) -> None:
+    """Revoke a key: its next request, on every API process, gets 401."""
+    migrate()
+    try:
+        with session_scope() as session:
+            revoke_key(session, name)
+    except KeyRequestError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked {name!r}")
+
+
+@app.command("create-key", hidden=True)
+def create_key_command(name: str = typer.Argument(..., help="who or what the key is for")) -> None:
+    """The former spelling of `keys create NAME` (a train key that is its own owner)."""
+    keys_create(name, None, Scope.train)
 
 
 checkpoints = typer.Typer(help="Pretrained checkpoints in DATA_DIR/checkpoints, which jobs name as `pretrained`.")

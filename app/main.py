@@ -26,6 +26,7 @@ from app.routers import (
     health,
     home,
     jobs,
+    keys,
     models,
     predict,
 )
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         evaluations,
         predict,
         checkpoints,
+        keys,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=home.STATIC_DIR), name="static")

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.layout import saved_model_dir, tflite_file
-from core.tables import Dataset, Evaluation, EvaluationStatus, Job, JobEvent, ModelVersion
+from core.tables import ApiKey, Dataset, Evaluation, EvaluationStatus, Job, JobEvent, ModelVersion, Scope
 from effdet.data.fixes import BoxFix
 from effdet.data.labels import check_class_aliases, check_label_map
 from effdet.formats import ExportFormat, FormatScore, read_manifest
@@ -557,8 +557,9 @@ MAX_OFFSET = 2**31 - 1
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {
         "model": ErrorDetail,
-        "description": "API keys are on and the request has no valid `Authorization: Bearer KEY`",
-    }
+        "description": "API keys are on and the request has no valid `Authorization: Bearer KEY` (or it was revoked)",
+    },
+    403: {"model": ErrorDetail, "description": "the key's scope does not allow this (predict < train < admin)"},
 }
 """The answer every route behind API keys may give (routers declare it, so the OpenAPI page lists it)."""
 
@@ -703,3 +704,79 @@ class DatasetVersionCreate(BaseModel):
 
     fixes: list[BoxFix] = Field(min_length=1, max_length=100_000)
     name: str | None = Field(None, max_length=200, description="default: the old name with ' (fixed)'")
+
+
+KEY_NAME = r"^[^\x00-\x1f\x7f/]{0,99}[^\s/][^\x00-\x1f\x7f/]{0,99}$"
+"""A key's name: 1-100 printable characters, no slash (it names the key in URLs)."""
+OWNER_NAME = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+"""An owner: 1-64 letters, digits and . _ @ - (it is stored on every row the owner's keys create)."""
+
+
+class KeyCreate(BaseModel):
+    """A new API key: its name (unique among keys not revoked), the owner whose resources it shares (a team or a
+    person; left out, the key is its own owner) and what it may do."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "camera-7", "owner": "plates", "scope": "predict"}]}
+    )
+
+    name: str = Field(max_length=100, pattern=KEY_NAME, description="who or what the key is for")
+    owner: str | None = Field(None, pattern=OWNER_NAME, description="the team or person whose resources it shares")
+    scope: Scope = Field(
+        Scope.train,
+        description="predict (predict, read models) < train (datasets, jobs, models, "
+        "evaluations) < admin (keys, every owner's usage)",
+    )
+
+
+class KeyPublic(BaseModel):
+    """A stored key as admins see it (never the key itself)."""
+
+    id: str
+    name: str
+    owner: str = Field(description="the owner stored on what the key creates")
+    scope: Scope
+    created_at: Annotated[datetime, AfterValidator(_as_utc)]
+    revoked_at: Annotated[datetime | None, AfterValidator(lambda v: v and _as_utc(v))] = None
+
+    @classmethod
+    def from_row(cls, row: ApiKey) -> KeyPublic:
+        return cls(
+            id=row.id,
+            name=row.name,
+            owner=row.owner_id,
+            scope=Scope(row.scope),
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
+
+
+class KeyCreated(KeyPublic):
+    """A new key, with the key itself: shown this once, only its hash is kept."""
+
+    key: str
+
+
+class KeysPublic(BaseModel):
+    """Every stored key, revoked ones included, oldest first."""
+
+    items: list[KeyPublic]
+    count: int
+
+
+class Usage(BaseModel):
+    """What one owner holds and runs."""
+
+    owner: str | None = Field(description="None when API keys are off")
+    datasets: int
+    upload_bytes: int = Field(description="bytes of the datasets' uploads")
+    jobs: int
+    active_jobs: int = Field(description="queued or running")
+    models: int
+    evaluations: int
+
+
+class UsagePage(BaseModel):
+    """Every owner's usage (admin keys only)."""
+
+    items: list[Usage]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.auth import CurrentOwner
+from app.auth import TRAIN, CurrentOwner
 from app.deps import SettingsDep
 from app.pretrained import list_checkpoints
 from app.schemas import AUTH_RESPONSES, CheckpointsPublic
 
-router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
 
 
 @router.get("")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi import Path as PathParam
 
-from app.auth import CurrentOwner, get_owned
+from app.auth import TRAIN, CurrentOwner, get_owned
 from app.deps import SessionDep, SettingsDep
 from app.gallery import MAX_THUMBNAIL, ImageUnavailableError, find, page, read_member, thumbnail
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, ImagePublic, ImageSplit, ImagesPublic
@@ -17,7 +17,7 @@ from core.settings import Settings
 from core.tables import Dataset, DatasetStatus
 from effdet.data.layout import IMAGE_INDEX_FILE
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
 
 ImageId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}(-[0-9]+)?$", description="an id from the images list")]
 _RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.anonymise import Annotation, annotated_image, zipped
-from app.auth import CurrentOwner, get_owned
+from app.auth import PREDICT, CurrentOwner, get_owned
 from app.deps import SessionDep, SettingsDep
 from app.metrics import PREDICT_SECONDS
 from app.predictor import ModelCache, ModelSource, QueueFullError, checked_image
@@ -25,7 +25,7 @@ from core.tables import ModelVersion
 from effdet.formats import EXPORT_FORMATS, SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest
 from effdet.predict import Detection
 
-router = APIRouter(prefix="/v1/models", tags=["predict"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1/models", tags=["predict"], responses=AUTH_RESPONSES, dependencies=[PREDICT])
 RUNTIME_HEADER = "X-Effdet-Runtime"
 """The answer's header naming the exported format that ran (the request's runtime or the model's default)."""
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.auth import create_key, static_owner
+from app.auth import static_owner
+from app.keys import create_key
 from core.tables import ApiKey, Dataset
 
 STATIC_KEY = "static-key-one"
