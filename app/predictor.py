@@ -117,6 +117,12 @@ class ModelCache:
         with self._lock:
             return source.key in self._models
 
+    def forget(self, model_id: str) -> None:
+        """Drop a model version from memory in every runtime (it was deleted)."""
+        with self._lock:
+            for key in [key for key in self._models if key.startswith(f"{model_id}/")]:
+                del self._models[key]
+
     def clear(self) -> None:
         """Stop the inference thread and forget every loaded model."""
         self.queue.stop()

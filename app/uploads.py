@@ -7,11 +7,12 @@ directory; the worker's `extract_zip` enforces the same limits again while it wr
 
 from __future__ import annotations
 
+import hashlib
 import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from fastapi import HTTPException, Request, status
 from python_multipart.exceptions import MultipartParseError
@@ -35,6 +36,12 @@ class StreamedForm:
     fields: dict[str, str] = field(default_factory=dict)
     filename: str | None = None
     size: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)  # of the file's bytes, updated as they arrive
+
+    @property
+    def sha256(self) -> str:
+        """The file's SHA-256 (hex)."""
+        return str(self.digest.hexdigest())
 
 
 @dataclass
@@ -138,6 +145,7 @@ async def receive_file_form(request: Request, dest: Path, max_bytes: int, file_f
                 raise _too_large(max_bytes)
             if reader.pending:
                 data, reader.pending = b"".join(reader.pending), []
+                reader.form.digest.update(data)
                 await run_in_threadpool(sink.write, data)
         parser.finalize()
         if reader.form.filename is None:

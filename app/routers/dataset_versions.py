@@ -5,24 +5,26 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 
-from app.auth import CurrentOwner, get_owned
+from app.auth import TRAIN, CurrentOwner, get_owned
 from app.deps import SessionDep, SettingsDep
+from app.idempotency import REPLAYED_HEADER, IdempotencyDep, create_once, fingerprint, forget, replay
 from app.schemas import AUTH_RESPONSES, DatasetPublic, DatasetVersionCreate, ErrorDetail
-from app.storage import remove
 from core import states
+from core.deletion import remove
 from core.layout import FIXES_FILE, dataset_dir
 from core.queue import send_convert
-from core.tables import Dataset, DatasetStatus
+from core.tables import Dataset, DatasetStatus, new_id
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
 
 
 @router.post(
     "/{dataset_id}/versions",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
+        400: {"model": ErrorDetail, "description": "the body is not readable JSON (e.g. not UTF-8)"},
         404: {"model": ErrorDetail},
         409: {"model": ErrorDetail, "description": "the dataset is not ready"},
         422: {"model": ErrorDetail, "description": "every fix that cannot apply, one per entry"},
@@ -30,11 +32,23 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESP
     },
 )
 def create_version(
-    dataset_id: str, body: DatasetVersionCreate, session: SessionDep, settings: SettingsDep, owner: CurrentOwner
+    dataset_id: str,
+    body: DatasetVersionCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: CurrentOwner,
+    key: IdempotencyDep,
 ) -> DatasetPublic:
     """A new dataset: this one's images and split with the fixes applied (delete_box, add_box, change_class,
     replace_box; boxes named by the image and annotation ids of an evaluation's findings). It is converted and
-    validated like an upload (status `validating`, then `ready`), ready for the next job."""
+    validated like an upload (status `validating`, then `ready`), ready for the next job. With an
+    Idempotency-Key, a retry returns the first version."""
+    request_hash = fingerprint(request.url.path, body.model_dump_json())
+    if (earlier := replay(session, key, request_hash, Dataset)) is not None:
+        response.headers[REPLAYED_HEADER] = "true"
+        return DatasetPublic.from_row(earlier)
     parent = get_owned(session, Dataset, dataset_id, owner)
     if parent.status != DatasetStatus.ready:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the dataset is {parent.status}; only a ready one can be fixed")
@@ -56,7 +70,8 @@ def create_version(
         )
     if problems:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
-    row = Dataset(
+    new = Dataset(
+        id=new_id(),
         owner=owner,
         name=body.name or f"{parent.name} (fixed)",
         format="tfrecord",
@@ -64,22 +79,29 @@ def create_version(
         upload_bytes=0,
         requested_label_map=parent.label_map,
     )
-    session.add(row)
-    session.flush()
-    folder = dataset_dir(settings, row.id)
-    try:
-        folder.mkdir(parents=True)
-        document = {"parent_id": parent.id, "fixes": [fix.model_dump(mode="json") for fix in body.fixes]}
-        (folder / FIXES_FILE).write_text(json.dumps(document))
-        states.add_dataset(session=session, dataset=row)
-    except BaseException:
-        session.rollback()
-        remove(folder)
-        raise
+    folder = dataset_dir(settings, new.id)
+
+    def store() -> Dataset:
+        try:
+            folder.mkdir(parents=True)
+            document = {"parent_id": parent.id, "fixes": [fix.model_dump(mode="json") for fix in body.fixes]}
+            (folder / FIXES_FILE).write_text(json.dumps(document))
+            states.add_dataset(session=session, dataset=new)
+        except BaseException:
+            session.rollback()
+            remove(folder)
+            raise
+        return new
+
+    row = create_once(session, key, request_hash, new, store)
+    if row is not new:
+        response.headers[REPLAYED_HEADER] = "true"
+        return DatasetPublic.from_row(row)
     try:
         send_convert(row.id)
     except Exception as err:
         states.delete_dataset(session=session, dataset=row)
+        forget(session, key)
         remove(folder)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unreachable ({err}); try again later"

@@ -15,8 +15,18 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.auth import CurrentOwner, get_owned, owned
+from app.auth import TRAIN, CurrentOwner, get_owned, owned
+from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import EngineDep, SessionDep, SettingsDep
+from app.idempotency import (
+    REPLAYED_HEADER,
+    IdempotencyDep,
+    IdempotencyKey,
+    create_once,
+    fingerprint,
+    forget,
+    replay,
+)
 from app.schemas import (
     AUTH_RESPONSES,
     MAX_OFFSET,
@@ -28,17 +38,18 @@ from app.schemas import (
     RequestedLabelMap,
     UploadFormat,
 )
-from app.storage import move_atomic, remove
+from app.storage import move_atomic
 from app.uploads import check_zip, receive_file_form
 from core import states
+from core.deletion import remove
 from core.layout import dataset_dir, records_dir, upload_path, uploads_dir
 from core.queue import send_convert
 from core.settings import Settings
-from core.tables import FINISHED, Dataset, DatasetStatus, Job
+from core.tables import FINISHED, Dataset, DatasetStatus, Job, new_id
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
 
 _FORMATS: list[str] = list(UploadFormat.__args__)  # type: ignore[attr-defined]
 _UPLOAD_BODY: dict[str, Any] = {
@@ -122,25 +133,39 @@ def _fields(form: dict[str, str], filename: str | None) -> _UploadFields:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems) from None
 
 
-def _register(engine: Engine, settings: Settings, row: Dataset, part: Path) -> DatasetPublic:
+def _register(
+    engine: Engine, settings: Settings, row: Dataset, part: Path, key: IdempotencyKey | None, request_hash: str
+) -> tuple[DatasetPublic, bool]:
     """Move the checked upload into place, create the row, then queue conversion (undone if a step fails, e.g. a
-    full disk or an unreachable database or queue: neither the files nor the row are left)."""
+    full disk or an unreachable database or queue: neither the files nor the row are left). With an idempotency
+    key, what an earlier request with it created is returned instead (and True)."""
     with Session(engine, expire_on_commit=False) as session:
-        try:
-            move_atomic(part, upload_path(settings, row.id))
-            states.add_dataset(session=session, dataset=row)
-        except BaseException:
-            remove(dataset_dir(settings, row.id))
-            raise
+        if (earlier := replay(session, key, request_hash, Dataset)) is not None:
+            return DatasetPublic.from_row(earlier), True
+
+        def store() -> Dataset:
+            try:
+                move_atomic(part, upload_path(settings, row.id))
+                states.add_dataset(session=session, dataset=row)
+            except BaseException:
+                session.rollback()
+                remove(dataset_dir(settings, row.id))
+                raise
+            return row
+
+        stored = create_once(session, key, request_hash, row, store)
+        if stored is not row:
+            return DatasetPublic.from_row(stored), True
         try:
             send_convert(row.id)
         except Exception as err:
             states.delete_dataset(session=session, dataset=row)
+            forget(session, key)
             remove(dataset_dir(settings, row.id))
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unreachable ({err}); upload again later"
             ) from err
-        return DatasetPublic.from_row(row)
+        return DatasetPublic.from_row(row), False
 
 
 @router.post(
@@ -155,14 +180,21 @@ def _register(engine: Engine, settings: Settings, row: Dataset, part: Path) -> D
     },
 )
 async def upload_dataset(
-    request: Request, owner: CurrentOwner, settings: SettingsDep, engine: EngineDep
+    request: Request,
+    response: Response,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    engine: EngineDep,
+    key: IdempotencyDep,
 ) -> DatasetPublic:
-    """Upload a dataset zip; it is validated and converted in the background (status `validating`)."""
-    dataset_id = uuid.uuid4().hex
+    """Upload a dataset zip; it is validated and converted in the background (status `validating`). With an
+    Idempotency-Key, a retry of the same upload returns the first dataset."""
+    dataset_id = new_id()
     part = uploads_dir(settings) / f"{dataset_id}.part"
     try:
         form = await receive_file_form(request, part, settings.max_upload_bytes)
         fields = _fields(form.fields, form.filename)
+        request_hash = fingerprint(request.url.path, json.dumps(sorted(form.fields.items())), form.sha256)
         await run_in_threadpool(check_zip, part, settings)
         row = Dataset(
             id=dataset_id,
@@ -174,7 +206,10 @@ async def upload_dataset(
             class_aliases=fields.class_aliases,
             requested_label_map=fields.label_map,
         )
-        return await run_in_threadpool(_register, engine, settings, row, part)
+        public, replayed = await run_in_threadpool(_register, engine, settings, row, part, key, request_hash)
+        if replayed:
+            response.headers[REPLAYED_HEADER] = "true"
+        return public
     finally:
         part.unlink(missing_ok=True)
 
@@ -204,20 +239,12 @@ def get_dataset(dataset_id: str, session: SessionDep, owner: CurrentOwner) -> Da
     "/{dataset_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": "in use or validating"}},
+    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": DELETE_RESPONSES_DOC}},
 )
 def delete_dataset(dataset_id: str, session: SessionDep, owner: CurrentOwner, settings: SettingsDep) -> None:
-    """Delete a dataset and its files (refused while it is being validated or a job uses it)."""
-    row = get_owned(session, Dataset, dataset_id, owner)
-    if row.status == DatasetStatus.validating:
-        raise HTTPException(status.HTTP_409_CONFLICT, "the dataset is being validated; delete it when that ends")
-    jobs = session.scalar(select(func.count()).select_from(Job).where(Job.dataset_id == dataset_id)) or 0
-    if jobs:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"{jobs} job(s) use this dataset; delete or keep them, then the dataset"
-        )
-    states.delete_dataset(session=session, dataset=row)
-    remove(dataset_dir(settings, dataset_id))
+    """Delete a dataset, its files and the evaluations run on it (refused while it is being validated or a job
+    uses it: delete the jobs first)."""
+    delete_owned(session, settings, Dataset, dataset_id, owner)
 
 
 @router.patch(

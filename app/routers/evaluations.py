@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.auth import CurrentOwner, get_owned, owned
+from app.auth import TRAIN, CurrentOwner, find_owned, get_owned, owned
+from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import SessionDep, SettingsDep
+from app.idempotency import REPLAYED_HEADER, IdempotencyDep, create_once, fingerprint, forget, replay
 from app.schemas import (
     AUTH_RESPONSES,
     MAX_OFFSET,
@@ -27,11 +29,11 @@ from core import evaluations
 from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE, evaluation_dir
 from core.queue import send_evaluation
 from core.settings import Settings
-from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, Job, ModelVersion
+from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, Job, ModelVersion, new_id
 from effdet.formats import SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest
 from effdet.predict import DEFAULT_MIN_SCORE_THRESH
 
-router = APIRouter(prefix="/v1", tags=["evaluations"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["evaluations"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
 
 
 def _problem(field: str, message: str) -> dict[str, Any]:
@@ -75,11 +77,6 @@ def _problems(body: EvaluationCreate, model: ModelVersion, dataset: Dataset | No
     return problems
 
 
-def _owned_dataset(session: Session, dataset_id: str, owner: str | None) -> Dataset | None:
-    dataset = session.get(Dataset, dataset_id)
-    return None if dataset is None or (owner is not None and dataset.owner != owner) else dataset
-
-
 def _public(session: Session, row: Evaluation) -> EvaluationPublic:
     return EvaluationPublic.from_row(row, session.get(ModelVersion, row.model_id))
 
@@ -88,22 +85,33 @@ def _public(session: Session, row: Evaluation) -> EvaluationPublic:
     "/models/{model_id}/evaluations",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
+        400: {"model": ErrorDetail, "description": "the body is not readable JSON (e.g. not UTF-8)"},
         404: {"model": ErrorDetail, "description": "no such model"},
         422: {"model": ErrorDetail, "description": "every problem of the request, one per entry"},
         503: {"model": ErrorDetail, "description": "the queue is unreachable"},
     },
 )
 def create_evaluation(
-    model_id: str, body: EvaluationCreate, session: SessionDep, owner: CurrentOwner
+    model_id: str,
+    body: EvaluationCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    owner: CurrentOwner,
+    key: IdempotencyDep,
 ) -> EvaluationPublic:
     """Evaluate a model on a dataset's split in one of its formats: a worker runs it and stores COCO metrics,
     per-class AP and PR curves, and at the score threshold the found, false and missed boxes per class and a
-    confusion matrix."""
+    confusion matrix. With an Idempotency-Key, a retry returns the first evaluation."""
+    request_hash = fingerprint(request.url.path, body.model_dump_json())
+    if (earlier := replay(session, key, request_hash, Evaluation)) is not None:
+        response.headers[REPLAYED_HEADER] = "true"
+        return _public(session, earlier)
     model = get_owned(session, ModelVersion, model_id, owner)
     if body.dataset_id is None:
         job = session.get(Job, model.job_id)
         body = body.model_copy(update={"dataset_id": job.dataset_id if job is not None else ""})
-    dataset = _owned_dataset(session, str(body.dataset_id), owner)
+    dataset = find_owned(session, Dataset, str(body.dataset_id), owner)
     problems = _problems(body, model, dataset)
     if problems:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
@@ -111,21 +119,26 @@ def create_evaluation(
     threshold = body.score_threshold
     if threshold is None:
         threshold = manifest.min_score if manifest else DEFAULT_MIN_SCORE_THRESH
-    row = evaluations.queue_evaluation(
-        session=session,
-        evaluation=Evaluation(
-            owner=owner,
-            model_id=model.id,
-            dataset_id=str(body.dataset_id),
-            split=body.split,
-            format=body.format or (manifest.default_runtime if manifest else SAVED_MODEL),
-            score_threshold=threshold,
-        ),
+    new = Evaluation(
+        id=new_id(),
+        owner=owner,
+        model_id=model.id,
+        dataset_id=str(body.dataset_id),
+        split=body.split,
+        format=body.format or (manifest.default_runtime if manifest else SAVED_MODEL),
+        score_threshold=threshold,
     )
+    row = create_once(
+        session, key, request_hash, new, lambda: evaluations.queue_evaluation(session=session, evaluation=new)
+    )
+    if row is not new:
+        response.headers[REPLAYED_HEADER] = "true"
+        return _public(session, row)
     try:
         send_evaluation(row.id)
     except Exception as err:
         evaluations.fail_unsent(session=session, evaluation=row, error=f"the queue is unreachable: {err}")
+        forget(session, key)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"the queue is unreachable ({err}); submit again later"
         ) from err
@@ -160,6 +173,17 @@ def list_evaluations(
 def get_evaluation(evaluation_id: str, session: SessionDep, owner: CurrentOwner) -> EvaluationPublic:
     """One evaluation: its state and progress, and when it succeeded its result."""
     return _public(session, get_owned(session, Evaluation, evaluation_id, owner))
+
+
+@router.delete(
+    "/evaluations/{evaluation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": DELETE_RESPONSES_DOC}},
+)
+def delete_evaluation(evaluation_id: str, session: SessionDep, owner: CurrentOwner, settings: SettingsDep) -> None:
+    """Delete an evaluation that has ended, with its findings (cancel a queued or running one first)."""
+    delete_owned(session, settings, Evaluation, evaluation_id, owner)
 
 
 @router.post(

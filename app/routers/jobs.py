@@ -15,8 +15,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.auth import CurrentOwner, get_owned, owned
+from app.auth import TRAIN, CurrentOwner, find_owned, get_owned, owned
+from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import EngineDep, SessionDep, SettingsDep
+from app.idempotency import REPLAYED_HEADER, IdempotencyDep, create_once, fingerprint, forget, replay
 from app.plots import Series, line_chart, pr_chart
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, JobCreate, JobEventPublic, JobPublic, JobsPublic
 from app.submission import SubmissionError, resolve_job
@@ -24,9 +26,9 @@ from core import states
 from core.layout import train_log
 from core.queue import send_job
 from core.settings import Settings
-from core.tables import FINISHED, Dataset, Job, JobEvent, JobStatus
+from core.tables import FINISHED, Dataset, Job, JobEvent, JobStatus, new_id
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
 
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
@@ -41,30 +43,45 @@ EVENT_PAGE = 500
         422: {"model": ErrorDetail, "description": "every problem of the submission, one per entry"},
     },
 )
-def create_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owner: CurrentOwner) -> JobPublic:
-    """Submit a fine-tuning job; it is queued once dataset, model, hyperparameters and checkpoint all check out."""
-    dataset = session.get(Dataset, body.dataset_id)
-    if dataset is not None and owner is not None and dataset.owner != owner:
-        dataset = None
+def create_job(
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: CurrentOwner,
+    key: IdempotencyDep,
+) -> JobPublic:
+    """Submit a fine-tuning job; it is queued once dataset, model, hyperparameters and checkpoint all check out.
+    With an Idempotency-Key, a retry of the same submission returns the first job instead of queueing another."""
+    request_hash = fingerprint(request.url.path, body.model_dump_json())
+    if (earlier := replay(session, key, request_hash, Job)) is not None:
+        response.headers[REPLAYED_HEADER] = "true"
+        return JobPublic.from_row(earlier)
+    dataset = find_owned(session, Dataset, body.dataset_id, owner)
     try:
         resolved = resolve_job(body, dataset, settings)
     except SubmissionError as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, err.problems) from None
-    job = states.queue_job(
-        session=session,
-        job=Job(
-            owner=owner,
-            dataset_id=body.dataset_id,
-            model_name=body.model,
-            config=resolved.config,
-            options=resolved.options,
-        ),
-        warnings=resolved.warnings,
+    new = Job(
+        id=new_id(),
+        owner=owner,
+        dataset_id=body.dataset_id,
+        model_name=body.model,
+        config=resolved.config,
+        options=resolved.options,
     )
+    job = create_once(
+        session, key, request_hash, new, lambda: states.queue_job(session=session, job=new, warnings=resolved.warnings)
+    )
+    if job is not new:
+        response.headers[REPLAYED_HEADER] = "true"
+        return JobPublic.from_row(job)
     try:
         send_job(job.id)
     except Exception as err:
         states.fail_unsent_job(session=session, job=job, error=f"the job queue is unreachable: {err}")
+        forget(session, key)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unreachable ({err}); submit again later"
         ) from err
@@ -226,6 +243,18 @@ def cancel_job(
     if not states.cancel_job(session=session, job=job, keep_model=keep_model):
         response.status_code = status.HTTP_202_ACCEPTED
     return JobPublic.from_row(job)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": DELETE_RESPONSES_DOC}},
+)
+def delete_job(job_id: str, session: SessionDep, owner: CurrentOwner, settings: SettingsDep) -> None:
+    """Delete a finished job with its run folder (checkpoints, logs) and events. Refused while it is queued or
+    running (cancel it first) and while the model it made exists (delete that first)."""
+    delete_owned(session, settings, Job, job_id, owner)
 
 
 PLOTS = ("loss", "learning_rate", "pr_curve")

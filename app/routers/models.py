@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import func, select
 
-from app.auth import CurrentOwner, get_owned, owned
+from app.auth import PREDICT, TRAIN, CurrentOwner, get_owned, owned
+from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import SessionDep, SettingsDep
 from app.schemas import (
     AUTH_RESPONSES,
@@ -31,7 +32,7 @@ from effdet.formats import format_file, read_manifest
 from effdet.layout import VAL_DETECTIONS_FILE
 from effdet.predict import DEFAULT_MIN_SCORE_THRESH
 
-router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES, dependencies=[PREDICT])
 
 
 @router.get("")
@@ -56,6 +57,22 @@ def list_models(
 def get_model(model_id: str, session: SessionDep, owner: CurrentOwner) -> ModelPublic:
     """One model version: variant, version, metrics, classes and downloadable formats."""
     return ModelPublic.from_row(get_owned(session, ModelVersion, model_id, owner))
+
+
+@router.delete(
+    "/{model_id}",
+    dependencies=[TRAIN],
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": DELETE_RESPONSES_DOC}},
+)
+def delete_model(
+    model_id: str, request: Request, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
+) -> None:
+    """Delete a model version: its exported files and its evaluations; this API process stops serving it at
+    once, others on their next request (refused while an evaluation of it runs)."""
+    delete_owned(session, settings, ModelVersion, model_id, owner)
+    request.app.state.model_cache.forget(model_id)
 
 
 @router.get(
@@ -102,6 +119,7 @@ def download_model(
 
 @router.get(
     "/{model_id}/val-images",
+    dependencies=[TRAIN],
     responses={404: {"model": ErrorDetail, "description": "no such model, or its job stored no val predictions"}},
 )
 def val_images(

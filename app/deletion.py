@@ -1,0 +1,22 @@
+"""DELETE on a resource the caller owns: 404 when it is not theirs, 409 with what to do first when it is busy or
+still needed, else it and what depends on it are removed (core.deletion: mark, files, rows)."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, status
+from sqlalchemy.orm import Session
+
+from app.auth import Owned, get_owned
+from core.deletion import DeletionRefusedError, delete_now
+from core.settings import Settings
+
+DELETE_RESPONSES_DOC = "busy (cancel it first) or still needed by another resource (delete that first)"
+
+
+def delete_owned(session: Session, settings: Settings, table: type[Owned], row_id: str, owner: str | None) -> None:
+    """Delete the owner's row with this id and its files."""
+    row = get_owned(session, table, row_id, owner)
+    try:
+        delete_now(session, settings, row)
+    except DeletionRefusedError as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from None
