@@ -23,6 +23,7 @@ BENCHMARKS = (
     "train_throughput",
     "export_latency",
     "predict_load",
+    "soak",
     "formats",
     "job_memory",
     "learning_synthetic",
