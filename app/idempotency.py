@@ -11,19 +11,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, status
+from fastapi import Depends, Header, HTTPException, Request, Response, status
+from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth import CurrentOwner, Owned, find_owned
-from core.tables import IdempotentRequest, utcnow
+from core.states import aware
+from core.tables import IDEMPOTENCY_WINDOW, IdempotentRequest, utcnow
 
 HEADER = "Idempotency-Key"
-KEEP = timedelta(hours=24)
 MAX_KEY_CHARS = 255
 
 
@@ -80,8 +80,8 @@ def replay(session: Session, key: IdempotencyKey | None, request_hash: str, tabl
     )
     if record is None:
         return None
-    created = record.created_at if record.created_at.tzinfo else record.created_at.replace(tzinfo=UTC)
-    expired = created < utcnow() - KEEP
+    created = aware(record.created_at)
+    expired = created is None or created < utcnow() - IDEMPOTENCY_WINDOW
     if record.request_hash != request_hash and not expired:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -93,6 +93,28 @@ def replay(session: Session, key: IdempotencyKey | None, request_hash: str, tabl
         session.commit()
         return None
     return resource
+
+
+def mark_replayed(response: Response) -> None:
+    """Tell the client that this answer is what an earlier request with the same key created."""
+    response.headers[REPLAYED_HEADER] = "true"
+
+
+def replay_body(
+    session: Session,
+    key: IdempotencyKey | None,
+    request: Request,
+    response: Response,
+    body: BaseModel,
+    table: type[Owned],
+) -> tuple[str, Owned | None]:
+    """The fingerprint of a JSON request (its path and body) and, when its key already created something for it,
+    that resource, with the answer marked as replayed."""
+    request_hash = fingerprint(request.url.path, body.model_dump_json())
+    earlier = replay(session, key, request_hash, table)
+    if earlier is not None:
+        mark_replayed(response)
+    return request_hash, earlier
 
 
 def create_once(

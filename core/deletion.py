@@ -14,14 +14,16 @@ from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
+from core.evaluations import ENDED
 from core.layout import dataset_dir, evaluation_dir, run_dir
 from core.settings import Settings
 from core.tables import (
     FINISHED,
+    IDEMPOTENCY_WINDOW,
     Dataset,
     DatasetStatus,
     Evaluation,
-    EvaluationStatus,
+    IdempotentRequest,
     Job,
     JobEvent,
     ModelVersion,
@@ -29,8 +31,6 @@ from core.tables import (
 )
 
 Deletable = Dataset | Job | ModelVersion | Evaluation
-
-EVALUATION_ENDED = frozenset({EvaluationStatus.succeeded, EvaluationStatus.failed, EvaluationStatus.cancelled})
 
 
 class DeletionRefusedError(Exception):
@@ -50,7 +50,7 @@ def _evaluations(session: Session, condition: ColumnElement[bool]) -> list[Evalu
 
 
 def _active_evaluations(evaluations: Sequence[Evaluation]) -> str | None:
-    busy = [row.id for row in evaluations if row.status not in EVALUATION_ENDED]
+    busy = [row.id for row in evaluations if row.status not in ENDED]
     return f"evaluation(s) {', '.join(busy)} are running on it; cancel them first" if busy else None
 
 
@@ -59,7 +59,7 @@ def plan(session: Session, row: Deletable) -> list[Deletable]:
     A model takes its evaluations with it, a dataset the evaluations run on it; a job keeps its model (delete
     that first) and a dataset its jobs."""
     if isinstance(row, Evaluation):
-        if row.status not in EVALUATION_ENDED:
+        if row.status not in ENDED:
             raise DeletionRefusedError(f"the evaluation is {row.status}; cancel it first (POST .../cancel)")
         return [row]
     if isinstance(row, ModelVersion):
@@ -133,6 +133,13 @@ def delete_now(session: Session, settings: Settings, row: Deletable) -> None:
 
 ORDER: tuple[type[Deletable], ...] = (Evaluation, ModelVersion, Job, Dataset)
 """Dependents before what they depend on, so each row's delete meets no foreign key."""
+
+
+def drop_expired_requests() -> int:
+    """Drop the Idempotency-Key records older than the window they answer retries in; the count dropped."""
+    with session_scope() as session:
+        expired = delete(IdempotentRequest).where(IdempotentRequest.created_at < utcnow() - IDEMPOTENCY_WINDOW)
+        return int(session.execute(expired).rowcount)  # type: ignore[attr-defined]
 
 
 def purge_marked(settings: Settings, older_than: timedelta) -> int:

@@ -8,7 +8,7 @@ the tables stay few and stable. Ids are UUID strings; times are timezone-aware U
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -188,6 +188,10 @@ class Evaluation(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # being deleted: hidden
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+"""How long an Idempotency-Key's record answers retries; older ones are dropped by the recovery sweep."""
 
 
 class IdempotentRequest(Base):

@@ -73,6 +73,7 @@ def sweep(idle: bool = True) -> tuple[list[str], list[str]]:
     purged = deletion.purge_marked(settings, timedelta(seconds=lease_s))
     if purged:
         log.warning("finished %d deletion(s) that an API process left half done", purged)
+    deletion.drop_expired_requests()
     with session_scope() as session:
         running = session.scalars(select(Job).where(Job.status.in_([s.value for s in RUNNING]))).all()
     jobs = [job.id for job in running if _job_needs_requeue(job, now, lease_s) and _release(job, now)]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from app.auth import TRAIN, CurrentOwner, get_owned
 from app.deps import SessionDep, SettingsDep
-from app.idempotency import REPLAYED_HEADER, IdempotencyDep, create_once, fingerprint, forget, replay
+from app.idempotency import IdempotencyDep, create_once, forget, mark_replayed, replay_body
 from app.schemas import AUTH_RESPONSES, DatasetPublic, DatasetVersionCreate, ErrorDetail
 from core import states
 from core.deletion import remove
@@ -45,9 +45,8 @@ def create_version(
     replace_box; boxes named by the image and annotation ids of an evaluation's findings). It is converted and
     validated like an upload (status `validating`, then `ready`), ready for the next job. With an
     Idempotency-Key, a retry returns the first version."""
-    request_hash = fingerprint(request.url.path, body.model_dump_json())
-    if (earlier := replay(session, key, request_hash, Dataset)) is not None:
-        response.headers[REPLAYED_HEADER] = "true"
+    request_hash, earlier = replay_body(session, key, request, response, body, Dataset)
+    if earlier is not None:
         return DatasetPublic.from_row(earlier)
     parent = get_owned(session, Dataset, dataset_id, owner)
     if parent.status != DatasetStatus.ready:
@@ -95,7 +94,7 @@ def create_version(
 
     row = create_once(session, key, request_hash, new, store)
     if row is not new:
-        response.headers[REPLAYED_HEADER] = "true"
+        mark_replayed(response)
         return DatasetPublic.from_row(row)
     try:
         send_convert(row.id)

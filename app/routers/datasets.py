@@ -19,12 +19,12 @@ from app.auth import TRAIN, CurrentOwner, get_owned, owned
 from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.idempotency import (
-    REPLAYED_HEADER,
     IdempotencyDep,
     IdempotencyKey,
     create_once,
     fingerprint,
     forget,
+    mark_replayed,
     replay,
 )
 from app.schemas import (
@@ -208,7 +208,7 @@ async def upload_dataset(
         )
         public, replayed = await run_in_threadpool(_register, engine, settings, row, part, key, request_hash)
         if replayed:
-            response.headers[REPLAYED_HEADER] = "true"
+            mark_replayed(response)
         return public
     finally:
         part.unlink(missing_ok=True)

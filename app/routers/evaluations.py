@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.auth import TRAIN, CurrentOwner, find_owned, get_owned, owned
 from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import SessionDep, SettingsDep
-from app.idempotency import REPLAYED_HEADER, IdempotencyDep, create_once, fingerprint, forget, replay
+from app.idempotency import IdempotencyDep, create_once, forget, mark_replayed, replay_body
 from app.schemas import (
     AUTH_RESPONSES,
     MAX_OFFSET,
@@ -103,9 +103,8 @@ def create_evaluation(
     """Evaluate a model on a dataset's split in one of its formats: a worker runs it and stores COCO metrics,
     per-class AP and PR curves, and at the score threshold the found, false and missed boxes per class and a
     confusion matrix. With an Idempotency-Key, a retry returns the first evaluation."""
-    request_hash = fingerprint(request.url.path, body.model_dump_json())
-    if (earlier := replay(session, key, request_hash, Evaluation)) is not None:
-        response.headers[REPLAYED_HEADER] = "true"
+    request_hash, earlier = replay_body(session, key, request, response, body, Evaluation)
+    if earlier is not None:
         return _public(session, earlier)
     model = get_owned(session, ModelVersion, model_id, owner)
     if body.dataset_id is None:
@@ -132,7 +131,7 @@ def create_evaluation(
         session, key, request_hash, new, lambda: evaluations.queue_evaluation(session=session, evaluation=new)
     )
     if row is not new:
-        response.headers[REPLAYED_HEADER] = "true"
+        mark_replayed(response)
         return _public(session, row)
     try:
         send_evaluation(row.id)

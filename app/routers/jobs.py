@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from app.auth import TRAIN, CurrentOwner, find_owned, get_owned, owned
 from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import EngineDep, SessionDep, SettingsDep
-from app.idempotency import REPLAYED_HEADER, IdempotencyDep, create_once, fingerprint, forget, replay
+from app.idempotency import IdempotencyDep, create_once, forget, mark_replayed, replay_body
 from app.plots import Series, line_chart, pr_chart
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, JobCreate, JobEventPublic, JobPublic, JobsPublic
 from app.submission import SubmissionError, resolve_job
@@ -54,9 +54,8 @@ def create_job(
 ) -> JobPublic:
     """Submit a fine-tuning job; it is queued once dataset, model, hyperparameters and checkpoint all check out.
     With an Idempotency-Key, a retry of the same submission returns the first job instead of queueing another."""
-    request_hash = fingerprint(request.url.path, body.model_dump_json())
-    if (earlier := replay(session, key, request_hash, Job)) is not None:
-        response.headers[REPLAYED_HEADER] = "true"
+    request_hash, earlier = replay_body(session, key, request, response, body, Job)
+    if earlier is not None:
         return JobPublic.from_row(earlier)
     dataset = find_owned(session, Dataset, body.dataset_id, owner)
     try:
@@ -75,7 +74,7 @@ def create_job(
         session, key, request_hash, new, lambda: states.queue_job(session=session, job=new, warnings=resolved.warnings)
     )
     if job is not new:
-        response.headers[REPLAYED_HEADER] = "true"
+        mark_replayed(response)
         return JobPublic.from_row(job)
     try:
         send_job(job.id)

@@ -7,12 +7,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from app.cli import app as cli
 from core import deletion
 from core.layout import evaluation_dir, run_dir
-from core.tables import Dataset, Evaluation, EvaluationStatus, IdempotentRequest, Job, JobStatus, ModelVersion
+from core.tables import (
+    IDEMPOTENCY_WINDOW,
+    Dataset,
+    Evaluation,
+    EvaluationStatus,
+    IdempotentRequest,
+    Job,
+    JobStatus,
+    ModelVersion,
+    utcnow,
+)
 
 
 def _evaluation(service: Any, model: str, dataset: str, status: str = EvaluationStatus.succeeded) -> str:
@@ -130,6 +141,15 @@ def test_idempotency_key_returns_the_first_job_and_refuses_another_body(service:
     assert "Idempotency-Key" in bad.json()["detail"]
     assert service.count(Job) == 3
     assert service.count(IdempotentRequest) == 2
+    with service.session() as session:
+        session.execute(
+            update(IdempotentRequest)
+            .where(IdempotentRequest.key == "retry-1")
+            .values(created_at=utcnow() - IDEMPOTENCY_WINDOW - timedelta(minutes=1))
+        )
+        session.commit()
+    assert deletion.drop_expired_requests() == 1, "the recovery sweep drops what no retry may use any more"
+    assert service.count(IdempotentRequest) == 1
 
 
 def test_idempotency_key_on_uploads_and_evaluations(service: Any, zip_bytes: Any) -> None:
