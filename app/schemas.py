@@ -764,8 +764,16 @@ class KeysPublic(BaseModel):
     count: int
 
 
+class Limits(BaseModel):
+    """The limits the server's settings put on every owner and key (None: no limit)."""
+
+    active_jobs: int | None = Field(description="queued or running jobs per owner (EFFDET_MAX_ACTIVE_JOBS)")
+    stored_bytes: int | None = Field(description="bytes of dataset uploads per owner (EFFDET_MAX_STORED_BYTES)")
+    predict_rps: float | None = Field(description="predict requests per second per key (EFFDET_PREDICT_RPS)")
+
+
 class Usage(BaseModel):
-    """What one owner holds and runs."""
+    """What one owner holds and runs, and the limits it runs under."""
 
     owner: str | None = Field(description="None when API keys are off")
     datasets: int
@@ -774,6 +782,7 @@ class Usage(BaseModel):
     active_jobs: int = Field(description="queued or running")
     models: int
     evaluations: int
+    limits: Limits
 
 
 class UsagePage(BaseModel):

@@ -6,28 +6,31 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth import owned
-from app.schemas import Usage
-from core.tables import FINISHED, Dataset, Evaluation, Job, ModelVersion
+from app.limits import active_jobs, stored_bytes
+from app.schemas import Limits, Usage
+from core.settings import Settings
+from core.tables import Dataset, Evaluation, Job, ModelVersion
 
 
-def usage_of(session: Session, owner: str | None) -> Usage:
-    """One owner's usage (everything when auth is off and owner is None)."""
+def usage_of(session: Session, settings: Settings, owner: str | None) -> Usage:
+    """One owner's usage (everything when auth is off and owner is None) and the limits on it."""
 
     def count(table: type[Dataset | Job | ModelVersion | Evaluation]) -> int:
         return session.scalar(owned(select(func.count()).select_from(table), table, owner)) or 0
 
-    upload = owned(select(func.coalesce(func.sum(Dataset.upload_bytes), 0)), Dataset, owner)
-    active = owned(select(func.count()).select_from(Job), Job, owner).where(
-        Job.status.not_in([state.value for state in FINISHED])
-    )
     return Usage(
         owner=owner,
         datasets=count(Dataset),
-        upload_bytes=int(session.scalar(upload) or 0),
+        upload_bytes=stored_bytes(session, owner),
         jobs=count(Job),
-        active_jobs=session.scalar(active) or 0,
+        active_jobs=active_jobs(session, owner),
         models=count(ModelVersion),
         evaluations=count(Evaluation),
+        limits=Limits(
+            active_jobs=settings.max_active_jobs,
+            stored_bytes=settings.max_stored_bytes,
+            predict_rps=settings.predict_rps,
+        ),
     )
 
 

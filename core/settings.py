@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     predict_max_queued_images: int = Field(
         100, ge=1, description="images waiting for inference beyond which predict answers 503 with Retry-After"
     )
+    max_active_jobs: int | None = Field(
+        None, ge=1, description="queued or running jobs an owner may have; more answer 429 (None: no limit)"
+    )
+    max_stored_bytes: int | None = Field(
+        None, ge=0, description="bytes of dataset uploads an owner may store; an upload over it answers 413"
+    )
+    predict_rps: float | None = Field(
+        None, gt=0, description="predict requests per second per key, per API process; more answer 429"
+    )
     progress_interval_s: float = Field(2.0, gt=0, description="seconds between progress rows of a running job")
     job_lease_s: float = Field(60.0, gt=0, description="a running job whose worker is silent this long is resumed")
     checkpoint_base_url: str = Field(

@@ -27,6 +27,7 @@ from app.idempotency import (
     mark_replayed,
     replay,
 )
+from app.limits import check_storage
 from app.schemas import (
     AUTH_RESPONSES,
     MAX_OFFSET,
@@ -142,6 +143,7 @@ def _register(
     with Session(engine, expire_on_commit=False) as session:
         if (earlier := replay(session, key, request_hash, Dataset)) is not None:
             return DatasetPublic.from_row(earlier), True
+        check_storage(session, settings, row.owner, row.upload_bytes)
 
         def store() -> Dataset:
             try:
@@ -173,7 +175,10 @@ def _register(
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra=_UPLOAD_BODY,
     responses={
-        413: {"model": ErrorDetail, "description": "upload, file count or unpacked size over the limits"},
+        413: {
+            "model": ErrorDetail,
+            "description": "upload, file count or unpacked size over the limits, or an owner over its stored bytes",
+        },
         415: {"model": ErrorDetail, "description": "not multipart/form-data"},
         422: {"model": ErrorDetail, "description": "not a zip, unsafe paths or links, bad form fields"},
         507: {"model": ErrorDetail, "description": "the server's data volume is full"},

@@ -19,6 +19,7 @@ from app.auth import TRAIN, CurrentOwner, find_owned, get_owned, owned
 from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.idempotency import IdempotencyDep, create_once, forget, mark_replayed, replay_body
+from app.limits import check_job_slot
 from app.plots import Series, line_chart, pr_chart
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, JobCreate, JobEventPublic, JobPublic, JobsPublic
 from app.submission import SubmissionError, resolve_job
@@ -41,6 +42,7 @@ EVENT_PAGE = 500
     responses={
         400: {"model": ErrorDetail, "description": "the body is not readable JSON (e.g. not UTF-8)"},
         422: {"model": ErrorDetail, "description": "every problem of the submission, one per entry"},
+        429: {"model": ErrorDetail, "description": "the owner is at EFFDET_MAX_ACTIVE_JOBS; retry after Retry-After s"},
     },
 )
 def create_job(
@@ -57,6 +59,7 @@ def create_job(
     request_hash, earlier = replay_body(session, key, request, response, body, Job)
     if earlier is not None:
         return JobPublic.from_row(earlier)
+    check_job_slot(session, settings, owner)
     dataset = find_owned(session, Dataset, body.dataset_id, owner)
     try:
         resolved = resolve_job(body, dataset, settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from app.auth import ADMIN, PREDICT, CurrentCaller, CurrentOwner
-from app.deps import SessionDep
+from app.deps import SessionDep, SettingsDep
 from app.keys import KeyRequestError, create_key, list_keys, revoke_key
 from app.schemas import AUTH_RESPONSES, ErrorDetail, KeyCreate, KeyCreated, KeyPublic, KeysPublic, Usage, UsagePage
 from app.usage import owners, usage_of
@@ -60,12 +60,13 @@ def revoke_key_route(name: str, session: SessionDep) -> KeyPublic:
 
 
 @router.get("/usage", dependencies=[PREDICT])
-def own_usage(session: SessionDep, owner: CurrentOwner) -> Usage:
-    """The calling key's owner's usage: datasets, upload bytes, jobs (active ones too), models, evaluations."""
-    return usage_of(session, owner)
+def own_usage(session: SessionDep, settings: SettingsDep, owner: CurrentOwner) -> Usage:
+    """The calling key's owner's usage: datasets, upload bytes, jobs (active ones too), models, evaluations; and
+    the limits it runs under."""
+    return usage_of(session, settings, owner)
 
 
 @router.get("/usage/owners", dependencies=[ADMIN])
-def every_usage(session: SessionDep) -> UsagePage:
+def every_usage(session: SessionDep, settings: SettingsDep) -> UsagePage:
     """Every owner's usage (admin keys only)."""
-    return UsagePage(items=[usage_of(session, owner) for owner in owners(session)])
+    return UsagePage(items=[usage_of(session, settings, owner) for owner in owners(session)])

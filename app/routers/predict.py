@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import Response
 from pydantic import TypeAdapter, WithJsonSchema
 from sqlalchemy.orm import Session
@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from app.anonymise import Annotation, annotated_image, zipped
 from app.auth import PREDICT, CurrentOwner, get_owned
 from app.deps import SessionDep, SettingsDep
+from app.limits import predict_rate
 from app.metrics import PREDICT_SECONDS
 from app.predictor import ModelCache, ModelSource, QueueFullError, checked_image
 from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail
@@ -131,8 +132,10 @@ def _checked_request(
             "model": ErrorDetail,
             "description": "a file that is not a readable image, or a runtime the model was not exported in",
         },
+        429: {"model": ErrorDetail, "description": "this key is over EFFDET_PREDICT_RPS; retry after Retry-After s"},
         503: {"model": ErrorDetail, "description": "too many images wait for inference; retry after Retry-After s"},
     },
+    dependencies=[Depends(predict_rate)],
 )
 async def predict_route(
     model_id: str,
