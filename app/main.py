@@ -29,7 +29,9 @@ from app.routers import (
     keys,
     models,
     predict,
+    webhooks,
 )
+from core import deletion
 from core.db import make_engine, migrate
 from core.settings import Settings, get_settings
 
@@ -48,9 +50,12 @@ With API keys configured, send `Authorization: Bearer KEY`; each key sees only i
 def _lifespan(settings: Settings) -> object:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        """Migrate the database (a down database leaves /readyz to retry), keep the engine and model cache."""
+        """Drop partial uploads a killed API left, migrate the database (a down database leaves /readyz to retry),
+        keep the engine and model cache."""
         for folder in ("uploads", "datasets", "runs", "models", "checkpoints"):
             settings.folder(folder)
+        if dropped := deletion.drop_stale_uploads(settings):
+            log.warning("removed %d partial upload(s) that a killed API process left", dropped)
         try:
             await run_in_threadpool(migrate, settings.resolved_database_url)
             app.state.migrated = True
@@ -93,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         predict,
         checkpoints,
         keys,
+        webhooks,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=home.STATIC_DIR), name="static")

@@ -10,7 +10,19 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.layout import saved_model_dir, tflite_file
-from core.tables import ApiKey, Dataset, Evaluation, EvaluationStatus, Job, JobEvent, ModelVersion, Scope
+from core.tables import (
+    ApiKey,
+    Dataset,
+    DeliveryStatus,
+    Evaluation,
+    EvaluationStatus,
+    Job,
+    JobEvent,
+    ModelVersion,
+    Scope,
+    Webhook,
+    WebhookDelivery,
+)
 from effdet.data.fixes import BoxFix
 from effdet.data.labels import check_class_aliases, check_label_map
 from effdet.formats import ExportFormat, FormatScore, read_manifest
@@ -231,6 +243,12 @@ class ImagesPublic(BaseModel):
     count: int
 
 
+CALLBACK_URLS_DOC = (
+    "http(s) URLs that get a signed POST when this ends (at most 5; public addresses only, unless the server allows "
+    "a network); each becomes a webhook of this resource, listed with its secret by GET /v1/webhooks?resource_id=ID"
+)
+
+
 class JobCreate(BaseModel):
     """A fine-tuning job: dataset, model variant, automl hyperparameter overrides and run settings."""
 
@@ -269,6 +287,7 @@ class JobCreate(BaseModel):
     pretrained: str | None = Field(None, description="a name listed by GET /v1/checkpoints")
     var_freeze_expr: str | None = Field(None, description="regex (re.match) of variable paths not to train")
     min_score_thresh: float | None = Field(None, ge=0, le=1, description="default score threshold of the export")
+    callback_urls: list[str] = Field(default_factory=list, max_length=5, description=CALLBACK_URLS_DOC)
     export_formats: list[ModelFormat] | None = Field(
         None,
         description="what the job exports, each scored on the val split: saved_model (always), tflite (float32), "
@@ -591,6 +610,7 @@ class EvaluationCreate(BaseModel):
         'on, where split "train" finds the label errors of its own training set)',
     )
     split: EvaluationSplit = Field("val", description="val, train or all of the dataset's images")
+    callback_urls: list[str] = Field(default_factory=list, max_length=5, description=CALLBACK_URLS_DOC)
     score_threshold: float | None = Field(
         None, ge=0, le=1, description="where detections are counted as found or false (default: the model's)"
     )
@@ -789,3 +809,72 @@ class UsagePage(BaseModel):
     """Every owner's usage (admin keys only)."""
 
     items: list[Usage]
+
+
+class WebhookCreate(BaseModel):
+    """A webhook for every end of the owner's jobs, conversions and evaluations."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"url": "https://ci.example.com/hook"}]})
+
+    url: str = Field(min_length=1, max_length=2048, description="an http(s) URL at a public address")
+
+
+class WebhookPublic(BaseModel):
+    """A webhook: where events go, the secret that signs them, and the one resource it follows (None: all)."""
+
+    id: str
+    url: str
+    secret: str = Field(description="verify each POST: HMAC-SHA256 of '<t>.<body>' under it, in Effdet-Signature")
+    resource_id: str | None = Field(description="the job, dataset or evaluation it follows; None: every one")
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Webhook) -> WebhookPublic:
+        return cls(id=row.id, url=row.url, secret=row.secret, resource_id=row.resource_id, created_at=row.created_at)
+
+
+class WebhooksPage(BaseModel):
+    """The owner's webhooks, oldest first."""
+
+    items: list[WebhookPublic]
+    count: int
+
+
+class DeliveryPublic(BaseModel):
+    """One event sent (or still being sent) to a webhook, with its attempts and the receiver's last answer."""
+
+    id: str
+    event: str = Field(description="e.g. job.succeeded, dataset.ready, evaluation.failed")
+    resource_id: str
+    status: DeliveryStatus
+    attempts: int
+    response_status: int | None = Field(description="the receiver's last HTTP status; None when it was not reached")
+    error: str | None
+    next_attempt_at: datetime | None = Field(description="when it is tried again; None once delivered or failed")
+    created_at: datetime
+    finished_at: datetime | None
+    payload: dict[str, Any] = Field(description="the JSON body POSTed")
+
+    @classmethod
+    def from_row(cls, row: WebhookDelivery) -> DeliveryPublic:
+        pending = row.status == DeliveryStatus.pending
+        return cls(
+            id=row.id,
+            event=row.event,
+            resource_id=row.resource_id,
+            status=DeliveryStatus(row.status),
+            attempts=row.attempts,
+            response_status=row.response_status,
+            error=row.error,
+            next_attempt_at=row.next_attempt_at if pending else None,
+            created_at=row.created_at,
+            finished_at=row.finished_at,
+            payload=row.payload,
+        )
+
+
+class DeliveriesPage(BaseModel):
+    """A webhook's deliveries, newest first."""
+
+    items: list[DeliveryPublic]
+    count: int

@@ -1,6 +1,7 @@
 """Deleting datasets, jobs, models and evaluations so that nothing is left half-deleted: the rows (with what
 depends on them) are first marked, which hides them from every lookup and listing; then their files go; then the
 rows. A crash between the steps leaves marked rows, and the worker's recovery sweep finishes them (`purge_marked`).
+What else a crash leaves is dropped here too: partial uploads and expired Idempotency-Key records.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.evaluations import ENDED
-from core.layout import dataset_dir, evaluation_dir, run_dir
+from core.layout import dataset_dir, evaluation_dir, run_dir, uploads_dir
 from core.settings import Settings
 from core.tables import (
     FINISHED,
@@ -27,6 +28,8 @@ from core.tables import (
     Job,
     JobEvent,
     ModelVersion,
+    Webhook,
+    WebhookDelivery,
     utcnow,
 )
 
@@ -114,9 +117,12 @@ def mark(session: Session, rows: Sequence[Deletable]) -> None:
 
 
 def purge(session: Session, settings: Settings, rows: Sequence[Deletable]) -> None:
-    """Remove marked rows' files, then the rows, in order (dependents first)."""
+    """Remove marked rows' files, then the rows, in order (dependents first), with the callbacks that follow them."""
     for row in rows:
         remove(files_of(settings, row))
+    callbacks = select(Webhook.id).where(Webhook.resource_id.in_([row.id for row in rows]))
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id.in_(callbacks)))
+    session.execute(delete(Webhook).where(Webhook.resource_id.in_([row.id for row in rows])))
     for row in rows:
         if isinstance(row, Job):
             session.execute(delete(JobEvent).where(JobEvent.job_id == row.id))
@@ -133,6 +139,16 @@ def delete_now(session: Session, settings: Settings, row: Deletable) -> None:
 
 ORDER: tuple[type[Deletable], ...] = (Evaluation, ModelVersion, Job, Dataset)
 """Dependents before what they depend on, so each row's delete meets no foreign key."""
+
+
+def drop_stale_uploads(settings: Settings) -> int:
+    """Remove the partial uploads that a killed API process left (nothing written for `stale_upload_s`; a live
+    upload writes as it streams); the count removed."""
+    cutoff = utcnow().timestamp() - settings.stale_upload_s
+    stale = [part for part in uploads_dir(settings).glob("*.part") if part.stat().st_mtime < cutoff]
+    for part in stale:
+        part.unlink(missing_ok=True)
+    return len(stale)
 
 
 def drop_expired_requests() -> int:

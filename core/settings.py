@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     predict_max_queued_images: int = Field(
         100, ge=1, description="images waiting for inference beyond which predict answers 503 with Retry-After"
     )
+    stale_upload_s: float = Field(
+        3600, gt=0, description="a partial upload nothing was written to for this long was left by a killed API"
+    )
     max_active_jobs: int | None = Field(
         None, ge=1, description="queued or running jobs an owner may have; more answer 429 (None: no limit)"
     )
@@ -44,6 +47,13 @@ class Settings(BaseSettings):
     predict_rps: float | None = Field(
         None, gt=0, description="predict requests per second per key, per API process; more answer 429"
     )
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description='non-public networks callbacks may reach anyway, as CIDRs (e.g. ["127.0.0.1/32"] for tests)',
+    )
+    webhook_poll_s: float = Field(2.0, gt=0, description="seconds between a worker's webhook delivery rounds")
+    webhook_retry_base_s: float = Field(30.0, gt=0, description="first retry wait of a failed delivery (doubling)")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="seconds a receiver has to answer")
     progress_interval_s: float = Field(2.0, gt=0, description="seconds between progress rows of a running job")
     job_lease_s: float = Field(60.0, gt=0, description="a running job whose worker is silent this long is resumed")
     checkpoint_base_url: str = Field(

@@ -209,3 +209,44 @@ class IdempotentRequest(Base):
     resource_type: Mapped[str] = mapped_column(String(20))  # the table of what the first request created
     resource_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Webhook(Base):
+    """Where the service POSTs a signed event when one of the owner's jobs, conversions or evaluations ends: every
+    such end, or only `resource_id`'s (a callback URL named when that resource was created)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(64))  # signs each delivery (HMAC-SHA256)
+    resource_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"  # waiting for its next attempt
+    delivered = "delivered"  # the receiver answered 2xx
+    failed = "failed"  # no 2xx within the retry window
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: its payload, attempts so far, the last answer, and when the next attempt is due.
+    Unique per (webhook, resource, event), so racing workers announce an end once."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("webhook_id", "resource_id", "event"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    resource_id: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(40))  # e.g. "job.succeeded"
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.pending, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

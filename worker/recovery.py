@@ -14,7 +14,6 @@ them do the work.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from core.db import get_engine, session_scope
 from core.settings import get_settings
 from core.states import aware, holder_is_dead
 from core.tables import RUNNING, Job, utcnow
+from worker.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ def sweep(idle: bool = True) -> tuple[list[str], list[str]]:
     if purged:
         log.warning("finished %d deletion(s) that an API process left half done", purged)
     deletion.drop_expired_requests()
+    if dropped := deletion.drop_stale_uploads(settings):
+        log.warning("removed %d partial upload(s) that a killed API process left", dropped)
     with session_scope() as session:
         running = session.scalars(select(Job).where(Job.status.in_([s.value for s in RUNNING]))).all()
     jobs = [job.id for job in running if _job_needs_requeue(job, now, lease_s) and _release(job, now)]
@@ -95,39 +97,15 @@ def sweep(idle: bool = True) -> tuple[list[str], list[str]]:
     return jobs, datasets
 
 
-class Sweeper:
-    """A daemon thread running `sweep` now and every `interval` seconds (in the worker's main process)."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="effdet-recovery", daemon=True)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                sweep(idle=worker_is_idle())
-            except Exception:  # e.g. the database is not migrated yet or briefly unreachable
-                log.warning("recovery sweep failed; retrying in %.0f s", self.interval, exc_info=True)
-            if self._stop.wait(self.interval):
-                return
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.interval + 5)
-
-
-_sweeper: Sweeper | None = None
+_sweeper: Periodic | None = None
 
 
 def on_worker_ready(**_: Any) -> None:
     """Start sweeping when the worker is ready (its main process; pool children never sweep)."""
     global _sweeper
     if _sweeper is None:
-        _sweeper = Sweeper(max(1.0, min(30.0, get_settings().job_lease_s / 2)))
+        interval = max(1.0, min(30.0, get_settings().job_lease_s / 2))
+        _sweeper = Periodic("recovery", interval, lambda: sweep(idle=worker_is_idle()))
         _sweeper.start()
 
 

@@ -8,13 +8,14 @@ the pool child, which would requeue the task forever; `max_train_seconds` is the
 from __future__ import annotations
 
 from core.queue import CONVERT_TASK, EVALUATE_TASK, TRAIN_TASK
-from worker import recovery
+from worker import recovery, webhooks
 from worker.celery_app import celery_app
 from worker.convert import run_conversion
 from worker.evaluate import run_evaluation as run_model_evaluation
 from worker.jobs import run_job as run_training_job
 
 recovery.install()
+webhooks.install()
 
 
 @celery_app.task(name=CONVERT_TASK)

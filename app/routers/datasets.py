@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import TRAIN, CurrentOwner, get_owned, owned
+from app.callbacks import add_callbacks, check_callbacks
 from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.idempotency import (
@@ -76,6 +77,11 @@ _UPLOAD_BODY: dict[str, Any] = {
                             "exclusiveMaximum": 1,
                             "description": "share of images held out for evaluation",
                         },
+                        "callback_url": {
+                            "type": "string",
+                            "maxLength": 2048,
+                            "description": "an http(s) URL that gets a signed POST when the conversion ends",
+                        },
                         "class_aliases": {
                             "type": "string",
                             "description": 'JSON object alias -> class name merging spellings: {"lp": "licence plate"}',
@@ -101,6 +107,7 @@ class _UploadFields(BaseModel):
     val_fraction: float = Field(0.1, gt=0, lt=1)
     class_aliases: ClassAliases = None
     label_map: RequestedLabelMap = None
+    callback_url: str | None = Field(None, max_length=2048)
 
     @field_validator("class_aliases", "label_map", mode="before")
     @classmethod
@@ -135,7 +142,13 @@ def _fields(form: dict[str, str], filename: str | None) -> _UploadFields:
 
 
 def _register(
-    engine: Engine, settings: Settings, row: Dataset, part: Path, key: IdempotencyKey | None, request_hash: str
+    engine: Engine,
+    settings: Settings,
+    row: Dataset,
+    part: Path,
+    callbacks: list[str],
+    key: IdempotencyKey | None,
+    request_hash: str,
 ) -> tuple[DatasetPublic, bool]:
     """Move the checked upload into place, create the row, then queue conversion (undone if a step fails, e.g. a
     full disk or an unreachable database or queue: neither the files nor the row are left). With an idempotency
@@ -144,6 +157,7 @@ def _register(
         if (earlier := replay(session, key, request_hash, Dataset)) is not None:
             return DatasetPublic.from_row(earlier), True
         check_storage(session, settings, row.owner, row.upload_bytes)
+        add_callbacks(session, row.owner, callbacks, row.id)
 
         def store() -> Dataset:
             try:
@@ -211,7 +225,9 @@ async def upload_dataset(
             class_aliases=fields.class_aliases,
             requested_label_map=fields.label_map,
         )
-        public, replayed = await run_in_threadpool(_register, engine, settings, row, part, key, request_hash)
+        callbacks = [fields.callback_url] if fields.callback_url else []
+        await run_in_threadpool(check_callbacks, callbacks, settings, "callback_url")
+        public, replayed = await run_in_threadpool(_register, engine, settings, row, part, callbacks, key, request_hash)
         if replayed:
             mark_replayed(response)
         return public

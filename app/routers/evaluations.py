@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth import TRAIN, CurrentOwner, find_owned, get_owned, owned
+from app.callbacks import add_callbacks, check_callbacks
 from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import SessionDep, SettingsDep
 from app.idempotency import IdempotencyDep, create_once, forget, mark_replayed, replay_body
@@ -97,6 +98,7 @@ def create_evaluation(
     request: Request,
     response: Response,
     session: SessionDep,
+    settings: SettingsDep,
     owner: CurrentOwner,
     key: IdempotencyDep,
 ) -> EvaluationPublic:
@@ -114,6 +116,7 @@ def create_evaluation(
     problems = _problems(body, model, dataset)
     if problems:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
+    check_callbacks(body.callback_urls, settings)
     manifest = read_manifest(Path(model.path))
     threshold = body.score_threshold
     if threshold is None:
@@ -127,6 +130,7 @@ def create_evaluation(
         format=body.format or (manifest.default_runtime if manifest else SAVED_MODEL),
         score_threshold=threshold,
     )
+    add_callbacks(session, owner, body.callback_urls, new.id)
     row = create_once(
         session, key, request_hash, new, lambda: evaluations.queue_evaluation(session=session, evaluation=new)
     )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import TRAIN, CurrentOwner, find_owned, get_owned, owned
+from app.callbacks import add_callbacks, check_callbacks
 from app.deletion import DELETE_RESPONSES_DOC, delete_owned
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.idempotency import IdempotencyDep, create_once, forget, mark_replayed, replay_body
@@ -60,6 +61,7 @@ def create_job(
     if earlier is not None:
         return JobPublic.from_row(earlier)
     check_job_slot(session, settings, owner)
+    check_callbacks(body.callback_urls, settings)
     dataset = find_owned(session, Dataset, body.dataset_id, owner)
     try:
         resolved = resolve_job(body, dataset, settings)
@@ -73,6 +75,7 @@ def create_job(
         config=resolved.config,
         options=resolved.options,
     )
+    add_callbacks(session, owner, body.callback_urls, new.id)
     job = create_once(
         session, key, request_hash, new, lambda: states.queue_job(session=session, job=new, warnings=resolved.warnings)
     )

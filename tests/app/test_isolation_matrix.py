@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from app.keys import create_key, revoke_key
-from core.tables import Evaluation, EvaluationStatus, JobStatus, Scope, utcnow
+from core.tables import Evaluation, EvaluationStatus, JobStatus, Scope, Webhook, utcnow
 
 OWNER, OTHER = "team-a", "team-b"
 
@@ -66,6 +66,11 @@ TABLE: dict[str, Row] = {
     "POST /v1/keys/{name}/revoke": Row(Scope.admin, owned=False, destructive=True),
     "GET /v1/usage": Row(Scope.predict, owned=False),
     "GET /v1/usage/owners": Row(Scope.admin, owned=False),
+    "GET /v1/webhooks": Row(Scope.train, owned=False),
+    "POST /v1/webhooks": Row(Scope.train, owned=False),
+    "GET /v1/webhooks/{webhook_id}": Row(Scope.train, owned=True),
+    "DELETE /v1/webhooks/{webhook_id}": Row(Scope.train, owned=True, destructive=True),
+    "GET /v1/webhooks/{webhook_id}/deliveries": Row(Scope.train, owned=True),
 }
 RANK = {Scope.predict: 0, Scope.train: 1, Scope.admin: 2}
 OWNERSHIP_404 = "lists yours"
@@ -91,6 +96,8 @@ def _request(client: Any, method: str, path: str, key: str | None, ids: dict[str
         kwargs["json"] = {"fixes": [{"action": "delete_box", "image_id": 1, "annotation_id": 100000}]}
     elif path.endswith("/evaluations"):
         kwargs["json"] = {}
+    elif path == "/v1/webhooks" and method == "POST":
+        kwargs["json"] = {"url": "http://10.0.0.1/hook"}
     elif path == "/v1/keys" and method == "POST":
         kwargs["json"] = {"name": "made-in-matrix", "scope": "predict"}
     elif method == "PATCH":
@@ -116,8 +123,15 @@ def _resources(service: Any, model_folder: Path) -> dict[str, str]:
         attempts=0,
         finished_at=utcnow(),
     )
-    service.add(evaluation)
-    return {"dataset_id": dataset, "job_id": job, "model_id": model, "evaluation_id": evaluation.id}
+    webhook = Webhook(owner=OWNER, url="https://example.com/hook", secret="whsec_test", resource_id=job)
+    service.add(evaluation, webhook)
+    return {
+        "dataset_id": dataset,
+        "job_id": job,
+        "model_id": model,
+        "evaluation_id": evaluation.id,
+        "webhook_id": webhook.id,
+    }
 
 
 def test_every_operation_answers_each_caller_as_its_key_allows(service: Any, exported: Path, zip_bytes: Any) -> None:

@@ -65,6 +65,7 @@ SEMANTIC = {
     "POST /v1/models/{model_id}/evaluations": "the dataset must exist and its classes be the model's; the 422 says",
     "POST /v1/datasets/{dataset_id}/versions": "each fix must name a box of its image and a class of the dataset",
     "POST /v1/keys": "only an admin key makes keys (a server with keys off answers 403), and names are unique (409)",
+    "POST /v1/webhooks": "the URL must be http(s) and resolve to a public address; others are a 422",
 }
 """Operations whose schema-valid requests may still be refused with a 422, and why; the positive-data check
 is left out for them (every other check still runs; real uploads and jobs are accepted in their own tests)."""
