@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.db import session_scope
+from core.db import session_scope, transaction_lock
 from core.tables import FINISHED, Dataset, DatasetStatus, Job, JobEvent, JobStatus, ModelVersion, utcnow
 
 UNCLAIMED_MESSAGE = "no worker took the job yet; it is sent to the queue again (its message may have been lost)"
@@ -257,6 +257,7 @@ def succeed(
     transaction, so a model exists exactly when its job succeeded."""
     now = utcnow()
     with session_scope() as session:
+        transaction_lock(session, f"model-version:{job.owner}:{job.model_name}")  # racing jobs get distinct versions
         _update_held(
             job.id,
             holder,
