@@ -16,7 +16,7 @@ import httpx
 import typer
 
 from effdet_client import output
-from effdet_client.client import DEFAULT_URL, Client
+from effdet_client.client import DEFAULT_URL, Client, Deletable
 from effdet_client.errors import ApiError, ClientError
 from effdet_client.models import (
     Dataset,
@@ -37,10 +37,12 @@ datasets = typer.Typer(help="Upload and inspect datasets.", no_args_is_help=True
 jobs = typer.Typer(help="Submit, follow, plot and cancel fine-tuning jobs.", no_args_is_help=True)
 models = typer.Typer(help="List, use and download exported models.", no_args_is_help=True)
 evaluations = typer.Typer(help="Evaluate models on datasets and compare them.", no_args_is_help=True)
+webhooks = typer.Typer(help="Be told when jobs, conversions and evaluations end.", no_args_is_help=True)
 app.add_typer(datasets, name="datasets")
 app.add_typer(jobs, name="jobs")
 app.add_typer(models, name="models")
 app.add_typer(evaluations, name="evaluations")
+app.add_typer(webhooks, name="webhooks")
 
 Command = TypeVar("Command", bound=Callable[..., None])
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON on stdout (for scripts) instead of tables")]
@@ -262,6 +264,12 @@ def jobs_submit(
     ] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="steps between checkpoints")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of data order and augmentation")] = None,
+    callback_url: Annotated[
+        list[str] | None, typer.Option(help="a URL that gets a signed POST when the job ends (repeatable)")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="the same key and submission within 24 h return the first job (safe retries)")
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="then follow it as `jobs watch` does")] = False,
     json_output: JsonFlag = False,
 ) -> None:
@@ -279,8 +287,9 @@ def jobs_submit(
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,
         seed=seed,
+        callback_urls=callback_url or None,
     )
-    job = _client(ctx).submit_job(submission)
+    job = _client(ctx).submit_job(submission, idempotency_key=idempotency_key)
     if watch:
         if not json_output:
             output.job_warnings(job)
@@ -568,3 +577,54 @@ def datasets_fix(
         raise typer.Exit(1)
     fixed = client.fix_dataset(evaluation.dataset_id, [issue.suggested_fix() for issue in issues], name=name)
     _finish(client, fixed, wait, json_output)
+
+
+def _deleter(kind: Deletable, noun: str) -> Callable[..., None]:
+    """A `delete ID` command for one collection."""
+
+    @handled
+    def delete(ctx: typer.Context, resource_id: Annotated[str, typer.Argument(help=f"the {noun}'s id")]) -> None:
+        _client(ctx).delete(kind, resource_id)
+        typer.echo(f"deleted {noun} {resource_id}")
+
+    delete.__doc__ = f"Delete a {noun} with its files (the service says what to delete or cancel first)."
+    return delete
+
+
+for group, kind, noun in (
+    (datasets, "datasets", "dataset"),
+    (jobs, "jobs", "job"),
+    (models, "models", "model"),
+    (evaluations, "evaluations", "evaluation"),
+    (webhooks, "webhooks", "webhook"),
+):
+    group.command("delete")(_deleter(kind, noun))  # type: ignore[arg-type]
+
+
+@webhooks.command("add")
+@handled
+def webhooks_add(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="an http(s) URL at a public address")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Have every end of your jobs, conversions and evaluations POSTed to URL; prints the signing secret."""
+    output.show(_client(ctx).add_webhook(url), json_output, output.webhook_detail)
+
+
+@webhooks.command("list")
+@handled
+def webhooks_list(
+    ctx: typer.Context,
+    resource: Annotated[str | None, typer.Option(help="only the callbacks of this job, dataset or evaluation")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Your webhooks and callbacks."""
+    output.show(_client(ctx).list_webhooks(resource), json_output, output.webhooks_table)
+
+
+@webhooks.command("deliveries")
+@handled
+def webhooks_deliveries(ctx: typer.Context, webhook_id: str, json_output: JsonFlag = False) -> None:
+    """A webhook's deliveries, newest first: event, status, attempts, the receiver's last answer."""
+    output.show(_client(ctx).deliveries(webhook_id), json_output, output.deliveries_table)

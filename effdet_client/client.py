@@ -22,6 +22,7 @@ from effdet_client.models import (
     DatasetFormat,
     DatasetImageList,
     DatasetList,
+    DeliveryList,
     Detection,
     Evaluation,
     EvaluationList,
@@ -35,7 +36,12 @@ from effdet_client.models import (
     Model,
     ModelFormat,
     ModelList,
+    Webhook,
+    WebhookList,
 )
+
+Deletable = Literal["datasets", "jobs", "models", "evaluations", "webhooks"]
+"""The collections whose members DELETE removes."""
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -113,10 +119,10 @@ class Client:
 
     # --- transport ---------------------------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
         """One request; ApiError for an error status, ServiceUnreachableError when nothing answers."""
         try:
-            response = self._http.request(method, path, headers=self._headers, **kwargs)
+            response = self._http.request(method, path, headers={**self._headers, **(headers or {})}, **kwargs)
         except httpx.TransportError as err:
             raise self._unreachable(err) from err
         if response.is_error:
@@ -131,6 +137,24 @@ class Client:
 
     def _get(self, path: str, model: type[Answer], **params: Any) -> Answer:
         return model.model_validate(self._send("GET", path, params=params or None).json())
+
+    def delete(self, kind: Deletable, resource_id: str) -> None:
+        """Delete a dataset, job, model or evaluation with its files (a 409 says what to delete or cancel first)."""
+        self._send("DELETE", f"/v1/{kind}/{resource_id}")
+
+    # --- webhooks ----------------------------------------------------------------------------------------------
+
+    def add_webhook(self, url: str) -> Webhook:
+        """Have every end of your jobs, conversions and evaluations POSTed to url, signed with the secret returned."""
+        return Webhook.model_validate(self._send("POST", "/v1/webhooks", json={"url": url}).json())
+
+    def list_webhooks(self, resource_id: str | None = None) -> WebhookList:
+        """Your webhooks (and the callbacks of one resource, with resource_id)."""
+        return self._get("/v1/webhooks", WebhookList, **({"resource_id": resource_id} if resource_id else {}))
+
+    def deliveries(self, webhook_id: str) -> DeliveryList:
+        """A webhook's deliveries, newest first, with their attempts and the receiver's answers."""
+        return self._get(f"/v1/webhooks/{webhook_id}/deliveries", DeliveryList)
 
     # --- datasets ----------------------------------------------------------------------------------------------
 
@@ -229,10 +253,12 @@ class Client:
 
     # --- jobs --------------------------------------------------------------------------------------------------
 
-    def submit_job(self, submission: JobSubmission) -> Job:
-        """Submit a fine-tuning job (validated in full by the server: a 422 lists every problem)."""
+    def submit_job(self, submission: JobSubmission, *, idempotency_key: str | None = None) -> Job:
+        """Submit a fine-tuning job (validated in full by the server: a 422 lists every problem). With an
+        idempotency key, a retry of the same submission within 24 h returns the first job instead of a second."""
         body = submission.model_dump(mode="json", exclude_none=True)
-        return Job.model_validate(self._send("POST", "/v1/jobs", json=body).json())
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return Job.model_validate(self._send("POST", "/v1/jobs", json=body, headers=headers).json())
 
     def list_jobs(self, status: str | None = None) -> JobList:
         """Your jobs, newest first (optionally only those in one state)."""

@@ -268,3 +268,40 @@ class JobSubmission(BaseModel):
     eval_every: int | None = None
     checkpoint_every: int | None = None
     seed: int | None = None
+    callback_urls: list[str] | None = Field(None, description="URLs that get a signed POST when the job ends")
+
+
+class Webhook(_Answer):
+    """Where the service POSTs a signed event when a job, conversion or evaluation ends."""
+
+    id: str
+    url: str
+    secret: str
+    resource_id: str | None
+    created_at: datetime
+
+
+class WebhookList(_Answer):
+    items: list[Webhook]
+    count: int
+
+
+class Delivery(_Answer):
+    """One event sent to a webhook: its attempts and the receiver's last answer."""
+
+    id: str
+    event: str
+    resource_id: str
+    status: str
+    attempts: int
+    response_status: int | None
+    error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    finished_at: datetime | None
+    payload: dict[str, Any]
+
+
+class DeliveryList(_Answer):
+    items: list[Delivery]
+    count: int

@@ -29,6 +29,7 @@ from effdet_client.models import (
     Dataset,
     DatasetImageList,
     DatasetList,
+    DeliveryList,
     Detection,
     Evaluation,
     EvaluationList,
@@ -38,6 +39,8 @@ from effdet_client.models import (
     LabelIssueList,
     Model,
     ModelList,
+    Webhook,
+    WebhookList,
 )
 
 console = Console(highlight=False, soft_wrap=True)
@@ -337,3 +340,26 @@ def job_progress(job_id: str) -> Iterator[JobProgressBar]:
         task = progress.add_task("waiting", total=None, loss="-", lr="-", eta="-")
         status_console.print(f"watching job {job_id}")
         yield JobProgressBar(progress, task)
+
+
+def webhook_detail(webhook: Webhook) -> None:
+    """A webhook with the secret its events are signed with."""
+    console.print(f"webhook [bold]{webhook.id}[/bold] -> {webhook.url}")
+    console.print(f"secret  {webhook.secret}  (HMAC-SHA256 of '<t>.<body>' in the Effdet-Signature header)")
+
+
+def webhooks_table(page: WebhookList) -> None:
+    """Webhooks as a table: id, URL, the one resource followed (blank: all)."""
+    table = _table("id", "url", "follows", "created")
+    for webhook in page.items:
+        table.add_row(webhook.id, webhook.url, webhook.resource_id or "all", f"{webhook.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+def deliveries_table(page: DeliveryList) -> None:
+    """Deliveries as a table: event, resource, status, attempts, last answer."""
+    table = _table("event", "resource", "status", "attempts", "answer")
+    for delivery in page.items:
+        answer = str(delivery.response_status) if delivery.response_status else (delivery.error or "-")
+        table.add_row(delivery.event, delivery.resource_id, delivery.status, str(delivery.attempts), answer)
+    console.print(table)

@@ -47,6 +47,23 @@ def test_submit_then_list_and_show_as_json(cli: Cli, sqlite_service: Service) ->
     assert f"job {submitted['id']}" in human.stdout
     cancelled = json.loads(cli("jobs", "cancel", submitted["id"], "--json").stdout)
     assert cancelled["status"] == "cancelled"
+    assert cli("datasets", "delete", dataset_id).exit_code == 1, "a job still uses it: the 409 is printed"
+    assert cli("jobs", "delete", submitted["id"]).stdout.strip() == f"deleted job {submitted['id']}"
+    assert cli("datasets", "delete", dataset_id).exit_code == 0
+    assert json.loads(cli("jobs", "list", "--json").stdout)["count"] == 0
+
+
+def test_submit_with_an_idempotency_key_and_callbacks_then_webhooks(cli: Cli, sqlite_service: Service) -> None:
+    dataset_id = sqlite_service.dataset()
+    args = ("--dataset", dataset_id, "--num-steps", 1, "--idempotency-key", "ci-run-7", "--json")
+    callback = ("--callback-url", "http://10.0.0.1/hook")
+    refused = cli("jobs", "submit", *args, *callback)
+    assert refused.exit_code == 1
+    assert "EFFDET_WEBHOOK_ALLOWED_NETWORKS" in refused.stderr
+    first = json.loads(cli("jobs", "submit", *args).stdout)
+    assert json.loads(cli("jobs", "submit", *args).stdout)["id"] == first["id"], "a retried CI step makes no second job"
+    assert "is not an http" in cli("webhooks", "add", "ftp://example.com/").stderr
+    assert json.loads(cli("webhooks", "list", "--json").stdout)["count"] == 0
 
 
 def test_cancel_keep_model_asks_a_running_job_to_finish_now(cli: Cli, sqlite_service: Service) -> None:
