@@ -75,6 +75,14 @@ def read_manifest(folder: Path) -> FormatsManifest | None:
     return FormatsManifest.model_validate_json(path.read_text()) if path.is_file() else None
 
 
+def served_min_score(manifest: FormatsManifest | None) -> float:
+    """The score threshold a model answers with unless asked otherwise: its export's, or the default of exports
+    made before there were manifests."""
+    from effdet.predict import DEFAULT_MIN_SCORE_THRESH
+
+    return manifest.min_score if manifest is not None else DEFAULT_MIN_SCORE_THRESH
+
+
 def write_manifest(folder: Path, manifest: FormatsManifest) -> Path:
     """Write the manifest atomically (a reader sees the old one or the new one)."""
     path = folder / FORMATS_FILE

@@ -111,14 +111,14 @@ def class_mapping(model_labels: dict[str, str], dataset_labels: dict[str, str]) 
 def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     """The evaluation's result document (effdet.metrics.EvaluationReport)."""
     from effdet.confusion import confusion_matrix, worst_images
+    from effdet.data.image_index import gallery_ids
     from effdet.data.layout import IMAGE_INDEX_FILE
     from effdet.data.shards import record_files
     from effdet.evaluate import coco_metrics, records_ground_truth, write_json
     from effdet.format_export import format_predictor, record_detections
-    from effdet.formats import THRESHOLD_FLOOR, read_manifest
+    from effdet.formats import THRESHOLD_FLOOR, read_manifest, served_min_score
     from effdet.label_errors import CONFIDENT, find_label_errors
     from effdet.metrics import EvaluationReport
-    from effdet.predict import DEFAULT_MIN_SCORE_THRESH
     from effdet.workflow import Records
 
     settings = get_settings()
@@ -131,7 +131,7 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     if not truth["images"]:
         raise ValueError(f"the dataset's {row.split} split has no images; evaluate another split")
     manifest = read_manifest(folder)
-    min_score = manifest.min_score if manifest is not None else DEFAULT_MIN_SCORE_THRESH
+    min_score = served_min_score(manifest)
     floor = min_score if row.format in THRESHOLD_FLOOR else 0.0
     predict = format_predictor(folder, row.format, min_score, settings.tflite_threads, floor)  # type: ignore[arg-type]
     report = ProgressReporter(row.id, holder, len(truth["images"]), settings.progress_interval_s)
@@ -142,7 +142,7 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     ]
     confusion = confusion_matrix(truth, detections, row.score_threshold)
     issues = find_label_errors(truth, detections)
-    gallery = _gallery_ids(layout.records_dir(settings, dataset.id) / IMAGE_INDEX_FILE)
+    gallery = gallery_ids(layout.records_dir(settings, dataset.id) / IMAGE_INDEX_FILE)
     folder = layout.evaluation_dir(settings, row.id)
     sizes = {int(image["id"]): (image["width"], image["height"]) for image in truth["images"]}
     findings = [
@@ -168,10 +168,3 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
         label_errors=dict(Counter(i.kind for i in issues if i.confidence >= CONFIDENT)),
     )
     return result.model_dump(mode="json")
-
-
-def _gallery_ids(index: Path) -> dict[str, str]:
-    """{image path: gallery id} from the dataset's image index (empty for a dataset converted before it had one)."""
-    from effdet.data.image_index import read_index
-
-    return {entry.path: entry.id for entry in read_index(index)} if index.is_file() else {}

@@ -31,8 +31,7 @@ from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE, evaluation_dir
 from core.queue import send_evaluation
 from core.settings import Settings
 from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, Job, ModelVersion, new_id
-from effdet.formats import SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest
-from effdet.predict import DEFAULT_MIN_SCORE_THRESH
+from effdet.formats import SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest, served_min_score
 
 router = APIRouter(prefix="/v1", tags=["evaluations"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
 
@@ -68,7 +67,7 @@ def _problems(body: EvaluationCreate, model: ModelVersion, dataset: Dataset | No
     if chosen not in exported:
         message = f"the model was exported as {', '.join(exported)}, not {chosen}; choose one of those"
         problems.append(_problem("format", message))
-    floor = manifest.min_score if manifest else DEFAULT_MIN_SCORE_THRESH
+    floor = served_min_score(manifest)
     if manifest and chosen in THRESHOLD_FLOOR and body.score_threshold is not None and body.score_threshold < floor:
         message = (
             f"the {chosen} file drops detections under {floor}, the threshold it was exported with, so it cannot "
@@ -120,7 +119,7 @@ def create_evaluation(
     manifest = read_manifest(Path(model.path))
     threshold = body.score_threshold
     if threshold is None:
-        threshold = manifest.min_score if manifest else DEFAULT_MIN_SCORE_THRESH
+        threshold = served_min_score(manifest)
     new = Evaluation(
         id=new_id(),
         owner=owner,

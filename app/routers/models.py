@@ -26,11 +26,10 @@ from app.storage import zip_stream
 from core.layout import records_dir, run_dir, saved_model_dir
 from core.tables import Job, ModelVersion
 from effdet.confusion import confusion_matrix, worst_images
-from effdet.data.image_index import read_index
+from effdet.data.image_index import gallery_ids
 from effdet.data.layout import IMAGE_INDEX_FILE
-from effdet.formats import format_file, read_manifest
+from effdet.formats import format_file, read_manifest, served_min_score
 from effdet.layout import VAL_DETECTIONS_FILE
-from effdet.predict import DEFAULT_MIN_SCORE_THRESH
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES, dependencies=[PREDICT])
 
@@ -143,10 +142,10 @@ def val_images(
         )
     document = json.loads(stored.read_text())
     manifest = read_manifest(Path(row.path))
-    threshold = manifest.min_score if manifest else DEFAULT_MIN_SCORE_THRESH
+    threshold = served_min_score(manifest)
     truth, detections = document["ground_truth"], document["detections"]
     errors = confusion_matrix(truth, detections, threshold).image_errors
     index = records_dir(settings, job.dataset_id) / IMAGE_INDEX_FILE
-    gallery = {entry.path: entry.id for entry in read_index(index)} if index.is_file() else {}
+    gallery = gallery_ids(index)
     images = worst_images(truth, detections, errors, gallery, threshold)
     return EvaluationImagesPublic.model_validate({"items": images[offset : offset + limit], "count": len(images)})

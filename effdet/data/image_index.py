@@ -190,6 +190,11 @@ def read_index(path: Path) -> Iterator[IndexedImage]:
                 yield IndexedImage.model_validate_json(line)
 
 
+def gallery_ids(path: Path) -> dict[str, str]:
+    """{image path: gallery id} from an images.jsonl (empty for a dataset converted before it had one)."""
+    return {entry.path: entry.id for entry in read_index(path)} if path.is_file() else {}
+
+
 def matches(entry: dict[str, object], split: str | None, label: str | None, code: str | None) -> bool:
     """Whether a raw index line (parsed JSON) passes the gallery's filters (None: any)."""
     if split is not None and entry["split"] != split:
