@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.layout import saved_model_dir, tflite_file
+from core.store import NotInStoreError, model_folder
 from core.tables import (
     ApiKey,
     Dataset,
@@ -460,7 +461,10 @@ class ModelPublic(BaseModel):
     @classmethod
     def from_row(cls, row: ModelVersion) -> ModelPublic:
         """The public view of a model version, with the formats present on disk (its manifest's, when it has one)."""
-        folder = Path(row.path)
+        try:
+            folder = model_folder(row)
+        except NotInStoreError:
+            folder = Path(row.path)  # not (or no longer) in the store: it offers no format
         manifest = read_manifest(folder)
         formats: list[ModelFormat] = []
         if manifest is not None:

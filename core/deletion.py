@@ -18,6 +18,7 @@ from core.db import session_scope
 from core.evaluations import ENDED
 from core.layout import dataset_dir, evaluation_dir, run_dir, uploads_dir
 from core.settings import Settings
+from core.store import get_store, model_prefix
 from core.tables import (
     FINISHED,
     IDEMPOTENCY_WINDOW,
@@ -120,6 +121,8 @@ def purge(session: Session, settings: Settings, rows: Sequence[Deletable]) -> No
     """Remove marked rows' files, then the rows, in order (dependents first), with the callbacks that follow them."""
     for row in rows:
         remove(files_of(settings, row))
+        if isinstance(row, ModelVersion) and settings.storage_url is not None:
+            get_store(settings).remove(model_prefix(row.id))
     callbacks = select(Webhook.id).where(Webhook.resource_id.in_([row.id for row in rows]))
     session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id.in_(callbacks)))
     session.execute(delete(Webhook).where(Webhook.resource_id.in_([row.id for row in rows])))

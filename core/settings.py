@@ -17,6 +17,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EFFDET_", extra="ignore")
 
     data_dir: Path = Field(Path("var"), description="datasets/, runs/, models/, checkpoints/ live here")
+    storage_url: str | None = Field(
+        None,
+        description="s3://bucket[/prefix]: exported models live there (endpoint and credentials from AWS_*), "
+        "each machine keeps a cache in DATA_DIR/cache; default: the data dir",
+    )
     database_url: str | None = Field(None, description="default: SQLite file DATA_DIR/effdet.db")
     broker_url: str | None = Field(None, description="default: kombu SQLAlchemy transport on DATA_DIR/broker.db")
     api_keys: list[str] = Field(default_factory=list, description="static API keys; empty + no DB keys = auth off")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from core import evaluations, layout
@@ -21,6 +20,7 @@ from core.db import session_scope
 from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE
 from core.settings import get_settings
 from core.states import LeaseLostError, worker_id
+from core.store import model_folder
 from core.tables import Dataset, Evaluation, ModelVersion
 from worker.jobs import internal_error
 from worker.lease import Heartbeat
@@ -123,7 +123,7 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
 
     settings = get_settings()
     model, dataset = _rows(row)
-    folder = Path(model.path)
+    folder = model_folder(model)
     files = split_files(Records(layout.records_dir(settings, dataset.id)), row.split)
     dataset_labels = {str(k): str(v) for k, v in (dataset.label_map or {}).items()}
     mapping, ignored = class_mapping({str(k): str(v) for k, v in (model.label_map or {}).items()}, dataset_labels)

@@ -22,6 +22,7 @@ from core.db import session_scope
 from core.disk import disk_full_message, is_disk_full
 from core.settings import get_settings
 from core.states import LeaseLostError, add_event, worker_id
+from core.store import get_store, model_prefix
 from core.tables import FINISHED, Job, JobStatus
 from effdet.config import Config, get_config
 from effdet.formats import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, SAVED_MODEL, ExportFormat
@@ -193,6 +194,7 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
     options = ExportOptions.model_validate(job.options)
     _export(loaded, folder, options)
     _export_formats(job_id, loaded, folder, options, records)
+    get_store(settings).publish(model_prefix(model_id), folder)  # whole in the store before the model exists
     states.succeed(job, holder, model_id, str(folder), metrics, _label_names(loaded.config))
 
 

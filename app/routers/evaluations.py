@@ -4,7 +4,6 @@ every model evaluated on it), show one, cancel."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -30,6 +29,7 @@ from core import evaluations
 from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE, evaluation_dir
 from core.queue import send_evaluation
 from core.settings import Settings
+from core.store import model_folder
 from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, Job, ModelVersion, new_id
 from effdet.formats import SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest, served_min_score
 
@@ -61,7 +61,7 @@ def _problems(body: EvaluationCreate, model: ModelVersion, dataset: Dataset | No
         if body.split == "val" and not splits.get("val", {}).get("images"):
             message = "the dataset has no val images; evaluate split 'train' or 'all'"
             problems.append(_problem("split", message))
-    manifest = read_manifest(Path(model.path))
+    manifest = read_manifest(model_folder(model))
     exported: list[ExportFormat] = list(manifest.formats) if manifest else [SAVED_MODEL]
     chosen = body.format or (manifest.default_runtime if manifest else SAVED_MODEL)
     if chosen not in exported:
@@ -116,7 +116,7 @@ def create_evaluation(
     if problems:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
     check_callbacks(body.callback_urls, settings)
-    manifest = read_manifest(Path(model.path))
+    manifest = read_manifest(model_folder(model))
     threshold = body.score_threshold
     if threshold is None:
         threshold = served_min_score(manifest)

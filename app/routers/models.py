@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -24,6 +23,7 @@ from app.schemas import (
 )
 from app.storage import zip_stream
 from core.layout import records_dir, run_dir, saved_model_dir
+from core.store import NotInStoreError, model_folder
 from core.tables import Job, ModelVersion
 from effdet.confusion import confusion_matrix, worst_images
 from effdet.data.image_index import gallery_ids
@@ -94,7 +94,10 @@ def download_model(
 ) -> StreamingResponse | FileResponse:
     """Download the model in one of the formats it was exported in (its `formats`)."""
     row = get_owned(session, ModelVersion, model_id, owner)
-    folder = Path(row.path)
+    try:
+        folder = model_folder(row)
+    except NotInStoreError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this model has no files in the store") from None
     stem = f"{row.name}-v{row.version}"
     if format != "saved_model":
         path = folder / format_file(format)
@@ -141,7 +144,7 @@ def val_images(
             "them); evaluate it on a dataset instead (POST /v1/models/{id}/evaluations)",
         )
     document = json.loads(stored.read_text())
-    manifest = read_manifest(Path(row.path))
+    manifest = read_manifest(model_folder(row))
     threshold = served_min_score(manifest)
     truth, detections = document["ground_truth"], document["detections"]
     errors = confusion_matrix(truth, detections, threshold).image_errors

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
@@ -22,6 +21,7 @@ from app.metrics import PREDICT_SECONDS
 from app.predictor import ModelCache, ModelSource, QueueFullError, checked_image
 from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail
 from core.layout import saved_model_dir
+from core.store import NotInStoreError, model_folder
 from core.tables import ModelVersion
 from effdet.formats import EXPORT_FORMATS, SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest
 from effdet.predict import Detection
@@ -75,7 +75,10 @@ def _source(
     the default TFLite file cannot serve so low a threshold); 404 for an unknown model, 422 for a runtime it was
     not exported in or a threshold the TFLite file cannot serve."""
     row = get_owned(session, ModelVersion, model_id, owner)
-    folder = Path(row.path)
+    try:
+        folder = model_folder(row)
+    except NotInStoreError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model_id!r} has no files in the store") from None
     if not saved_model_dir(folder).is_dir():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {model_id!r} has no SavedModel on the server")
     manifest = read_manifest(folder)

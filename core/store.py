@@ -1,0 +1,199 @@
+"""The artefact store: where finished artefacts live so that every machine can read them. Two backends: the data
+dir (the default; a machine's files are the store) and an S3-compatible bucket (`EFFDET_STORAGE_URL=s3://bucket/
+prefix`, endpoint and credentials from the standard AWS_* variables), through obstore.
+
+A tree (e.g. an exported model's folder) is published file by file, then a completion record listing every file
+with its size and SHA-256 is written last: a reader sees a tree only once it is whole. A machine fetches a tree
+into its cache under the completion record's digest, so each version is downloaded once per machine, and a
+cache directory can be wiped at any time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from core.settings import Settings, get_settings
+from core.tables import ModelVersion
+
+COMPLETE = ".complete.json"
+"""The completion record of a published tree (written last, removed first)."""
+
+CHUNK = 8 << 20
+
+
+class StoredFile(BaseModel):
+    """One file of a published tree."""
+
+    path: str  # relative to the tree, '/'-separated
+    size: int
+    sha256: str
+
+
+class Completion(BaseModel):
+    """What a published tree holds."""
+
+    files: list[StoredFile]
+
+    @property
+    def digest(self) -> str:
+        """A content key of the whole tree (its record's hash)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+class NotInStoreError(FileNotFoundError):
+    """No whole tree under the prefix (never published, being published, or removed)."""
+
+
+class Store(Protocol):
+    """What the service needs of an artefact store."""
+
+    def publish(self, prefix: str, folder: Path) -> None:
+        """Make `folder`'s files the tree at `prefix`, visible to readers only once complete."""
+
+    def fetch(self, prefix: str) -> Path:
+        """A local folder holding the whole tree at `prefix`; NotInStoreError when there is none."""
+
+    def remove(self, prefix: str) -> None:
+        """Remove the tree at `prefix` (invisible at once, then its files); nothing when there is none."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def completion_of(folder: Path) -> Completion:
+    """The completion record of a local folder's files."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return Completion(
+        files=[
+            StoredFile(path=p.relative_to(folder).as_posix(), size=p.stat().st_size, sha256=_sha256(p)) for p in files
+        ]
+    )
+
+
+class LocalStore:
+    """The data dir as the store: a tree at `prefix` is the folder DATA_DIR/prefix, written there in place."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def publish(self, prefix: str, folder: Path) -> None:
+        target = self.root / prefix
+        if folder.resolve() != target.resolve():
+            raise ValueError(f"a local store publishes {target} in place, not {folder}")
+
+    def fetch(self, prefix: str) -> Path:
+        folder = self.root / prefix
+        if not folder.is_dir():
+            raise NotInStoreError(f"{folder} does not exist")
+        return folder
+
+    def remove(self, prefix: str) -> None:
+        shutil.rmtree(self.root / prefix, ignore_errors=True)
+
+
+class ObjectStore:
+    """An S3-compatible bucket, with a local cache of fetched trees."""
+
+    def __init__(self, url: str, cache: Path) -> None:
+        from obstore.store import from_url
+
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+        self.url = url.rstrip("/")
+        self.cache = cache
+        self._store = from_url(self.url, client_options={"allow_http": endpoint.startswith("http://")})
+
+    def _completion(self, prefix: str) -> Completion:
+        import obstore
+
+        try:
+            record = obstore.get(self._store, f"{prefix}/{COMPLETE}").bytes()
+        except FileNotFoundError:
+            raise NotInStoreError(f"{self.url}/{prefix} holds no whole tree") from None
+        return Completion.model_validate_json(bytes(record))
+
+    def publish(self, prefix: str, folder: Path) -> None:
+        import obstore
+
+        completion = completion_of(folder)
+        for stored in completion.files:
+            obstore.put(self._store, f"{prefix}/{stored.path}", folder / stored.path)
+        obstore.put(self._store, f"{prefix}/{COMPLETE}", completion.model_dump_json().encode())
+
+    def fetch(self, prefix: str) -> Path:
+        import obstore
+
+        completion = self._completion(prefix)
+        local = self.cache / prefix / completion.digest
+        if local.is_dir():
+            return local
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=local.parent, prefix=".fetch-") as scratch:
+            for stored in completion.files:
+                target = Path(scratch) / stored.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("wb") as out:
+                    for chunk in obstore.get(self._store, f"{prefix}/{stored.path}"):
+                        out.write(chunk)
+                if target.stat().st_size != stored.size:
+                    raise OSError(f"{self.url}/{prefix}/{stored.path} changed while it was fetched; fetch it again")
+            try:
+                Path(scratch).rename(local)
+            except OSError:
+                if not local.is_dir():  # another process fetched it first
+                    raise
+        return local
+
+    def remove(self, prefix: str) -> None:
+        import obstore
+
+        try:
+            completion = self._completion(prefix)
+        except NotInStoreError:
+            completion = Completion(files=[])
+        obstore.delete(self._store, f"{prefix}/{COMPLETE}")
+        paths = [f"{prefix}/{stored.path}" for stored in completion.files]
+        if paths:
+            obstore.delete(self._store, paths)
+        shutil.rmtree(self.cache / prefix, ignore_errors=True)
+
+
+@lru_cache(maxsize=4)
+def _store_for(url: str | None, data_dir: Path) -> Store:
+    if url is None:
+        return LocalStore(data_dir)
+    if not url.startswith("s3://"):
+        raise ValueError(f"EFFDET_STORAGE_URL must be s3://bucket[/prefix], not {url!r}")
+    return ObjectStore(url, data_dir / "cache")
+
+
+def get_store(settings: Settings | None = None) -> Store:
+    """The store the settings name (the data dir unless EFFDET_STORAGE_URL is set)."""
+    settings = settings or get_settings()
+    return _store_for(settings.storage_url, settings.data_dir.resolve())
+
+
+def model_prefix(model_id: str) -> str:
+    """Where an exported model version's folder lives in the store."""
+    return f"models/{model_id}"
+
+
+def model_folder(row: ModelVersion) -> Path:
+    """A local folder holding the model version's files: where it was exported, or with an object store, this
+    machine's cached copy of it (fetched on first use); NotInStoreError when the store has no whole copy."""
+    settings = get_settings()
+    if settings.storage_url is None:
+        return Path(row.path)
+    return get_store(settings).fetch(model_prefix(row.id))

@@ -1,0 +1,53 @@
+"""Models in an S3-compatible store (moto's server, over HTTP): an API machine that never saw the export lists,
+predicts with and downloads a model that only the store holds (fetched once into its cache), and deleting the
+model removes it from the store."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import obstore
+import pytest
+from PIL import Image
+
+from core.store import NotInStoreError, ObjectStore, model_prefix
+from core.tables import JobStatus
+
+
+def test_an_api_serves_a_model_that_only_the_store_holds(
+    make_service: Any, s3_env: dict[str, str], exported: Path, tmp_path: Path
+) -> None:
+    url = s3_env["EFFDET_STORAGE_URL"]
+    service = make_service(None, EFFDET_STORAGE_URL=url)
+    job = service.job(service.dataset(), status=JobStatus.succeeded)
+    model = service.model(job, Path("/a/worker/machine/models/m"))  # the worker's own path, not on this machine
+    worker = ObjectStore(url, tmp_path / "worker-cache")
+    worker.publish(model_prefix(model), exported)
+
+    shown = service.client.get(f"/v1/models/{model}")
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["formats"] == ["saved_model"]
+    image = io.BytesIO()
+    Image.new("RGB", (160, 120), (90, 120, 60)).save(image, format="JPEG")
+    predicted = service.client.post(
+        f"/v1/models/{model}/predict",
+        files={"file": ("a.jpg", image.getvalue(), "image/jpeg")},
+        data={"score_threshold": "0"},
+    )
+    assert predicted.status_code == 200, predicted.text
+    assert predicted.json(), "an untrained model at threshold 0 still answers boxes"
+    downloaded = service.client.get(f"/v1/models/{model}/download")
+    assert downloaded.status_code == 200
+    names = zipfile.ZipFile(io.BytesIO(downloaded.content)).namelist()
+    assert any(name.endswith("saved_model.pb") for name in names)
+    cached = list((service.data_dir / "cache" / "models" / model).iterdir())
+    assert len(cached) == 1, "fetched once into this machine's cache"
+    assert not (service.data_dir / "models" / model).exists()
+
+    assert service.client.delete(f"/v1/models/{model}").status_code == 204
+    with pytest.raises(NotInStoreError):
+        worker.fetch(model_prefix(model))
+    assert [item["path"] for item in obstore.list(worker._store, prefix=model_prefix(model)).collect()] == []
