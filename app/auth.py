@@ -21,7 +21,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.deps import SessionDep, SettingsDep
-from core.tables import ApiKey, Dataset, Evaluation, Job, ModelVersion, Scope
+from core.tables import ApiKey, Dataset, Evaluation, Job, ModelVersion, Scope, Webhook
 
 STATIC_OWNER_CHARS = 32
 SCOPE_RANK = {Scope.predict: 0, Scope.train: 1, Scope.admin: 2}
@@ -118,15 +118,21 @@ def owned(statement: Query, table: type[Dataset | Job | ModelVersion | Evaluatio
     return statement if owner is None else statement.where(table.owner == owner)
 
 
-Owned = TypeVar("Owned", Dataset, Job, ModelVersion, Evaluation)
+Owned = TypeVar("Owned", Dataset, Job, ModelVersion, Evaluation, Webhook)
 
-NOUNS = {"datasets": "dataset", "jobs": "job", "model_versions": "model", "evaluations": "evaluation"}
+NOUNS = {
+    "datasets": "dataset",
+    "jobs": "job",
+    "model_versions": "model",
+    "evaluations": "evaluation",
+    "webhooks": "webhook",
+}
 
 
 def find_owned(session: Session, table: type[Owned], row_id: str, owner: str | None) -> Owned | None:
     """The row with this id if the owner may see it, else None (other owners' rows and rows being deleted)."""
     row = session.get(table, row_id)
-    if row is None or row.deleted_at is not None or (owner is not None and row.owner != owner):
+    if row is None or getattr(row, "deleted_at", None) is not None or (owner is not None and row.owner != owner):
         return None
     return row
 

@@ -3,17 +3,23 @@ still needed, else it and what depends on it are removed (core.deletion: mark, f
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from fastapi import HTTPException, status
 from sqlalchemy.orm import Session
 
-from app.auth import Owned, get_owned
+from app.auth import get_owned
 from core.deletion import DeletionRefusedError, delete_now
 from core.settings import Settings
+from core.tables import Dataset, Evaluation, Job, ModelVersion
+
+Marked = TypeVar("Marked", Dataset, Job, ModelVersion, Evaluation)
+"""What is deleted through core.deletion (marked, then files, then rows); webhooks are deleted outright."""
 
 DELETE_RESPONSES_DOC = "busy (cancel it first) or still needed by another resource (delete that first)"
 
 
-def delete_owned(session: Session, settings: Settings, table: type[Owned], row_id: str, owner: str | None) -> None:
+def delete_owned(session: Session, settings: Settings, table: type[Marked], row_id: str, owner: str | None) -> None:
     """Delete the owner's row with this id and its files."""
     row = get_owned(session, table, row_id, owner)
     try:

@@ -24,6 +24,7 @@ BENCHMARKS = (
     "export_latency",
     "predict_load",
     "soak",
+    "store_throughput",
     "formats",
     "job_memory",
     "learning_synthetic",

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
 
-from app.auth import TRAIN, CurrentOwner
+from app.auth import TRAIN, CurrentOwner, get_owned
 from app.callbacks import check_callbacks
 from app.deps import SessionDep, SettingsDep
+from app.idempotency import IdempotencyDep, create_once, mark_replayed, replay_body
 from app.schemas import (
     AUTH_RESPONSES,
     DeliveriesPage,
@@ -21,22 +21,12 @@ from app.schemas import (
     WebhookPublic,
     WebhooksPage,
 )
-from core.tables import Webhook, WebhookDelivery
+from core.tables import Webhook, WebhookDelivery, new_id
 from core.webhooks import new_secret
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail}}
-
-
-def _get(session: Session, webhook_id: str, owner: str | None) -> Webhook:
-    """The owner's webhook; 404 for another owner's, as if absent."""
-    row = session.get(Webhook, webhook_id)
-    if row is None or (owner is not None and row.owner != owner):
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"webhook {webhook_id!r} not found; GET /v1/webhooks lists yours"
-        )
-    return row
 
 
 @router.post(
@@ -45,13 +35,30 @@ def _get(session: Session, webhook_id: str, owner: str | None) -> Webhook:
     responses={422: {"model": ErrorDetail, "description": "not an http(s) URL, or not at a public address"}},
 )
 def create_webhook(
-    body: WebhookCreate, session: SessionDep, settings: SettingsDep, owner: CurrentOwner
+    body: WebhookCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    owner: CurrentOwner,
+    key: IdempotencyDep,
 ) -> WebhookPublic:
-    """Register a URL that gets a signed POST whenever one of your jobs, conversions or evaluations ends."""
+    """Register a URL that gets a signed POST whenever one of your jobs, conversions or evaluations ends. With an
+    Idempotency-Key, a retry returns the first webhook."""
+    request_hash, earlier = replay_body(session, key, request, response, body, Webhook)
+    if earlier is not None:
+        return WebhookPublic.from_row(earlier)
     check_callbacks([body.url], settings, field="url")
-    row = Webhook(owner=owner, url=body.url, secret=new_secret())
-    session.add(row)
-    session.commit()
+    new = Webhook(id=new_id(), owner=owner, url=body.url, secret=new_secret())
+
+    def store() -> Webhook:
+        session.add(new)
+        session.commit()
+        return new
+
+    row = create_once(session, key, request_hash, new, store)
+    if row is not new:
+        mark_replayed(response)
     return WebhookPublic.from_row(row)
 
 
@@ -76,13 +83,13 @@ def list_webhooks(
 @router.get("/{webhook_id}", responses=NOT_FOUND)
 def get_webhook(webhook_id: str, session: SessionDep, owner: CurrentOwner) -> WebhookPublic:
     """One webhook."""
-    return WebhookPublic.from_row(_get(session, webhook_id, owner))
+    return WebhookPublic.from_row(get_owned(session, Webhook, webhook_id, owner))
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 def delete_webhook(webhook_id: str, session: SessionDep, owner: CurrentOwner) -> None:
     """Stop sending to this webhook; its deliveries, pending ones too, go with it."""
-    row = _get(session, webhook_id, owner)
+    row = get_owned(session, Webhook, webhook_id, owner)
     session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == row.id))
     session.delete(row)
     session.commit()
@@ -96,7 +103,7 @@ def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DeliveriesPage:
     """The webhook's deliveries, newest first: event, attempts, the receiver's last answer, next attempt."""
-    row = _get(session, webhook_id, owner)
+    row = get_owned(session, Webhook, webhook_id, owner)
     of_webhook = WebhookDelivery.webhook_id == row.id
     rows = session.scalars(
         select(WebhookDelivery).where(of_webhook).order_by(WebhookDelivery.created_at.desc()).limit(limit)

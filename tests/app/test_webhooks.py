@@ -125,4 +125,10 @@ def test_callback_urls_at_non_public_addresses_are_refused(hooked: Any, make_ser
     assert "EFFDET_WEBHOOK_ALLOWED_NETWORKS" in client.post("/v1/webhooks", json={"url": "http://10.0.0.1/"}).text
     assert hooked.count(Job) == 0
     assert client.get("/v1/webhooks").json()["count"] == 0
-    assert client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/ok"}).status_code == 201, "allowed here"
+    key = {"Idempotency-Key": "hook-1"}
+    first = client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/ok"}, headers=key)
+    assert first.status_code == 201, "allowed here"
+    again = client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/ok"}, headers=key)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert client.get("/v1/webhooks").json()["count"] == 1
