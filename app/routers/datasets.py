@@ -272,6 +272,7 @@ def delete_dataset(dataset_id: str, session: SessionDep, owner: CurrentOwner, se
     "/{dataset_id}",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
+        400: {"model": ErrorDetail, "description": "the body is not readable JSON (e.g. not UTF-8)"},
         404: {"model": ErrorDetail},
         409: {"model": ErrorDetail, "description": "validating, used by a queued or running job, or no upload"},
         422: {"model": ErrorDetail, "description": "bad class_aliases or label_map"},

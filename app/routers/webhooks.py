@@ -32,7 +32,10 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail}}
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={422: {"model": ErrorDetail, "description": "not an http(s) URL, or not at a public address"}},
+    responses={
+        400: {"model": ErrorDetail, "description": "the body is not readable JSON (e.g. not UTF-8)"},
+        422: {"model": ErrorDetail, "description": "not an http(s) URL, or not at a public address"},
+    },
 )
 def create_webhook(
     body: WebhookCreate,
