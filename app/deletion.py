@@ -3,12 +3,13 @@ still needed, else it and what depends on it are removed (core.deletion: mark, f
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import HTTPException, status
 from sqlalchemy.orm import Session
 
 from app.auth import get_owned
+from app.schemas import ErrorDetail
 from core.deletion import DeletionRefusedError, delete_now
 from core.settings import Settings
 from core.tables import Dataset, Evaluation, Job, ModelVersion
@@ -16,7 +17,14 @@ from core.tables import Dataset, Evaluation, Job, ModelVersion
 Marked = TypeVar("Marked", Dataset, Job, ModelVersion, Evaluation)
 """What is deleted through core.deletion (marked, then files, then rows); webhooks are deleted outright."""
 
-DELETE_RESPONSES_DOC = "busy (cancel it first) or still needed by another resource (delete that first)"
+DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail},
+    409: {
+        "model": ErrorDetail,
+        "description": "busy (cancel it first) or still needed by another resource (delete that first)",
+    },
+}
+"""The answers of every DELETE that goes through core.deletion, for the OpenAPI document."""
 
 
 def delete_owned(session: Session, settings: Settings, table: type[Marked], row_id: str, owner: str | None) -> None:

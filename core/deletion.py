@@ -123,9 +123,9 @@ def purge(session: Session, settings: Settings, rows: Sequence[Deletable]) -> No
         remove(files_of(settings, row))
         if isinstance(row, ModelVersion) and settings.storage_url is not None:
             get_store(settings).remove(model_prefix(row.id))
-    callbacks = select(Webhook.id).where(Webhook.resource_id.in_([row.id for row in rows]))
-    session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id.in_(callbacks)))
-    session.execute(delete(Webhook).where(Webhook.resource_id.in_([row.id for row in rows])))
+    followed = Webhook.resource_id.in_([row.id for row in rows])
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id.in_(select(Webhook.id).where(followed))))
+    session.execute(delete(Webhook).where(followed))
     for row in rows:
         if isinstance(row, Job):
             session.execute(delete(JobEvent).where(JobEvent.job_id == row.id))

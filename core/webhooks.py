@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
+from core.evaluations import ENDED
 from core.states import aware
 from core.tables import (
     FINISHED,
@@ -30,7 +31,6 @@ from core.tables import (
     DatasetStatus,
     DeliveryStatus,
     Evaluation,
-    EvaluationStatus,
     Job,
     Webhook,
     WebhookDelivery,
@@ -97,8 +97,7 @@ def _ended(table: type[Announced]) -> tuple[ColumnElement[bool], Any]:
     if table is Dataset:
         return Dataset.status.in_([DatasetStatus.ready.value, DatasetStatus.failed.value]), Dataset.updated_at
     if table is Evaluation:
-        ended = [EvaluationStatus.succeeded, EvaluationStatus.failed, EvaluationStatus.cancelled]
-        return Evaluation.status.in_([s.value for s in ended]), Evaluation.finished_at
+        return Evaluation.status.in_([s.value for s in ENDED]), Evaluation.finished_at
     return Job.status.in_([s.value for s in FINISHED]), Job.finished_at
 
 

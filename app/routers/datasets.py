@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth import TRAIN, CurrentOwner, get_owned, owned
 from app.callbacks import add_callbacks, check_callbacks
-from app.deletion import DELETE_RESPONSES_DOC, delete_owned
+from app.deletion import DELETE_RESPONSES, delete_owned
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.idempotency import (
     IdempotencyDep,
@@ -260,7 +260,7 @@ def get_dataset(dataset_id: str, session: SessionDep, owner: CurrentOwner) -> Da
     "/{dataset_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": DELETE_RESPONSES_DOC}},
+    responses=DELETE_RESPONSES,
 )
 def delete_dataset(dataset_id: str, session: SessionDep, owner: CurrentOwner, settings: SettingsDep) -> None:
     """Delete a dataset, its files and the evaluations run on it (refused while it is being validated or a job

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import TRAIN, CurrentOwner, find_owned, get_owned, owned
 from app.callbacks import add_callbacks, check_callbacks
-from app.deletion import DELETE_RESPONSES_DOC, delete_owned
+from app.deletion import DELETE_RESPONSES, delete_owned
 from app.deps import SessionDep, SettingsDep
 from app.idempotency import IdempotencyDep, create_once, forget, mark_replayed, replay_body
 from app.schemas import (
@@ -181,7 +181,7 @@ def get_evaluation(evaluation_id: str, session: SessionDep, owner: CurrentOwner)
     "/evaluations/{evaluation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": DELETE_RESPONSES_DOC}},
+    responses=DELETE_RESPONSES,
 )
 def delete_evaluation(evaluation_id: str, session: SessionDep, owner: CurrentOwner, settings: SettingsDep) -> None:
     """Delete an evaluation that has ended, with its findings (cancel a queued or running one first)."""

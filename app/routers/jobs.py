@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth import TRAIN, CurrentOwner, find_owned, get_owned, owned
 from app.callbacks import add_callbacks, check_callbacks
-from app.deletion import DELETE_RESPONSES_DOC, delete_owned
+from app.deletion import DELETE_RESPONSES, delete_owned
 from app.deps import EngineDep, SessionDep, SettingsDep
 from app.idempotency import IdempotencyDep, create_once, forget, mark_replayed, replay_body
 from app.limits import check_job_slot
@@ -254,7 +254,7 @@ def cancel_job(
     "/{job_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": DELETE_RESPONSES_DOC}},
+    responses=DELETE_RESPONSES,
 )
 def delete_job(job_id: str, session: SessionDep, owner: CurrentOwner, settings: SettingsDep) -> None:
     """Delete a finished job with its run folder (checkpoints, logs) and events. Refused while it is queued or

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import func, select
 
 from app.auth import PREDICT, TRAIN, CurrentOwner, get_owned, owned
-from app.deletion import DELETE_RESPONSES_DOC, delete_owned
+from app.deletion import DELETE_RESPONSES, delete_owned
 from app.deps import SessionDep, SettingsDep
 from app.schemas import (
     AUTH_RESPONSES,
@@ -63,7 +63,7 @@ def get_model(model_id: str, session: SessionDep, owner: CurrentOwner) -> ModelP
     dependencies=[TRAIN],
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: {"model": ErrorDetail}, 409: {"model": ErrorDetail, "description": DELETE_RESPONSES_DOC}},
+    responses=DELETE_RESPONSES,
 )
 def delete_model(
     model_id: str, request: Request, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
