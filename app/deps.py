@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -25,9 +29,17 @@ def get_engine_dep(request: Request) -> Engine:
 
 
 def get_session(engine: Annotated[Engine, Depends(get_engine_dep)]) -> Iterator[Session]:
-    """A session for one request; routes commit what they change."""
-    with Session(engine, expire_on_commit=False) as session:
+    """A session for one request; routes commit what they change. Closing runs after the answer is sent, so a
+    database that went down in between is logged there (its connection is discarded), not raised into a
+    response that has already started."""
+    session = Session(engine, expire_on_commit=False)
+    try:
         yield session
+    finally:
+        try:
+            session.close()
+        except (OperationalError, InterfaceError) as err:
+            log.warning("database connection lost while closing a request's session: %s", err)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
