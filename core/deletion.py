@@ -18,7 +18,14 @@ from core.db import session_scope
 from core.evaluations import ENDED
 from core.layout import dataset_dir, evaluation_dir, run_dir, uploads_dir
 from core.settings import Settings
-from core.store import get_store, model_prefix
+from core.store import (
+    dataset_input_prefix,
+    evaluation_prefix,
+    model_prefix,
+    records_prefix,
+    run_prefix,
+    unshare,
+)
 from core.tables import (
     FINISHED,
     IDEMPOTENCY_WINDOW,
@@ -107,6 +114,17 @@ def files_of(settings: Settings, row: Deletable) -> Path:
     return dataset_dir(settings, row.id)
 
 
+def prefixes_of(row: Deletable) -> list[str]:
+    """The trees that hold a row's files in a bucket store."""
+    if isinstance(row, Evaluation):
+        return [evaluation_prefix(row.id)]
+    if isinstance(row, ModelVersion):
+        return [model_prefix(row.id)]
+    if isinstance(row, Job):
+        return [run_prefix(row.id)]
+    return [dataset_input_prefix(row.id), records_prefix(row.id)]
+
+
 def mark(session: Session, rows: Sequence[Deletable]) -> None:
     """Hide the rows from every lookup (step one of a deletion); a model's job forgets it."""
     now = utcnow()
@@ -121,8 +139,8 @@ def purge(session: Session, settings: Settings, rows: Sequence[Deletable]) -> No
     """Remove marked rows' files, then the rows, in order (dependents first), with the callbacks that follow them."""
     for row in rows:
         remove(files_of(settings, row))
-        if isinstance(row, ModelVersion) and settings.storage_url is not None:
-            get_store(settings).remove(model_prefix(row.id))
+        for prefix in prefixes_of(row):
+            unshare(settings, prefix)
     followed = Webhook.resource_id.in_([row.id for row in rows])
     session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id.in_(select(Webhook.id).where(followed))))
     session.execute(delete(Webhook).where(followed))

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from core import layout
 from core.settings import Settings, get_settings
 from core.tables import ModelVersion
 
@@ -71,6 +72,12 @@ class Store(Protocol):
     def remove(self, prefix: str) -> None:
         """Remove the tree at `prefix` (invisible at once, then its files); nothing when there is none."""
 
+    def put_text(self, key: str, text: str) -> None:
+        """Write a small object in one atomic step (e.g. which snapshot of a run is the latest)."""
+
+    def get_text(self, key: str) -> str | None:
+        """A small object's text, or None when there is none."""
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -109,6 +116,19 @@ class LocalStore:
 
     def remove(self, prefix: str) -> None:
         shutil.rmtree(self.root / prefix, ignore_errors=True)
+
+    def put_text(self, key: str, text: str) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(f".{target.name}.part")
+        part.write_text(text)
+        part.replace(target)
+
+    def get_text(self, key: str) -> str | None:
+        try:
+            return (self.root / key).read_text()
+        except FileNotFoundError:
+            return None
 
 
 class ObjectStore:
@@ -174,17 +194,29 @@ class ObjectStore:
         return local
 
     def remove(self, prefix: str) -> None:
+        """The completion record goes first (the tree is invisible at once), then every object under the prefix,
+        listed rather than taken from the record, so what a publisher killed midway left goes too."""
+        import obstore
+
+        obstore.delete(self._store, f"{prefix}/{COMPLETE}")
+        for batch in obstore.list(self._store, f"{prefix}/", chunk_size=1000):
+            paths = [meta["path"] for meta in batch]
+            if paths:
+                obstore.delete(self._store, paths)
+        shutil.rmtree(self.cache / prefix, ignore_errors=True)
+
+    def put_text(self, key: str, text: str) -> None:
+        import obstore
+
+        obstore.put(self._store, key, text.encode())
+
+    def get_text(self, key: str) -> str | None:
         import obstore
 
         try:
-            completion = self._completion(prefix)
-        except NotInStoreError:
-            completion = Completion(files=[])
-        obstore.delete(self._store, f"{prefix}/{COMPLETE}")
-        paths = [f"{prefix}/{stored.path}" for stored in completion.files]
-        if paths:
-            obstore.delete(self._store, paths)
-        shutil.rmtree(self.cache / prefix, ignore_errors=True)
+            return bytes(obstore.get(self._store, key).bytes()).decode()
+        except FileNotFoundError:
+            return None
 
 
 @lru_cache(maxsize=4)
@@ -207,10 +239,83 @@ def model_prefix(model_id: str) -> str:
     return f"models/{model_id}"
 
 
+def dataset_input_prefix(dataset_id: str) -> str:
+    """Where a dataset's input lives in the store: its upload.zip, or a fixed version's fixes.json."""
+    return f"datasets/{dataset_id}/input"
+
+
+def records_prefix(dataset_id: str) -> str:
+    """Where a dataset's converted records (shards, ground truth, dataset.json, image index) live in the store."""
+    return f"datasets/{dataset_id}/tfrecords"
+
+
+def evaluation_prefix(evaluation_id: str) -> str:
+    """Where an evaluation's findings and per-image detections live in the store."""
+    return f"evaluations/{evaluation_id}"
+
+
+def run_prefix(job_id: str) -> str:
+    """Where a training run's snapshots (config, latest checkpoint, logs) live in the store."""
+    return f"runs/{job_id}"
+
+
+def share(settings: Settings, prefix: str, folder: Path) -> None:
+    """Publish a finished local folder at `prefix` when the store is a bucket; with the data dir as the store the
+    folder is already where every reader looks, so nothing is sent."""
+    if settings.storage_url is not None:
+        get_store(settings).publish(prefix, folder)
+
+
+def shared(settings: Settings, prefix: str, local: Path) -> Path:
+    """A local folder holding the tree at `prefix`: `local` itself with the data dir as the store, else this
+    machine's cached copy (fetched on first use; NotInStoreError while there is no whole tree)."""
+    if settings.storage_url is None:
+        return local
+    return get_store(settings).fetch(prefix)
+
+
+def unshare(settings: Settings, prefix: str) -> None:
+    """Remove the tree at `prefix` from a bucket store (the caller removes local folders)."""
+    if settings.storage_url is not None:
+        get_store(settings).remove(prefix)
+
+
 def model_folder(row: ModelVersion) -> Path:
     """A local folder holding the model version's files: where it was exported, or with an object store, this
     machine's cached copy of it (fetched on first use); NotInStoreError when the store has no whole copy."""
-    settings = get_settings()
+    return shared(get_settings(), model_prefix(row.id), Path(row.path))
+
+
+def share_files(settings: Settings, prefix: str, files: list[Path]) -> None:
+    """Publish these files, side by side, as the tree at `prefix` when the store is a bucket (e.g. a dataset's
+    upload.zip, which sits beside other things in its local folder)."""
     if settings.storage_url is None:
-        return Path(row.path)
-    return get_store(settings).fetch(model_prefix(row.id))
+        return
+    with tempfile.TemporaryDirectory(dir=settings.data_dir, prefix=".share-") as staging:
+        for path in files:
+            (Path(staging) / path.name).hardlink_to(path)
+        get_store(settings).publish(prefix, Path(staging))
+
+
+def _shared_or_local(settings: Settings, prefix: str, local: Path) -> Path:
+    try:
+        return shared(settings, prefix, local)
+    except NotInStoreError:
+        return local
+
+
+def dataset_records(settings: Settings, dataset_id: str) -> Path:
+    """The dataset's converted records on this machine (fetched once from a bucket store); where they would be
+    when there are none, so a reader's own 'is it there' check answers."""
+    return _shared_or_local(settings, records_prefix(dataset_id), layout.records_dir(settings, dataset_id))
+
+
+def dataset_input(settings: Settings, dataset_id: str) -> Path:
+    """The folder holding the dataset's upload.zip (or a fixed version's fixes.json) on this machine; see
+    dataset_records."""
+    return _shared_or_local(settings, dataset_input_prefix(dataset_id), layout.dataset_dir(settings, dataset_id))
+
+
+def evaluation_files(settings: Settings, evaluation_id: str) -> Path:
+    """The folder holding an evaluation's findings on this machine; see dataset_records."""
+    return _shared_or_local(settings, evaluation_prefix(evaluation_id), layout.evaluation_dir(settings, evaluation_id))

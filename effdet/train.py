@@ -243,10 +243,12 @@ def train(
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     should_finish: Callable[[], bool] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in `run_dir`; see the module docstring for what it leaves there. `should_stop`
     answering True cancels (a checkpoint, no final weights); `should_finish` ends training early as a finished
-    run (final weights written, batch-norm statistics recomputed)."""
+    run (final weights written, batch-norm statistics recomputed). `on_checkpoint(step)` runs after each
+    checkpoint is written (e.g. to copy it off the machine)."""
     options = options or TrainOptions()
     began = time.monotonic()
     ckpt.save_run_config(run_dir, config)
@@ -276,6 +278,7 @@ def train(
         options=options,
         start=start,
         interrupted=lambda: _interruption(should_stop, should_finish, options.max_train_seconds, began),
+        checkpointed=on_checkpoint or (lambda _step: None),
     )
     if end.status in FINISHED:
         calibration = min(options.bn_recalibration_batches, math.ceil(plan.examples / options.batch_size))
@@ -445,6 +448,7 @@ def _train_loop(
     options: TrainOptions,
     start: int,
     interrupted: Callable[[], Status | None],
+    checkpointed: Callable[[int], None],
 ) -> _LoopEnd:
     """Step until the total or an interruption (a cancel, a request to finish, the time budget); report,
     checkpoint and evaluate on their intervals.
@@ -470,10 +474,12 @@ def _train_loop(
         if current % options.checkpoint_every == 0:
             manager.save(checkpoint_number=current)
             last_saved = current
+            checkpointed(current)
         if evaluator is not None and options.eval_every and current % options.eval_every == 0:
             evaluator.evaluate(current)
     if last_saved != current:
         manager.save(checkpoint_number=current)
+        checkpointed(current)
     return _LoopEnd(status=status, step=current, last_loss=last_loss)
 
 

@@ -194,6 +194,7 @@ def fine_tune(
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     should_finish: Callable[[], bool] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in run_dir on the records, from the config as run_dir/config.yaml holds it.
 
@@ -216,6 +217,7 @@ def fine_tune(
         on_progress=on_progress,
         should_stop=should_stop,
         should_finish=should_finish,
+        on_checkpoint=on_checkpoint,
     )
 
 

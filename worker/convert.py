@@ -23,6 +23,15 @@ from core.db import session_scope
 from core.disk import disk_full_message, is_disk_full
 from core.settings import get_settings
 from core.states import holder_is_dead, worker_id
+from core.store import (
+    NotInStoreError,
+    dataset_input_prefix,
+    dataset_records,
+    records_prefix,
+    share,
+    share_files,
+    shared,
+)
 from core.tables import Dataset, DatasetStatus
 from effdet.data.layout import REPORT_FILE
 from worker.lease import Heartbeat
@@ -76,6 +85,37 @@ def _remove_scratch(folder: Path, dead_only: bool) -> None:
         if not dead_only or holder_is_dead(holder):
             log.info("removing the conversion scratch folder %s", scratch)
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _input_files(folder: Path) -> list[Path]:
+    return [folder / name for name in (layout.UPLOAD_FILE, layout.FIXES_FILE) if (folder / name).is_file()]
+
+
+def _pull_input(dataset_id: str, folder: Path) -> None:
+    """With a bucket store, bring the dataset's input (upload.zip, or a version's fixes.json) to this machine, and
+    drop records this machine converted before (a re-label on another machine made them stale)."""
+    settings = get_settings()
+    if settings.storage_url is None:
+        return
+    try:
+        fetched = shared(settings, dataset_input_prefix(dataset_id), folder)
+    except NotInStoreError:
+        raise FileNotFoundError(f"the upload of dataset {dataset_id} is not in the store; upload it again") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in _input_files(fetched):
+        if not (folder / path.name).is_file():
+            shutil.copyfile(path, folder / path.name)
+    shutil.rmtree(folder / layout.RECORDS_DIR, ignore_errors=True)
+
+
+def _share_records(dataset_id: str, folder: Path) -> None:
+    """With a bucket store, publish the converted records there; this machine's copy goes (a fetch brings them
+    back into the cache when a job here needs them)."""
+    settings = get_settings()
+    if settings.storage_url is None:
+        return
+    share(settings, records_prefix(dataset_id), folder / layout.RECORDS_DIR)
+    shutil.rmtree(folder / layout.RECORDS_DIR, ignore_errors=True)
 
 
 def _convert(dataset_id: str, folder: Path, labels: _Labelling, progress: DatasetProgress) -> None:
@@ -141,20 +181,24 @@ def run_conversion(dataset_id: str) -> None:
             log.info("dataset %s: nothing to do (%s)", dataset_id, dataset.status if dataset else "deleted")
             return
         labels = _Labelling.of(dataset)
-    folder = layout.dataset_dir(get_settings(), dataset_id)
+    settings = get_settings()
+    folder = layout.dataset_dir(settings, dataset_id)
     _remove_scratch(folder, dead_only=True)
-    if (folder / layout.RECORDS_DIR / REPORT_FILE).is_file():
-        _record_ready(dataset_id, folder / layout.RECORDS_DIR)
+    if (published := dataset_records(settings, dataset_id) / REPORT_FILE).is_file():
+        _record_ready(dataset_id, published.parent)
         return
     progress = DatasetProgress(dataset_id)
     progress(0, 0)
     lease_s = get_settings().job_lease_s
     try:
         with Heartbeat(f"dataset-{dataset_id[:8]}", progress.touch, max(0.5, lease_s / 3)):
+            _pull_input(dataset_id, folder)
             if (folder / layout.FIXES_FILE).is_file() and not (folder / layout.UPLOAD_FILE).is_file():
                 build_fixed_upload(folder)
+                share_files(settings, dataset_input_prefix(dataset_id), _input_files(folder))  # for thumbnails
             _convert(dataset_id, folder, labels, progress)
-        _record_ready(dataset_id, folder / layout.RECORDS_DIR)
+            _share_records(dataset_id, folder)
+        _record_ready(dataset_id, dataset_records(settings, dataset_id))
     except (ValueError, FileNotFoundError) as exc:
         # DatasetFormatError, UnsafeArchiveError, NoUsableImagesError: effdet writes these for users
         states.dataset_failed(dataset_id, str(exc), _failure_report(exc))

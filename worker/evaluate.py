@@ -20,7 +20,7 @@ from core.db import session_scope
 from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE
 from core.settings import get_settings
 from core.states import LeaseLostError, worker_id
-from core.store import model_folder
+from core.store import dataset_records, evaluation_prefix, model_folder, share
 from core.tables import Dataset, Evaluation, ModelVersion
 from worker.jobs import internal_error
 from worker.lease import Heartbeat
@@ -124,7 +124,8 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     settings = get_settings()
     model, dataset = _rows(row)
     folder = model_folder(model)
-    files = split_files(Records(layout.records_dir(settings, dataset.id)), row.split)
+    records = dataset_records(settings, dataset.id)
+    files = split_files(Records(records), row.split)
     dataset_labels = {str(k): str(v) for k, v in (dataset.label_map or {}).items()}
     mapping, ignored = class_mapping({str(k): str(v) for k, v in (model.label_map or {}).items()}, dataset_labels)
     truth = records_ground_truth(record_files(files), {int(k): v for k, v in dataset_labels.items()})
@@ -142,7 +143,7 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     ]
     confusion = confusion_matrix(truth, detections, row.score_threshold)
     issues = find_label_errors(truth, detections)
-    gallery = gallery_ids(layout.records_dir(settings, dataset.id) / IMAGE_INDEX_FILE)
+    gallery = gallery_ids(records / IMAGE_INDEX_FILE)
     folder = layout.evaluation_dir(settings, row.id)
     sizes = {int(image["id"]): (image["width"], image["height"]) for image in truth["images"]}
     findings = [
@@ -157,6 +158,7 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     write_json(findings, folder / LABEL_ERRORS_FILE)
     images = worst_images(truth, detections, confusion.image_errors, gallery, row.score_threshold)
     write_json(images, folder / IMAGES_FILE)
+    share(settings, evaluation_prefix(row.id), folder)  # the API may run on another machine
     result = EvaluationReport(
         metrics=coco_metrics(truth, detections),
         confusion=confusion,

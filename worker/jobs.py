@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,15 +18,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from core import layout, states
+from core import layout, run_snapshots, states
 from core.db import session_scope
 from core.disk import disk_full_message, is_disk_full
 from core.settings import get_settings
 from core.states import LeaseLostError, add_event, worker_id
-from core.store import get_store, model_prefix
+from core.store import model_prefix, records_prefix, share, shared
 from core.tables import FINISHED, Job, JobStatus
 from effdet.config import Config, get_config
 from effdet.formats import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, SAVED_MODEL, ExportFormat
+from effdet.layout import VAL_DETECTIONS_FILE
 from effdet.workflow import DEFAULT_MIN_SCORE_THRESH, LoadedRun, Records, fine_tune, load_run, resolve_auto_anchors
 from worker.lease import Heartbeat
 from worker.progress import JobRecorder
@@ -154,7 +156,9 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
     """Train (resuming), evaluate, export and register the model; raises JobCancelledError or an error."""
     settings = get_settings()
     job = _job_row(job_id)
-    records = Records(layout.records_dir(settings, job.dataset_id))
+    records = Records(shared(settings, records_prefix(job.dataset_id), layout.records_dir(settings, job.dataset_id)))
+    if (pulled := run_snapshots.pull(settings, job_id, run)) is not None:
+        log.info("job %s: took the run over from the store's snapshot at step %d", job_id, pulled)
     config, choice = resolve_auto_anchors(job_config(job), records)
     if choice is not None:
         states.anchors_chosen(job_id, holder, config.to_flat(), choice.model_dump(mode="json"), choice.describe())
@@ -166,6 +170,7 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
         on_progress=recorder.progress,
         should_stop=recorder.should_stop,
         should_finish=recorder.should_finish,
+        on_checkpoint=lambda step: run_snapshots.push(settings, job_id, run, step),
     )
     if result.start_step > 0:
         add_event(job_id, "log", {"message": f"resumed from the checkpoint at step {result.start_step}"})
@@ -194,7 +199,10 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
     options = ExportOptions.model_validate(job.options)
     _export(loaded, folder, options)
     _export_formats(job_id, loaded, folder, options, records)
-    get_store(settings).publish(model_prefix(model_id), folder)  # whole in the store before the model exists
+    if (run / VAL_DETECTIONS_FILE).is_file():  # the model's val images travel with it
+        shutil.copyfile(run / VAL_DETECTIONS_FILE, folder / VAL_DETECTIONS_FILE)
+    share(settings, model_prefix(model_id), folder)  # whole in the store before the model exists
+    run_snapshots.push(settings, job_id, run, result.step)  # logs and metrics as they ended
     states.succeed(job, holder, model_id, str(folder), metrics, _label_names(loaded.config))
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from core import layout
 from core.db import session_scope
 from core.settings import get_settings
+from core.store import dataset_records
 from core.tables import Dataset
 from effdet.data.fixes import BoxFix
 
@@ -36,7 +37,7 @@ def build_fixed_upload(folder: Path) -> None:
         if parent is None or not parent.label_map:
             raise ValueError(f"the dataset this version fixes ({wanted.parent_id}) was deleted or is not ready")
         label_ids = {str(name): int(key) for key, name in parent.label_map.items()}
-    records = layout.records_dir(get_settings(), wanted.parent_id)
+    records = dataset_records(get_settings(), wanted.parent_id)
     files = {
         split: sorted(str(p) for p in records.glob(pattern))
         for split, pattern in (("train", TRAIN_SHARDS), ("val", VAL_SHARDS))

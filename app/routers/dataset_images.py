@@ -12,8 +12,9 @@ from app.auth import TRAIN, CurrentOwner, get_owned
 from app.deps import SessionDep, SettingsDep
 from app.gallery import MAX_THUMBNAIL, ImageUnavailableError, find, page, read_member, thumbnail
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, ImagePublic, ImageSplit, ImagesPublic
-from core.layout import records_dir, upload_path
+from core.layout import UPLOAD_FILE
 from core.settings import Settings
+from core.store import dataset_input, dataset_records
 from core.tables import Dataset, DatasetStatus
 from effdet.data.layout import IMAGE_INDEX_FILE
 
@@ -36,7 +37,7 @@ def _index(session: SessionDep, settings: Settings, dataset_id: str, owner: str 
             status.HTTP_409_CONFLICT,
             "the dataset failed to convert, so it has no images to show; its problems say what to fix",
         )
-    index = records_dir(settings, dataset_id) / IMAGE_INDEX_FILE
+    index = dataset_records(settings, dataset_id) / IMAGE_INDEX_FILE
     if not index.is_file():
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
@@ -95,7 +96,7 @@ def image_thumbnail(
             f"{entry['path']!r} came out of an uploaded TFRecord: no file of the upload to show",
         )
     try:
-        data = read_member(upload_path(settings, dataset_id), entry["path"])
+        data = read_member(dataset_input(settings, dataset_id) / UPLOAD_FILE, entry["path"])
         jpeg = thumbnail(data, entry if boxes else {**entry, "boxes": []}, size, settings.max_image_pixels)
     except ImageUnavailableError as err:
         code = status.HTTP_404_NOT_FOUND if err.missing else status.HTTP_409_CONFLICT

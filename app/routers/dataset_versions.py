@@ -15,6 +15,7 @@ from core import states
 from core.deletion import remove
 from core.layout import FIXES_FILE, dataset_dir
 from core.queue import send_convert
+from core.store import dataset_input_prefix, share_files
 from core.tables import Dataset, DatasetStatus, new_id
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
@@ -85,6 +86,7 @@ def create_version(
             folder.mkdir(parents=True)
             document = {"parent_id": parent.id, "fixes": [fix.model_dump(mode="json") for fix in body.fixes]}
             (folder / FIXES_FILE).write_text(json.dumps(document))
+            share_files(settings, dataset_input_prefix(new.id), [folder / FIXES_FILE])
             states.add_dataset(session=session, dataset=new)
         except BaseException:
             session.rollback()

@@ -44,9 +44,10 @@ from app.storage import move_atomic
 from app.uploads import check_zip, receive_file_form
 from core import states
 from core.deletion import remove
-from core.layout import dataset_dir, records_dir, upload_path, uploads_dir
+from core.layout import UPLOAD_FILE, dataset_dir, records_dir, upload_path, uploads_dir
 from core.queue import send_convert
 from core.settings import Settings
+from core.store import dataset_input, dataset_input_prefix, records_prefix, share_files, unshare
 from core.tables import FINISHED, Dataset, DatasetStatus, Job, new_id
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,15 @@ def _fields(form: dict[str, str], filename: str | None) -> _UploadFields:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems) from None
 
 
+def _forget_files(settings: Settings, dataset_id: str) -> None:
+    """Remove what a dataset that was not created left, here and in a bucket store (best effort)."""
+    remove(dataset_dir(settings, dataset_id))
+    try:
+        unshare(settings, dataset_input_prefix(dataset_id))
+    except Exception as err:
+        log.warning("dataset %s: its upload stays in the store, unreachable (%s)", dataset_id, err)
+
+
 def _register(
     engine: Engine,
     settings: Settings,
@@ -162,10 +172,11 @@ def _register(
         def store() -> Dataset:
             try:
                 move_atomic(part, upload_path(settings, row.id))
+                share_files(settings, dataset_input_prefix(row.id), [upload_path(settings, row.id)])
                 states.add_dataset(session=session, dataset=row)
             except BaseException:
                 session.rollback()
-                remove(dataset_dir(settings, row.id))
+                _forget_files(settings, row.id)
                 raise
             return row
 
@@ -177,7 +188,7 @@ def _register(
         except Exception as err:
             states.delete_dataset(session=session, dataset=row)
             forget(session, key)
-            remove(dataset_dir(settings, row.id))
+            _forget_files(settings, row.id)
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, f"the job queue is unreachable ({err}); upload again later"
             ) from err
@@ -303,6 +314,7 @@ def relabel_dataset(
         _check_relabel(session, row, settings)
         raise HTTPException(status.HTTP_409_CONFLICT, "the dataset changed meanwhile; try again")
     remove(aside)
+    unshare(settings, records_prefix(dataset_id))  # converted again: no machine may take the old ones
     try:
         send_convert(dataset_id)
     except Exception as err:  # the sweeper re-sends a validating dataset no worker took
@@ -327,7 +339,7 @@ def _check_relabel(session: Session, row: Dataset, settings: Settings) -> None:
             status.HTTP_409_CONFLICT,
             f"{jobs} queued or running job(s) use this dataset; re-label it when they end (or cancel them)",
         )
-    if not upload_path(settings, row.id).is_file():
+    if not (dataset_input(settings, row.id) / UPLOAD_FILE).is_file():
         raise HTTPException(
             status.HTTP_409_CONFLICT, "the dataset's upload is gone, so it cannot be converted again; upload it again"
         )

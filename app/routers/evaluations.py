@@ -26,10 +26,10 @@ from app.schemas import (
     LabelIssuesPublic,
 )
 from core import evaluations
-from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE, evaluation_dir
+from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE
 from core.queue import send_evaluation
 from core.settings import Settings
-from core.store import model_folder
+from core.store import evaluation_files, model_folder
 from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, Job, ModelVersion, new_id
 from effdet.formats import SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest, served_min_score
 
@@ -206,7 +206,7 @@ def _succeeded_file(
 ) -> list[dict[str, Any]]:
     """A succeeded evaluation's findings or images; 409 while it has none."""
     row = get_owned(session, Evaluation, evaluation_id, owner)
-    path = evaluation_dir(settings, row.id) / name
+    path = evaluation_files(settings, row.id) / name
     if row.status != EvaluationStatus.succeeded or not path.is_file():
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"the evaluation is {row.status}: its findings come when it has succeeded"

@@ -22,8 +22,8 @@ from app.schemas import (
     ModelsPublic,
 )
 from app.storage import zip_stream
-from core.layout import records_dir, run_dir, saved_model_dir
-from core.store import NotInStoreError, model_folder
+from core.layout import run_dir, saved_model_dir
+from core.store import NotInStoreError, dataset_records, model_folder
 from core.tables import Job, ModelVersion
 from effdet.confusion import confusion_matrix, worst_images
 from effdet.data.image_index import gallery_ids
@@ -135,7 +135,10 @@ def val_images(
     """The val images of the model's job with their boxes and the model's detections at its default threshold,
     most errors first (false detections plus missed boxes), as the job evaluated them."""
     row = get_owned(session, ModelVersion, model_id, owner)
-    stored = run_dir(settings, row.job_id) / VAL_DETECTIONS_FILE
+    folder = model_folder(row)
+    stored = folder / VAL_DETECTIONS_FILE  # where jobs keep them now; earlier ones left them in the run folder
+    if not stored.is_file():
+        stored = run_dir(settings, row.job_id) / VAL_DETECTIONS_FILE
     job = session.get(Job, row.job_id)
     if not stored.is_file() or job is None:
         raise HTTPException(
@@ -144,11 +147,11 @@ def val_images(
             "them); evaluate it on a dataset instead (POST /v1/models/{id}/evaluations)",
         )
     document = json.loads(stored.read_text())
-    manifest = read_manifest(model_folder(row))
+    manifest = read_manifest(folder)
     threshold = served_min_score(manifest)
     truth, detections = document["ground_truth"], document["detections"]
     errors = confusion_matrix(truth, detections, threshold).image_errors
-    index = records_dir(settings, job.dataset_id) / IMAGE_INDEX_FILE
+    index = dataset_records(settings, job.dataset_id) / IMAGE_INDEX_FILE
     gallery = gallery_ids(index)
     images = worst_images(truth, detections, errors, gallery, threshold)
     return EvaluationImagesPublic.model_validate({"items": images[offset : offset + limit], "count": len(images)})
