@@ -286,15 +286,26 @@ def model_folder(row: ModelVersion) -> Path:
     return shared(get_settings(), model_prefix(row.id), Path(row.path))
 
 
-def share_files(settings: Settings, prefix: str, files: list[Path]) -> None:
+def share_files(settings: Settings, prefix: str, files: list[Path], move: bool = False) -> None:
     """Publish these files, side by side, as the tree at `prefix` when the store is a bucket (e.g. a dataset's
-    upload.zip, which sits beside other things in its local folder)."""
+    upload.zip, which sits beside other things in its local folder); `move` then removes the local files (this
+    machine keeps no copy outside its cache)."""
     if settings.storage_url is None:
         return
     with tempfile.TemporaryDirectory(dir=settings.data_dir, prefix=".share-") as staging:
         for path in files:
             (Path(staging) / path.name).hardlink_to(path)
         get_store(settings).publish(prefix, Path(staging))
+    if move:
+        for path in files:
+            path.unlink(missing_ok=True)
+
+
+def holds(settings: Settings, prefix: str, local: Path) -> bool:
+    """Whether the tree at `prefix` exists, without fetching it (`local`: the path that shows it in the data dir)."""
+    if settings.storage_url is None:
+        return local.exists()
+    return get_store(settings).get_text(f"{prefix}/{COMPLETE}") is not None
 
 
 def _shared_or_local(settings: Settings, prefix: str, local: Path) -> Path:

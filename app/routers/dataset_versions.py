@@ -86,7 +86,7 @@ def create_version(
             folder.mkdir(parents=True)
             document = {"parent_id": parent.id, "fixes": [fix.model_dump(mode="json") for fix in body.fixes]}
             (folder / FIXES_FILE).write_text(json.dumps(document))
-            share_files(settings, dataset_input_prefix(new.id), [folder / FIXES_FILE])
+            share_files(settings, dataset_input_prefix(new.id), [folder / FIXES_FILE], move=True)
             states.add_dataset(session=session, dataset=new)
         except BaseException:
             session.rollback()

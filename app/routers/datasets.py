@@ -44,10 +44,10 @@ from app.storage import move_atomic
 from app.uploads import check_zip, receive_file_form
 from core import states
 from core.deletion import remove
-from core.layout import UPLOAD_FILE, dataset_dir, records_dir, upload_path, uploads_dir
+from core.layout import dataset_dir, records_dir, upload_path, uploads_dir
 from core.queue import send_convert
 from core.settings import Settings
-from core.store import dataset_input, dataset_input_prefix, records_prefix, share_files, unshare
+from core.store import dataset_input_prefix, holds, records_prefix, share_files, unshare
 from core.tables import FINISHED, Dataset, DatasetStatus, Job, new_id
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def _register(
         def store() -> Dataset:
             try:
                 move_atomic(part, upload_path(settings, row.id))
-                share_files(settings, dataset_input_prefix(row.id), [upload_path(settings, row.id)])
+                share_files(settings, dataset_input_prefix(row.id), [upload_path(settings, row.id)], move=True)
                 states.add_dataset(session=session, dataset=row)
             except BaseException:
                 session.rollback()
@@ -339,7 +339,7 @@ def _check_relabel(session: Session, row: Dataset, settings: Settings) -> None:
             status.HTTP_409_CONFLICT,
             f"{jobs} queued or running job(s) use this dataset; re-label it when they end (or cancel them)",
         )
-    if not (dataset_input(settings, row.id) / UPLOAD_FILE).is_file():
+    if not holds(settings, dataset_input_prefix(row.id), upload_path(settings, row.id)):
         raise HTTPException(
             status.HTTP_409_CONFLICT, "the dataset's upload is gone, so it cannot be converted again; upload it again"
         )

@@ -139,14 +139,19 @@ def use_service() -> Callable[..., Path]:
 class Worker:
     """`celery worker` (prefork, one child) in its own process group, its output in a file."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=prefork"]
         command += ["--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
         command += [f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"]
         with log.open("ab") as output:
             self.process = subprocess.Popen(
-                command, cwd=REPO, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                cwd=REPO,
+                env={**os.environ, **(env or {})},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def kill(self) -> None:
@@ -170,12 +175,13 @@ class Worker:
 
 
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Callable[[], Worker]]:
+def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """Start workers on demand; all of them are stopped at the end."""
     started: list[Worker] = []
 
-    def start() -> Worker:
-        worker = Worker(tmp_path / f"worker-{len(started) + 1}.log")
+    def start(env: dict[str, str] | None = None) -> Worker:
+        """A new worker, with `env` over this process's environment (e.g. a data dir of its own)."""
+        worker = Worker(tmp_path / f"worker-{len(started) + 1}.log", env)
         started.append(worker)
         return worker
 
