@@ -13,6 +13,12 @@ CONVERT_TASK = "worker.tasks.convert_dataset"
 TRAIN_TASK = "worker.tasks.run_job"
 EVALUATE_TASK = "worker.tasks.run_evaluation"
 
+CONVERT_QUEUE, EVALUATE_QUEUE, TRAIN_QUEUE = "convert", "evaluate", "train"
+QUEUES = (CONVERT_QUEUE, EVALUATE_QUEUE, TRAIN_QUEUE, "celery")
+"""One queue per kind of work, so a CPU-only machine can take conversions and evaluations (`-Q convert,evaluate`)
+and a GPU machine training (`-Q train`); a worker started without -Q takes them all. "celery", the default queue,
+drains what was queued before queues were split."""
+
 
 @lru_cache(maxsize=4)
 def _sender_for(broker_url: str) -> Celery:
@@ -27,14 +33,14 @@ def sender() -> Celery:
 
 def send_convert(dataset_id: str) -> None:
     """Queue validation + conversion of an uploaded dataset."""
-    sender().send_task(CONVERT_TASK, args=[dataset_id])
+    sender().send_task(CONVERT_TASK, args=[dataset_id], queue=CONVERT_QUEUE)
 
 
 def send_job(job_id: str) -> None:
     """Queue a training job (train -> evaluate -> export)."""
-    sender().send_task(TRAIN_TASK, args=[job_id])
+    sender().send_task(TRAIN_TASK, args=[job_id], queue=TRAIN_QUEUE)
 
 
 def send_evaluation(evaluation_id: str) -> None:
     """Queue an evaluation of a model on a dataset."""
-    sender().send_task(EVALUATE_TASK, args=[evaluation_id])
+    sender().send_task(EVALUATE_TASK, args=[evaluation_id], queue=EVALUATE_QUEUE)

@@ -4,7 +4,9 @@ embedded), late acknowledgement so a task whose worker dies is delivered again, 
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Queue
 
+from core.queue import QUEUES
 from core.settings import get_settings
 
 
@@ -29,6 +31,7 @@ def make_celery() -> Celery:
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options=transport_options(broker_url),
+        task_queues=[Queue(name) for name in QUEUES],  # consumed unless -Q names fewer
     )
     return celery
 

@@ -31,7 +31,7 @@ from app.main import create_app
 from core import layout
 from core.db import reset_caches, session_scope
 from core.disk import disk_full_message
-from core.queue import send_convert
+from core.queue import QUEUES, send_convert
 from core.settings import get_settings
 from core.states import UNCLAIMED_MESSAGE
 from core.tables import DatasetStatus, JobEvent, JobStatus, ModelVersion
@@ -282,7 +282,7 @@ def test_work_queued_in_redis_survives_a_restart_that_loses_it_and_runs_once(
         uploaded = client.post("/v1/datasets", files={"file": ("more.zip", archive.read_bytes(), "application/zip")})
         assert uploaded.status_code == 202, uploaded.text
     job_id, dataset_id = submitted.json()["id"], uploaded.json()["id"]
-    assert redis_server.client().llen("celery") == 2, "both messages wait in Redis"
+    assert sum(redis_server.client().llen(queue) for queue in QUEUES) == 2, "both messages wait in Redis"
 
     redis_server.stop()
     redis_server.start()
