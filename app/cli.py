@@ -89,6 +89,7 @@ def checkpoints_fetch(
 
     from app.checkpoint_fetch import FetchError, fetch_checkpoint
     from core.layout import checkpoints_dir
+    from core.store import publish_checkpoint
 
     settings = get_settings()
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn()) as bar:
@@ -105,7 +106,26 @@ def checkpoints_fetch(
         except FetchError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
+    publish_checkpoint(settings, path.name)
     typer.echo(f"{variant} is in {path}; jobs can name it as pretrained={variant!r}")
+
+
+@checkpoints.command("push")
+def checkpoints_push(name: str = typer.Argument(..., help="a checkpoint in DATA_DIR/checkpoints")) -> None:
+    """Send a checkpoint of this machine's checkpoint folder to the artefact store (EFFDET_STORAGE_URL), where
+    every API and worker machine finds it."""
+    from core.store import publish_checkpoint
+
+    settings = get_settings()
+    if settings.storage_url is None:
+        typer.echo("no EFFDET_STORAGE_URL: the data dir is the store; every machine already sees the checkpoint")
+        return
+    try:
+        publish_checkpoint(settings, name)
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{name} is in {settings.storage_url}/checkpoints/{name}; every machine can use it")
 
 
 @checkpoints.command("list")

@@ -11,6 +11,7 @@ from app.schemas import CheckpointPublic
 from app.storage import tree_size
 from core.layout import checkpoints_dir
 from core.settings import Settings
+from core.store import sync_checkpoints
 from effdet.checkpoint_fit import NamedCheckpoint, fit_model, fitting_variants, name_checkpoint
 from effdet.checkpoint_index import CheckpointIndexError, find_prefix, read_contents
 from effdet.config import ModelConfig
@@ -80,6 +81,7 @@ def _folder_entry(folder: Path) -> CheckpointPublic:
 
 def list_checkpoints(settings: Settings) -> list[CheckpointPublic]:
     """Every entry of the checkpoint folder, sorted by name (hidden files and checkpoint shards folded in)."""
+    sync_checkpoints(settings)
     entries = []
     for path in sorted(checkpoints_dir(settings).iterdir()):
         if path.name.startswith("."):

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -210,6 +210,13 @@ class ObjectStore:
 
         obstore.put(self._store, key, text.encode())
 
+    def children(self, prefix: str) -> list[str]:
+        """The names one level under `prefix` (e.g. the checkpoints in checkpoints/)."""
+        import obstore
+
+        listed = obstore.list_with_delimiter(self._store, f"{prefix}/")
+        return sorted(PurePosixPath(path).name for path in listed["common_prefixes"])
+
     def get_text(self, key: str) -> str | None:
         import obstore
 
@@ -330,3 +337,47 @@ def dataset_input(settings: Settings, dataset_id: str) -> Path:
 def evaluation_files(settings: Settings, evaluation_id: str) -> Path:
     """The folder holding an evaluation's findings on this machine; see dataset_records."""
     return _shared_or_local(settings, evaluation_prefix(evaluation_id), layout.evaluation_dir(settings, evaluation_id))
+
+
+CHECKPOINTS = "checkpoints"
+"""Where pretrained checkpoints live in a bucket store, one tree per name (what jobs name as `pretrained`)."""
+
+
+def publish_checkpoint(settings: Settings, name: str) -> None:
+    """Send the checkpoint `name` of this machine's checkpoint folder (a folder, or a prefix's files) to a bucket
+    store, so every machine can list and use it; nothing with the data dir as the store."""
+    if settings.storage_url is None:
+        return
+    folder = layout.checkpoints_dir(settings)
+    entry = folder / name
+    if entry.is_dir():
+        get_store(settings).publish(f"{CHECKPOINTS}/{name}", entry)
+        return
+    files = sorted(p for p in folder.glob(f"{name}.*") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"no checkpoint called {name!r} in {folder}")
+    share_files(settings, f"{CHECKPOINTS}/{name}", files)
+
+
+def sync_checkpoints(settings: Settings) -> None:
+    """Bring every pretrained checkpoint of a bucket store that this machine lacks into its checkpoint folder
+    (each as a folder of its name); nothing with the data dir as the store."""
+    if settings.storage_url is None:
+        return
+    store = get_store(settings)
+    assert isinstance(store, ObjectStore)
+    folder = layout.checkpoints_dir(settings)
+    for name in store.children(CHECKPOINTS):
+        if (folder / name).exists() or (folder / f"{name}.index").exists():
+            continue
+        fetched = store.fetch(f"{CHECKPOINTS}/{name}")
+        staged = Path(tempfile.mkdtemp(dir=folder, prefix=f".{name}.sync-"))
+        try:
+            shutil.copytree(fetched, staged, dirs_exist_ok=True)
+            staged.rename(folder / name)
+        except OSError:
+            if not (folder / name).is_dir():  # another process of this machine synced it first
+                raise
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        shutil.rmtree(settings.data_dir / "cache" / CHECKPOINTS / name, ignore_errors=True)

@@ -23,7 +23,7 @@ from core.db import session_scope
 from core.disk import disk_full_message, is_disk_full
 from core.settings import get_settings
 from core.states import LeaseLostError, add_event, worker_id
-from core.store import model_prefix, records_prefix, share, shared
+from core.store import model_prefix, records_prefix, share, shared, sync_checkpoints
 from core.tables import FINISHED, Job, JobStatus
 from effdet.config import Config, get_config
 from effdet.formats import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, SAVED_MODEL, ExportFormat
@@ -231,6 +231,7 @@ def train_options(options: dict[str, Any]) -> Any:
         name = str(pretrained)
         if Path(name).name != name:
             raise ValueError(f"pretrained {name!r} must be a checkpoint name from GET /v1/checkpoints, not a path")
+        sync_checkpoints(settings)  # with a bucket store, those this machine lacks
         values["pretrained"] = layout.checkpoints_dir(settings) / name
     values["progress_interval_s"] = settings.progress_interval_s
     return TrainOptions.model_validate(values)

@@ -76,3 +76,39 @@ def test_the_data_dir_store_keeps_trees_in_place(tmp_path: Path) -> None:
     with pytest.raises(NotInStoreError):
         store.fetch("models/m3")
     assert COMPLETE not in _files(tmp_path)
+
+
+def test_pretrained_checkpoints_pushed_on_one_machine_are_listed_and_used_on_another(
+    s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.pretrained import list_checkpoints
+    from core.db import reset_caches
+    from core.settings import get_settings
+    from core.store import publish_checkpoint, sync_checkpoints
+
+    monkeypatch.setenv("EFFDET_STORAGE_URL", s3_env["EFFDET_STORAGE_URL"])
+
+    def machine(name: str) -> Path:
+        monkeypatch.setenv("EFFDET_DATA_DIR", str(tmp_path / name))
+        reset_caches()
+        return get_settings().folder("checkpoints")
+
+    operator = machine("operator")
+    (operator / "coco-d0").mkdir()
+    (operator / "coco-d0" / "model.index").write_bytes(b"index")
+    (operator / "coco-d0" / "model.data-00000-of-00001").write_bytes(b"weights" * 100)
+    (operator / "mine.index").write_bytes(b"index")
+    (operator / "mine.data-00000-of-00001").write_bytes(b"more weights")
+    publish_checkpoint(get_settings(), "coco-d0")
+    publish_checkpoint(get_settings(), "mine")
+    with pytest.raises(FileNotFoundError):
+        publish_checkpoint(get_settings(), "absent")
+
+    worker = machine("worker")
+    sync_checkpoints(get_settings())
+    assert _files(worker / "coco-d0") == _files(operator / "coco-d0")
+    assert sorted(_files(worker / "mine")) == ["mine.data-00000-of-00001", "mine.index"], "a prefix comes as a folder"
+    api = machine("api")
+    assert [entry.name for entry in list_checkpoints(get_settings())] == ["coco-d0", "mine"]
+    assert sorted(p.name for p in api.iterdir()) == ["coco-d0", "mine"], "no staging folder left"
+    reset_caches()
