@@ -32,20 +32,25 @@ def _resolved(value: str) -> str:
     return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
 
 
+STORE_ACCESS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+STANDARD = {*STORE_ACCESS, "CUDA_VISIBLE_DEVICES"}
+"""Variables the containers set that are read by libraries (obstore, CUDA), not by our settings."""
+
+
 def test_compose_file_agrees_with_settings_and_dockerfile(monkeypatch: pytest.MonkeyPatch) -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "api", "worker"}
+    assert set(services) == {"postgres", "redis", "minio", "bucket", "api", "worker"}
     envs = {name: {k: _resolved(v) for k, v in services[name]["environment"].items()} for name in ("api", "worker")}
     for name, env in envs.items():
-        unknown = [variable for variable in env if _setting_name(variable) is None]
+        unknown = [variable for variable in env if _setting_name(variable) is None and variable not in STANDARD]
         assert not unknown, f"{name} sets variables that no setting reads: {unknown}"
         assert {"EFFDET_DATABASE_URL", "EFFDET_BROKER_URL", "EFFDET_DATA_DIR"} <= set(env)
         with monkeypatch.context() as patched:
             for variable, value in env.items():
                 patched.setenv(variable, value)
             Settings()  # the values parse as the containers' settings would
-    shared = ("EFFDET_DATABASE_URL", "EFFDET_BROKER_URL", "EFFDET_DATA_DIR")
+    shared = ("EFFDET_DATABASE_URL", "EFFDET_BROKER_URL", "EFFDET_DATA_DIR", "EFFDET_STORAGE_URL", *STORE_ACCESS)
     assert {k: envs["api"][k] for k in shared} == {k: envs["worker"][k] for k in shared}
 
     database = httpx.URL(envs["api"]["EFFDET_DATABASE_URL"].replace("postgresql+psycopg", "postgresql"))
@@ -60,8 +65,16 @@ def test_compose_file_agrees_with_settings_and_dockerfile(monkeypatch: pytest.Mo
 
     data_dir = envs["api"]["EFFDET_DATA_DIR"]
     mounts = {name: dict(m.split(":", 1)[::-1] for m in services[name]["volumes"]) for name in ("api", "worker")}
-    assert mounts["api"][data_dir] == mounts["worker"][data_dir], "API and worker must share the data volume"
-    assert mounts["api"][data_dir] in compose["volumes"]
+    assert mounts["api"][data_dir] != mounts["worker"][data_dir], "API and worker share no volume: only the store"
+    assert {mounts["api"][data_dir], mounts["worker"][data_dir]} <= set(compose["volumes"])
+    minio = {k: _resolved(v) for k, v in services["minio"]["environment"].items()}
+    assert httpx.URL(envs["api"]["AWS_ENDPOINT_URL"]).host == "minio"
+    assert (envs["api"]["AWS_ACCESS_KEY_ID"], envs["api"]["AWS_SECRET_ACCESS_KEY"]) == (
+        minio["MINIO_ROOT_USER"],
+        minio["MINIO_ROOT_PASSWORD"],
+    )
+    bucket = httpx.URL(envs["api"]["EFFDET_STORAGE_URL"].replace("s3://", "http://")).host
+    assert f"store/{bucket}" in " ".join(services["bucket"]["command"]), "the bucket service makes the bucket"
     devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in device["capabilities"] for device in devices)
     command = " ".join(services["worker"]["command"])
