@@ -25,6 +25,7 @@ BENCHMARKS = (
     "predict_load",
     "soak",
     "store_throughput",
+    "store_cold_start",
     "formats",
     "job_memory",
     "learning_synthetic",
