@@ -7,6 +7,7 @@ import logging
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from obstore.exceptions import BaseError as StoreError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -15,6 +16,9 @@ from core.disk import disk_full_message, is_disk_full
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "the database is unavailable; try again shortly (GET /readyz tells when it is back)"
+STORE_UNAVAILABLE = (
+    "the artefact store is unreachable or refused the request; try again shortly (GET /readyz tells when it is back)"
+)
 
 
 def disk_full_response() -> JSONResponse:
@@ -32,6 +36,12 @@ async def database_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": UNAVAILABLE}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
+async def store_error(_request: Request, exc: Exception) -> JSONResponse:
+    """503 when the S3 artefact store cannot be reached or refuses (down, wrong credentials, no bucket)."""
+    log.warning("artefact store unavailable: %s", exc)
+    return JSONResponse({"detail": STORE_UNAVAILABLE}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
 async def storage_error(_request: Request, exc: Exception) -> JSONResponse:
     """507 for a write that found the data volume full; any other OSError stays the server error it is."""
     if not is_disk_full(exc):
@@ -45,3 +55,4 @@ def register_error_handlers(app: FastAPI) -> None:
     for database_fault in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(database_fault, database_error)
     app.add_exception_handler(OSError, storage_error)
+    app.add_exception_handler(StoreError, store_error)

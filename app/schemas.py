@@ -557,7 +557,7 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Readiness: whether the database and the broker answer ("ok" or what failed)."""
+    """Readiness: whether the database, the broker and the artefact store answer ("ok" or what failed)."""
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"status": "unavailable", "database": "ok", "broker": "Connection refused"}]}
@@ -566,6 +566,7 @@ class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     database: str
     broker: str
+    store: str = Field("ok", description='"ok", "data dir" (no bucket configured) or what failed')
 
 
 class ErrorDetail(BaseModel):

@@ -17,13 +17,16 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
 
 from core import layout
 from core.settings import Settings, get_settings
 from core.tables import ModelVersion
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig
 
 COMPLETE = ".complete.json"
 """The completion record of a published tree (written last, removed first)."""
@@ -32,6 +35,9 @@ CHUNK = 8 << 20
 
 TRANSFERS = 8
 """Files sent or fetched at once (and parts of one large file)."""
+
+CONNECT_TIMEOUT = "5s"
+"""How long to wait for the store to accept a connection (an unreachable store is a quick 503, not a hang)."""
 
 MULTIPART_BYTES = 64 << 20
 """Files above this go up in parts; smaller ones in one PUT (faster for model-sized files, measured)."""
@@ -140,7 +146,8 @@ class ObjectStore:
         endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
         self.url = url.rstrip("/")
         self.cache = cache
-        self._store = from_url(self.url, client_options={"allow_http": endpoint.startswith("http://")})
+        options: ClientConfig = {"allow_http": endpoint.startswith("http://"), "connect_timeout": CONNECT_TIMEOUT}
+        self._store = from_url(self.url, client_options=options)
 
     def _completion(self, prefix: str) -> Completion:
         import obstore

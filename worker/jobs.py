@@ -170,7 +170,7 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
         on_progress=recorder.progress,
         should_stop=recorder.should_stop,
         should_finish=recorder.should_finish,
-        on_checkpoint=lambda step: run_snapshots.push(settings, job_id, run, step),
+        on_checkpoint=lambda step: _snapshot(job_id, run, step),
     )
     if result.start_step > 0:
         add_event(job_id, "log", {"message": f"resumed from the checkpoint at step {result.start_step}"})
@@ -202,8 +202,17 @@ def _execute(job_id: str, holder: str, run: Path, recorder: JobRecorder) -> None
     if (run / VAL_DETECTIONS_FILE).is_file():  # the model's val images travel with it
         shutil.copyfile(run / VAL_DETECTIONS_FILE, folder / VAL_DETECTIONS_FILE)
     share(settings, model_prefix(model_id), folder)  # whole in the store before the model exists
-    run_snapshots.push(settings, job_id, run, result.step)  # logs and metrics as they ended
+    _snapshot(job_id, run, result.step)  # logs and metrics as they ended
     states.succeed(job, holder, model_id, str(folder), metrics, _label_names(loaded.config))
+
+
+def _snapshot(job_id: str, run: Path, step: int) -> None:
+    """Send the run to the store (a bucket); a store that fails only costs the resumability elsewhere, so training
+    goes on with the checkpoint kept on this machine."""
+    try:
+        run_snapshots.push(get_settings(), job_id, run, step)
+    except Exception as exc:
+        log.warning("job %s: the checkpoint of step %d stays on this machine only: %s", job_id, step, exc)
 
 
 def _best_step(run: Path) -> int | None:

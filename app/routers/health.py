@@ -16,6 +16,8 @@ from app.deps import EngineDep, SessionDep, SettingsDep
 from app.metrics import render
 from app.schemas import AUTH_RESPONSES, Health, Readiness
 from core.db import migrate
+from core.settings import Settings
+from core.store import get_store
 
 router = APIRouter(tags=["health"])
 
@@ -34,6 +36,13 @@ def _check_database(request: Request, engine: Engine) -> str:
     if not request.app.state.migrated:
         migrate(request.app.state.settings.resolved_database_url)
         request.app.state.migrated = True
+    return "ok"
+
+
+def _check_store(settings: Settings) -> str:
+    if settings.storage_url is None:
+        return "data dir"
+    get_store(settings).get_text(".readyz")  # any answer, even "no such object", means the bucket is reachable
     return "ok"
 
 
@@ -59,12 +68,14 @@ async def _probe(check: object, *args: object) -> str:
     responses={503: {"model": Readiness, "description": "the database or the broker is down"}},
 )
 async def readyz(request: Request, engine: EngineDep, settings: SettingsDep) -> Readiness | JSONResponse:
-    """Readiness: 200 when the database and the broker answer, 503 naming the one that does not."""
-    database, broker = await asyncio.gather(
-        _probe(_check_database, request, engine), _probe(_check_broker, settings.resolved_broker_url)
+    """Readiness: 200 when the database, the broker and the store answer, 503 naming the one that does not."""
+    database, broker, store = await asyncio.gather(
+        _probe(_check_database, request, engine),
+        _probe(_check_broker, settings.resolved_broker_url),
+        _probe(_check_store, settings),
     )
-    ready = database == "ok" and broker == "ok"
-    body = Readiness(status="ready" if ready else "unavailable", database=database, broker=broker)
+    ready = database == "ok" and broker == "ok" and store in ("ok", "data dir")
+    body = Readiness(status="ready" if ready else "unavailable", database=database, broker=broker, store=store)
     if ready:
         return body
     return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_readyz_is_ready_with_database_and_broker(sqlite_service: Any) -> None:
     response = sqlite_service.client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "database": "ok", "broker": "ok"}
+    assert response.json() == {"status": "ready", "database": "ok", "broker": "ok", "store": "data dir"}
 
 
 def test_readyz_503_when_broker_unreachable(make_service: Any) -> None:

@@ -5,6 +5,7 @@ model removes it from the store."""
 from __future__ import annotations
 
 import io
+import socket
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -51,3 +52,21 @@ def test_an_api_serves_a_model_that_only_the_store_holds(
     with pytest.raises(NotInStoreError):
         worker.fetch(model_prefix(model))
     assert [item["path"] for item in obstore.list(worker._store, prefix=model_prefix(model)).collect()] == []
+
+
+def test_an_unreachable_store_is_a_503_that_says_so_and_readyz_names_it(
+    make_service: Any, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: the store is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    service = make_service(None, EFFDET_STORAGE_URL="s3://gone/effdet")
+    model = service.model(service.job(service.dataset(), status=JobStatus.succeeded), Path("/elsewhere/m"))
+    for answer in (service.client.get(f"/v1/models/{model}"), service.client.get(f"/v1/models/{model}/download")):
+        assert answer.status_code == 503, answer.text
+        assert "artefact store is unreachable" in answer.json()["detail"]
+    ready = service.client.get("/readyz")
+    assert ready.status_code == 503
+    assert (ready.json()["database"], ready.json()["broker"]) == ("ok", "ok")
+    assert "GenericError" in ready.json()["store"]
