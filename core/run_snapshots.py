@@ -17,8 +17,8 @@ from pathlib import Path
 
 from core import layout
 from core.settings import Settings
-from core.store import get_store, run_prefix
-from effdet.layout import CHECKPOINT_DIR
+from core.store import NotInStoreError, ObjectStore, get_store, run_prefix
+from effdet.layout import CHECKPOINT_DIR, TRAIN_LOG
 
 LATEST = "latest"
 COPIED_DIRS = ("logs",)
@@ -94,12 +94,24 @@ def pull(settings: Settings, job_id: str, run: Path) -> int | None:
     return latest[0]
 
 
-def run_files(settings: Settings, job_id: str) -> Path | None:
-    """A local folder with the run's files as last sent: the run folder itself with the data dir as the store,
-    else this machine's cached copy of the newest snapshot; None when there is none yet."""
+def train_log(settings: Settings, job_id: str) -> Path:
+    """The run's training log on this machine: in the run folder with the data dir as the store, else this
+    machine's copy of the newest snapshot's log alone (not its checkpoint), which may not exist yet."""
+    local = layout.run_dir(settings, job_id) / TRAIN_LOG
     if settings.storage_url is None:
-        return layout.run_dir(settings, job_id)
+        return local
     latest = _latest(settings, job_id)
     if latest is None:
-        return None
-    return get_store(settings).fetch(f"{run_prefix(job_id)}/{latest[1]}")
+        return local
+    store = get_store(settings)
+    assert isinstance(store, ObjectStore)
+    cached = settings.data_dir / "cache" / run_prefix(job_id)
+    target = cached / latest[1] / TRAIN_LOG
+    if not target.is_file():
+        for older in cached.glob("*"):  # the log of an earlier snapshot is a prefix of this one's
+            shutil.rmtree(older, ignore_errors=True)
+        try:
+            store.fetch_file(f"{run_prefix(job_id)}/{latest[1]}/{TRAIN_LOG}", target)
+        except NotInStoreError:
+            return local
+    return target

@@ -217,6 +217,22 @@ class ObjectStore:
 
         obstore.put(self._store, key, text.encode())
 
+    def fetch_file(self, key: str, target: Path) -> Path:
+        """One object into `target` (written aside, then renamed); NotInStoreError when there is none."""
+        import obstore
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(f".{target.name}.{os.getpid()}.part")
+        try:
+            with part.open("wb") as out:
+                for chunk in obstore.get(self._store, key):
+                    out.write(chunk)
+        except FileNotFoundError:
+            part.unlink(missing_ok=True)
+            raise NotInStoreError(f"{self.url}/{key} does not exist") from None
+        part.replace(target)
+        return target
+
     def children(self, prefix: str) -> list[str]:
         """The names one level under `prefix` (e.g. the checkpoints in checkpoints/)."""
         import obstore

@@ -24,11 +24,10 @@ from app.limits import check_job_slot
 from app.plots import Series, line_chart, pr_chart
 from app.schemas import AUTH_RESPONSES, MAX_OFFSET, ErrorDetail, JobCreate, JobEventPublic, JobPublic, JobsPublic
 from app.submission import SubmissionError, resolve_job
-from core import layout, run_snapshots, states
+from core import run_snapshots, states
 from core.queue import send_job
 from core.settings import Settings
 from core.tables import FINISHED, Dataset, Job, JobEvent, JobStatus, new_id
-from effdet.layout import TRAIN_LOG
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
 
@@ -210,7 +209,7 @@ def job_logs(
     """Download the run's logs: the training log (JSON lines) followed by the job's events."""
     get_owned(session, Job, job_id, owner)
     return StreamingResponse(
-        _log_lines(engine, job_id, _train_log(settings, job_id)),
+        _log_lines(engine, job_id, run_snapshots.train_log(settings, job_id)),
         media_type="text/plain; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="job-{job_id}.log"'},
     )
@@ -262,12 +261,6 @@ def delete_job(job_id: str, session: SessionDep, owner: CurrentOwner, settings: 
     delete_owned(session, settings, Job, job_id, owner)
 
 
-def _train_log(settings: Settings, job_id: str) -> Path:
-    """The run's training log on this machine (with a bucket store: as of the run's last snapshot)."""
-    folder = run_snapshots.run_files(settings, job_id)
-    return (folder or layout.run_dir(settings, job_id)) / TRAIN_LOG
-
-
 PLOTS = ("loss", "learning_rate", "pr_curve")
 LOSS_KEYS = ("loss", "cls_loss", "box_loss")
 
@@ -277,7 +270,7 @@ def _progress_reports(session: Session, settings: Settings, job_id: str) -> list
     trained again after a resume keeps its latest report."""
     query = select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.kind == "progress")
     reports: list[dict[str, Any]] = list(session.scalars(query.order_by(JobEvent.id)))
-    log_path = _train_log(settings, job_id)
+    log_path = run_snapshots.train_log(settings, job_id)
     if not reports and log_path.is_file():
         reports = [_json_object(line) for line in log_path.read_text(errors="replace").splitlines()]
     by_step = {report["step"]: report for report in reports if isinstance(report.get("step"), int)}
