@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.layout import saved_model_dir, tflite_file
-from core.store import NotInStoreError, model_folder
+from core.store import NotInStoreError, TreeListing, model_listing
 from core.tables import (
     ApiKey,
     Dataset,
@@ -28,6 +28,7 @@ from effdet.data.fixes import BoxFix
 from effdet.data.labels import check_class_aliases, check_label_map
 from effdet.formats import ExportFormat, FormatScore, read_manifest
 from effdet.label_errors import LabelIssue
+from effdet.layout import FORMATS_FILE
 from effdet.metrics import EvaluationReport
 
 ModelFormat = ExportFormat
@@ -462,17 +463,18 @@ class ModelPublic(BaseModel):
     def from_row(cls, row: ModelVersion) -> ModelPublic:
         """The public view of a model version, with the formats present on disk (its manifest's, when it has one)."""
         try:
-            folder = model_folder(row)
+            listing = model_listing(row, (FORMATS_FILE,))
         except NotInStoreError:
-            folder = Path(row.path)  # not (or no longer) in the store: it offers no format
+            listing = TreeListing(folder=Path(row.path))  # not (or no longer) in the store: it offers no format
+        folder = listing.folder
         manifest = read_manifest(folder)
         formats: list[ModelFormat] = []
         if manifest is not None:
-            formats = [name for name in manifest.formats if manifest.path(folder, name).exists()]
+            formats = [name for name in manifest.formats if listing.has(manifest.path(folder, name))]
         else:
-            if saved_model_dir(folder).is_dir():
+            if listing.has(saved_model_dir(folder)):
                 formats.append("saved_model")
-            if tflite_file(folder).is_file():
+            if listing.has(tflite_file(folder)):
                 formats.append("tflite")
         return cls(
             id=row.id,

@@ -15,6 +15,8 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
@@ -26,7 +28,7 @@ from core.settings import Settings, get_settings
 from core.tables import ModelVersion
 
 if TYPE_CHECKING:
-    from obstore.store import ClientConfig
+    from obstore.store import ClientConfig, RetryConfig
 
 COMPLETE = ".complete.json"
 """The completion record of a published tree (written last, removed first)."""
@@ -38,6 +40,9 @@ TRANSFERS = 8
 
 CONNECT_TIMEOUT = "5s"
 """How long to wait for the store to accept a connection (an unreachable store is a quick 503, not a hang)."""
+
+RETRIES, RETRY_S = 3, 20
+"""A failed request is tried again at most this often, within this many seconds (obstore's default: 10 in 180 s)."""
 
 MULTIPART_BYTES = 64 << 20
 """Files above this go up in parts; smaller ones in one PUT (faster for model-sized files, measured)."""
@@ -60,6 +65,26 @@ class Completion(BaseModel):
     def digest(self) -> str:
         """A content key of the whole tree (its record's hash)."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+LISTINGS = ".listings"
+"""Under a machine's cache: the small files of trees it listed without fetching them."""
+
+
+@dataclass(frozen=True)
+class TreeListing:
+    """A tree as a reader lists it: a local folder with at least the files it asked for, and every file's path
+    (None: the folder holds the whole tree, as with the data dir as the store)."""
+
+    folder: Path
+    files: frozenset[str] | None = None
+
+    def has(self, path: Path) -> bool:
+        """Whether the tree holds this file, or a folder of this name (a path inside `folder`)."""
+        if self.files is None:
+            return path.exists()
+        relative = path.relative_to(self.folder).as_posix()
+        return relative in self.files or any(name.startswith(f"{relative}/") for name in self.files)
 
 
 class NotInStoreError(FileNotFoundError):
@@ -147,7 +172,8 @@ class ObjectStore:
         self.url = url.rstrip("/")
         self.cache = cache
         options: ClientConfig = {"allow_http": endpoint.startswith("http://"), "connect_timeout": CONNECT_TIMEOUT}
-        self._store = from_url(self.url, client_options=options)
+        retry: RetryConfig = {"max_retries": RETRIES, "retry_timeout": timedelta(seconds=RETRY_S)}
+        self._store = from_url(self.url, client_options=options, retry_config=retry)
 
     def _completion(self, prefix: str) -> Completion:
         import obstore
@@ -233,6 +259,20 @@ class ObjectStore:
         part.replace(target)
         return target
 
+    def listing(self, prefix: str, small_files: tuple[str, ...]) -> TreeListing:
+        """What the tree at `prefix` holds, with only `small_files` of it on this machine (a listing of models must
+        not download every model); the whole cached copy when this machine has fetched it already."""
+        completion = self._completion(prefix)
+        files = frozenset(stored.path for stored in completion.files)
+        whole = self.cache / prefix / completion.digest
+        if whole.is_dir():
+            return TreeListing(folder=whole, files=files)
+        folder = self.cache / LISTINGS / prefix / completion.digest
+        for name in small_files:
+            if name in files and not (folder / name).is_file():
+                self.fetch_file(f"{prefix}/{name}", folder / name)
+        return TreeListing(folder=folder, files=files)
+
     def children(self, prefix: str) -> list[str]:
         """The names one level under `prefix` (e.g. the checkpoints in checkpoints/)."""
         import obstore
@@ -308,6 +348,17 @@ def unshare(settings: Settings, prefix: str) -> None:
     """Remove the tree at `prefix` from a bucket store (the caller removes local folders)."""
     if settings.storage_url is not None:
         get_store(settings).remove(prefix)
+
+
+def model_listing(row: ModelVersion, small_files: tuple[str, ...]) -> TreeListing:
+    """What a model version's folder holds, fetching only `small_files` of it from a bucket store (e.g. its
+    manifest, to list it); NotInStoreError when the store has no whole copy."""
+    settings = get_settings()
+    if settings.storage_url is None:
+        return TreeListing(folder=Path(row.path))
+    store = get_store(settings)
+    assert isinstance(store, ObjectStore)
+    return store.listing(model_prefix(row.id), small_files)
 
 
 def model_folder(row: ModelVersion) -> Path:

@@ -29,15 +29,28 @@ from core import evaluations
 from core.layout import IMAGES_FILE, LABEL_ERRORS_FILE
 from core.queue import send_evaluation
 from core.settings import Settings
-from core.store import evaluation_files, model_folder
+from core.store import evaluation_files, model_listing
 from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, Job, ModelVersion, new_id
-from effdet.formats import SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest, served_min_score
+from effdet.formats import (
+    SAVED_MODEL,
+    THRESHOLD_FLOOR,
+    ExportFormat,
+    FormatsManifest,
+    read_manifest,
+    served_min_score,
+)
+from effdet.layout import FORMATS_FILE
 
 router = APIRouter(prefix="/v1", tags=["evaluations"], responses=AUTH_RESPONSES, dependencies=[TRAIN])
 
 
 def _problem(field: str, message: str) -> dict[str, Any]:
     return {"loc": ["body", field], "msg": message, "type": "value_error"}
+
+
+def _manifest(model: ModelVersion) -> FormatsManifest | None:
+    """The model's formats manifest (with a bucket store, fetched alone, not the model)."""
+    return read_manifest(model_listing(model, (FORMATS_FILE,)).folder)
 
 
 def _problems(body: EvaluationCreate, model: ModelVersion, dataset: Dataset | None) -> list[dict[str, Any]]:
@@ -61,7 +74,7 @@ def _problems(body: EvaluationCreate, model: ModelVersion, dataset: Dataset | No
         if body.split == "val" and not splits.get("val", {}).get("images"):
             message = "the dataset has no val images; evaluate split 'train' or 'all'"
             problems.append(_problem("split", message))
-    manifest = read_manifest(model_folder(model))
+    manifest = _manifest(model)
     exported: list[ExportFormat] = list(manifest.formats) if manifest else [SAVED_MODEL]
     chosen = body.format or (manifest.default_runtime if manifest else SAVED_MODEL)
     if chosen not in exported:
@@ -116,7 +129,7 @@ def create_evaluation(
     if problems:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
     check_callbacks(body.callback_urls, settings)
-    manifest = read_manifest(model_folder(model))
+    manifest = _manifest(model)
     threshold = body.score_threshold
     if threshold is None:
         threshold = served_min_score(manifest)

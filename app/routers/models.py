@@ -23,13 +23,13 @@ from app.schemas import (
 )
 from app.storage import zip_stream
 from core.layout import run_dir, saved_model_dir
-from core.store import NotInStoreError, dataset_records, model_folder
+from core.store import NotInStoreError, dataset_records, model_folder, model_listing
 from core.tables import Job, ModelVersion
 from effdet.confusion import confusion_matrix, worst_images
 from effdet.data.image_index import gallery_ids
 from effdet.data.layout import IMAGE_INDEX_FILE
 from effdet.formats import format_file, read_manifest, served_min_score
-from effdet.layout import VAL_DETECTIONS_FILE
+from effdet.layout import FORMATS_FILE, VAL_DETECTIONS_FILE
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES, dependencies=[PREDICT])
 
@@ -135,7 +135,7 @@ def val_images(
     """The val images of the model's job with their boxes and the model's detections at its default threshold,
     most errors first (false detections plus missed boxes), as the job evaluated them."""
     row = get_owned(session, ModelVersion, model_id, owner)
-    folder = model_folder(row)
+    folder = model_listing(row, (FORMATS_FILE, VAL_DETECTIONS_FILE)).folder
     stored = folder / VAL_DETECTIONS_FILE  # where jobs keep them now; earlier ones left them in the run folder
     if not stored.is_file():
         stored = run_dir(settings, row.job_id) / VAL_DETECTIONS_FILE

@@ -18,6 +18,12 @@ from core.store import NotInStoreError, ObjectStore, model_prefix
 from core.tables import JobStatus
 
 
+def client_listed(service: Any) -> list[str]:
+    listed = service.client.get("/v1/models")
+    assert listed.status_code == 200, listed.text
+    return [item["id"] for item in listed.json()["items"]]
+
+
 def test_an_api_serves_a_model_that_only_the_store_holds(
     make_service: Any, s3_env: dict[str, str], exported: Path, tmp_path: Path
 ) -> None:
@@ -31,6 +37,8 @@ def test_an_api_serves_a_model_that_only_the_store_holds(
     shown = service.client.get(f"/v1/models/{model}")
     assert shown.status_code == 200, shown.text
     assert shown.json()["formats"] == ["saved_model"]
+    assert client_listed(service) == [model]
+    assert not (service.data_dir / "cache" / "models").exists(), "showing or listing a model does not download it"
     image = io.BytesIO()
     Image.new("RGB", (160, 120), (90, 120, 60)).save(image, format="JPEG")
     predicted = service.client.post(
@@ -69,4 +77,4 @@ def test_an_unreachable_store_is_a_503_that_says_so_and_readyz_names_it(
     ready = service.client.get("/readyz")
     assert ready.status_code == 503
     assert (ready.json()["database"], ready.json()["broker"]) == ("ok", "ok")
-    assert "GenericError" in ready.json()["store"]
+    assert ready.json()["store"] not in ("ok", "data dir"), "readyz names the store as what fails"
