@@ -86,11 +86,12 @@ def pull(settings: Settings, job_id: str, run: Path) -> int | None:
     if latest is None or (local_step(run) or -1) >= latest[0]:
         return None
     store = get_store(settings)
+    assert isinstance(store, ObjectStore)
     prefix = f"{run_prefix(job_id)}/{latest[1]}"
     fetched = store.fetch(prefix)
     shutil.rmtree(run / CHECKPOINT_DIR, ignore_errors=True)
     shutil.copytree(fetched, run, dirs_exist_ok=True)
-    shutil.rmtree(settings.data_dir / "cache" / prefix, ignore_errors=True)
+    store.evict(prefix)  # the run folder holds it now
     return latest[0]
 
 

@@ -236,6 +236,10 @@ class ObjectStore:
             paths = [meta["path"] for meta in batch]
             if paths:
                 obstore.delete(self._store, paths)
+        self.evict(prefix)
+
+    def evict(self, prefix: str) -> None:
+        """Drop this machine's cached copies of the tree at `prefix` (the store keeps it)."""
         shutil.rmtree(self.cache / prefix, ignore_errors=True)
 
     def put_text(self, key: str, text: str) -> None:
@@ -454,4 +458,4 @@ def sync_checkpoints(settings: Settings) -> None:
                 raise
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        shutil.rmtree(settings.data_dir / "cache" / CHECKPOINTS / name, ignore_errors=True)
+        store.evict(f"{CHECKPOINTS}/{name}")
