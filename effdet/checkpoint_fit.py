@@ -16,12 +16,13 @@ fresh), and the prediction layers may differ (another num_classes or anchor coun
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from effdet.checkpoint_index import VALUE_SUFFIX, CheckpointContents
 from effdet.config import MODEL_NAMES, ModelConfig, get_config
-from effdet.model.structure import variable_specs
+from effdet.model.structure import SEG_HEAD, seg_classifier, seg_upsample_name, variable_specs
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 TRAINING_WEIGHTS = "weights"
@@ -29,7 +30,8 @@ TRAINING_AVERAGES = "ema/shadows/"
 AVERAGE_SLOTS = ("average",)
 """Optimizer slots that hold a variable's moving average (tfa.optimizers.MovingAverage, as automl's training uses)."""
 PREDICTION_LAYERS = ("class_net/class-predict/", "box_net/box-predict/")
-"""Variables whose shapes follow num_classes and the anchors: re-initialised when they differ, never a misfit."""
+"""Variables whose shapes follow num_classes and the anchors: re-initialised when they differ, never a misfit (so
+is the segmentation head's classifier, `seg_classifier`, whose shape follows seg_num_classes)."""
 _KEY_SCOPE = "/.ATTRIBUTES/"
 
 
@@ -71,6 +73,23 @@ def _variable_name(full_name: str) -> str:
     return full_name.removesuffix(":0")
 
 
+_SEG_KEY = re.compile(r"seg_head/(?:(con2d_ts)/(\d+)|(con2d_t_bns)/(\d+)|(head_transpose))/(\w+)/\.ATTRIBUTES/")
+
+
+def _seg_head_paths(keys: list[str]) -> dict[str, str]:
+    """Checkpoint key -> variable path of automl's segmentation head, read from the keys (`seg_head/con2d_ts/1/...`).
+
+    automl's layers are unnamed, so their saved names carry Keras 2's process-wide counter
+    (`conv2d_transpose_5` in a process that built a model before); the attribute path does not."""
+    matches = {key: m for key in keys if (m := _SEG_KEY.match(key))}
+    steps = len({m[2] for m in matches.values() if m[1]})
+    paths = {}
+    for key, m in matches.items():
+        layer = seg_upsample_name(int(m[2])) if m[1] else f"bn_{m[4]}" if m[3] else seg_upsample_name(steps)
+        paths[key] = f"{SEG_HEAD}/{layer}/{m[6]}"
+    return paths
+
+
 def name_checkpoint(contents: CheckpointContents) -> NamedCheckpoint:
     """The variables of a checkpoint of any family by path."""
     shapes = {key: entry.shape for key, entry in contents.tensors.items()}
@@ -87,8 +106,9 @@ def name_checkpoint(contents: CheckpointContents) -> NamedCheckpoint:
                 averages[path] = key
         return NamedCheckpoint(CheckpointFormat.TRAINING, values, averages, {p: shapes[k] for p, k in values.items()})
     values, averages = {}, {}
+    seg_paths = _seg_head_paths([variable.key for variable in contents.variables])
     for variable in contents.variables:
-        path = _variable_name(variable.full_name)
+        path = seg_paths.get(variable.key) or _variable_name(variable.full_name)
         if not path or variable.key not in shapes:
             continue
         values[path] = variable.key
@@ -128,7 +148,7 @@ def fit_model(named: NamedCheckpoint, config: ModelConfig) -> VariantFit:
     reinitialised: list[str] = []
     for path, shape in variable_specs(config).items():
         found = named.shapes.get(path)
-        if path.startswith(PREDICTION_LAYERS):
+        if path.startswith(PREDICTION_LAYERS) or path.startswith(seg_classifier(config)):
             if found != shape:
                 reinitialised.append(path)
         elif found is None:

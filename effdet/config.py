@@ -63,7 +63,7 @@ def format_image_size(size: ImageSize) -> int | str:
     return height if height == width else f"{width}x{height}"
 
 
-Head = Literal["object_detection"]
+Head = Literal["object_detection", "segmentation"]
 
 
 def _default_heads() -> list[Head]:
@@ -409,7 +409,6 @@ NO_EFFECT: dict[str, NoEffect] = {
     "augmix_params": NoEffect("AugMix was removed from automl and is not implemented here", inert=(None,)),
     "resnet_depth": NoEffect("ResNet backbones were removed from automl; the backbone is backbone_name"),
     # Fields of the config tree that nothing reads.
-    "seg_num_classes": NoEffect("only automl's segmentation head reads it, and heads takes object_detection only"),
     "sample_image": NoEffect("no TensorBoard image summaries are written here", inert=(None,)),
     "img_summary_steps": NoEffect("no TensorBoard image summaries are written here", inert=(None,)),
     "map_freq": NoEffect("evaluation during training runs every eval_every steps (a job option, `--eval-every`)"),
@@ -719,6 +718,7 @@ def _cross_check(flat: dict[str, Any]) -> list[str]:
     for check in (
         _check_levels,
         _check_image_size,
+        _check_heads,
         _check_jitter,
         _check_label_map,
         _check_backbone,
@@ -758,6 +758,25 @@ def _check_image_size(flat: dict[str, Any]) -> str | None:
     return (
         f"image_size {format_image_size((height, width))} is not divisible by 2**max_level={multiple} (nor by "
         f"the backbone stride {backbone_multiple}), so the feature levels do not line up; use {choices}"
+    )
+
+
+def _check_heads(flat: dict[str, Any]) -> str | None:
+    heads = list(flat["heads"])
+    if not heads or len(set(heads)) != len(heads):
+        return f"heads must name object_detection, segmentation or both, once each (got {heads!r})"
+    if "segmentation" not in heads:
+        return None
+    # The segmentation head doubles the coarsest level back up and concatenates it with the next finer one, so
+    # the levels must halve exactly: no rounded-up pooled level as EfficientDet-Lite0 at 320 has.
+    multiple = 2 ** int(flat["max_level"])
+    height, width = parse_image_size(flat["image_size"])
+    if not (height % multiple or width % multiple):
+        return None
+    choices = " or ".join(str(s) for s in valid_image_sizes(max(height, width), multiple))
+    return (
+        f"the segmentation head needs image_size divisible by 2**max_level={multiple}, got "
+        f"{format_image_size((height, width))}; use {choices}"
     )
 
 

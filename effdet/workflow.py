@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from effdet.config import Config, InputConfig, get_config, parse_overrides
+from effdet.config import Config, ConfigError, InputConfig, get_config, parse_overrides
 from effdet.data.layout import GROUND_TRUTH_FILE, REPORT_FILE, TRAIN_SHARDS, VAL_SHARDS
 from effdet.layout import TFLITE_FILE
 from effdet.predict import DEFAULT_MIN_SCORE_THRESH
@@ -123,7 +123,16 @@ def resolve_config(
 
     given = parse_overrides(overrides)
     implied = dataset_hparams(report, given) if report is not None else {}
-    return get_config(model, {**implied, **given})
+    config = get_config(model, {**implied, **given})
+    if "segmentation" in config.model.heads:
+        # No reader writes per-pixel labels into the records yet, so no dataset can train this head.
+        raise ConfigError(
+            [
+                "heads: segmentation trains on per-pixel class masks, and the records hold boxes only; "
+                "train with heads ['object_detection']"
+            ]
+        )
+    return config
 
 
 def size_warnings(report: ConversionReport | None, config: Config) -> list[str]:

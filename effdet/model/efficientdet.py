@@ -8,6 +8,7 @@ lists them without building the model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -17,16 +18,18 @@ import tensorflow as tf
 from effdet.config import Config, ModelConfig
 from effdet.model.bifpn import FPNCells, FusionSettings, ResampleFeatureMap
 from effdet.model.efficientnet import EfficientNet
-from effdet.model.heads import box_net, class_net
+from effdet.model.heads import SegmentationHead, box_net, class_net
 from effdet.model.structure import BACKBONE_MAX_LEVEL, pyramid_filters
 
 
 class EfficientDet(keras.Model):
-    """The detection network without pre/post-processing.
+    """The network without pre/post-processing, with the heads `config.heads` names, in automl's output order.
 
-    call(images: float32 [batch, H, W, 3], normalised by mean_rgb/stddev_rgb) ->
-    (class_outputs, box_outputs): lists over levels min..max of
-    float [batch, H / 2**l, W / 2**l, num_anchors * num_classes] (logits) and [..., num_anchors * 4].
+    call(images: float32 [batch, H, W, 3], normalised by mean_rgb/stddev_rgb) -> a tuple of
+    class_outputs, box_outputs (object_detection): lists over levels min..max of
+    float [batch, H / 2**l, W / 2**l, num_anchors * num_classes] (logits) and [..., num_anchors * 4];
+    then seg_logits (segmentation): float [batch, H / 2**(min_level - 1), W / 2**(min_level - 1), seg_num_classes].
+    `split_outputs` names them.
     """
 
     def __init__(self, config: ModelConfig, **kwargs: Any) -> None:
@@ -74,14 +77,19 @@ class EfficientDet(keras.Model):
             "separable_conv": config.separable_conv,
             "survival_prob": config.survival_prob,
         }
-        self.class_net = class_net(config.num_classes, config.num_anchors, **head_args)
-        self.box_net = box_net(config.num_anchors, **head_args)
+        if "object_detection" in config.heads:
+            self.class_net = class_net(config.num_classes, config.num_anchors, **head_args)
+            self.box_net = box_net(config.num_anchors, **head_args)
+        if "segmentation" in config.heads:
+            self.seg_head = SegmentationHead(
+                config.seg_num_classes, filters, config.min_level, config.max_level, config.act_type
+            )
 
     def build(self, input_shape: Any) -> None:
         """Sub-layers build on the first call (see layers.Composite: no symbolic pre-run of the network)."""
         self.built = True
 
-    def call(self, images: tf.Tensor, training: bool = False) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+    def call(self, images: tf.Tensor, training: bool = False) -> tuple[Any, ...]:
         # is_training_bn=False freezes batch statistics (and stochastic depth) even while training.
         training = bool(training) and self.hparams.is_training_bn
         config = self.hparams
@@ -98,7 +106,12 @@ class EfficientDet(keras.Model):
                 )
             )
         feats = self.fpn_cells(feats, training=training)
-        return self.class_net(feats, training=training), self.box_net(feats, training=training)
+        outputs: list[Any] = []
+        if "object_detection" in config.heads:
+            outputs += [self.class_net(feats, training=training), self.box_net(feats, training=training)]
+        if "segmentation" in config.heads:
+            outputs.append(self.seg_head(feats, training=training))
+        return tuple(outputs)
 
     def get_config(self) -> dict[str, Any]:
         return {"config": self.hparams.model_dump(mode="json")}
@@ -106,6 +119,26 @@ class EfficientDet(keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> EfficientDet:
         return cls(ModelConfig.model_validate(config["config"]))
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The model's outputs by name; a head the model does not have is None."""
+
+    class_outputs: list[tf.Tensor] | None
+    box_outputs: list[tf.Tensor] | None
+    seg_logits: tf.Tensor | None
+
+
+def split_outputs(outputs: tuple[Any, ...], heads: list[str]) -> Outputs:
+    """Name the tuple `EfficientDet.call` returns for a model with `heads`."""
+    rest = list(outputs)
+    class_outputs = box_outputs = seg_logits = None
+    if "object_detection" in heads:
+        class_outputs, box_outputs = rest.pop(0), rest.pop(0)
+    if "segmentation" in heads:
+        seg_logits = rest.pop(0)
+    return Outputs(class_outputs, box_outputs, seg_logits)
 
 
 def build_model(config: Config | ModelConfig) -> EfficientDet:

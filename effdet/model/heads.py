@@ -4,6 +4,10 @@ Each head repeats (separable 3x3 conv shared by every level -> batch norm of tha
 then one prediction conv. The class-prediction bias starts at -log((1 - pi) / pi) with pi = 0.01 so the
 initial foreground probability is 0.01 (focal loss paper, section 4.1). Names follow the official
 checkpoints: `class_net/class-0`, `class_net/class-2-bn-7`, `class_net/class-predict`, `box_net/box-predict`.
+
+The segmentation head is google/automl's (`heads: ['segmentation']`): from the coarsest BiFPN level down to the
+finest, a 3x3 stride-2 transposed conv, batch norm and activation, then concatenation with the next finer level;
+a last transposed conv gives per-pixel class logits at a quarter of the input size (for min_level 3).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from effdet.model.layers import Composite, activation, batch_norm, drop_connect
+from effdet.model.structure import SEG_HEAD, seg_upsample_name
 
 CLASS_PRIOR = 0.01
 
@@ -118,3 +123,51 @@ def class_net(num_classes: int, num_anchors: int, **kwargs: Any) -> HeadNet:
 def box_net(num_anchors: int, **kwargs: Any) -> HeadNet:
     """Box regression [ty, tx, th, tw] per anchor."""
     return HeadNet("box", 4, num_anchors, name="box_net", **kwargs)
+
+
+class SegmentationHead(Composite):
+    """Semantic segmentation logits from the BiFPN features, automl's `SegmentationHead`.
+
+    call(feats: list of float [batch, h_l, w_l, filters], levels min..max) ->
+    float [batch, 2 * h_min, 2 * w_min, num_classes] (logits). Layers are named as automl's Keras 2 counter
+    names them in a fresh model (`conv2d_transpose`, `conv2d_transpose_1`, ..., the last one the classifier),
+    batch norms `bn_0`.. from the coarsest level down.
+    """
+
+    def __init__(
+        self, num_classes: int, filters: int, min_level: int, max_level: int, act_type: str, **kwargs: Any
+    ) -> None:
+        super().__init__(**{"name": SEG_HEAD, **kwargs})
+        self.num_classes = num_classes
+        self.filters = filters
+        self.min_level = min_level
+        self.max_level = max_level
+        self.act_type = act_type
+        steps = max_level - min_level
+        self.upsamples = [
+            keras.layers.Conv2DTranspose(
+                filters, 3, strides=2, padding="same", use_bias=False, name=seg_upsample_name(i)
+            )
+            for i in range(steps)
+        ]
+        self.bns = [batch_norm(f"bn_{i}") for i in range(steps)]
+        self.classifier = keras.layers.Conv2DTranspose(
+            num_classes, 3, strides=2, padding="same", name=seg_upsample_name(steps)
+        )
+
+    def call(self, feats: list[tf.Tensor], training: bool = False) -> tf.Tensor:
+        x = feats[-1]
+        for upsample, bn, skip in zip(self.upsamples, self.bns, reversed(feats[:-1]), strict=True):
+            x = activation(bn(upsample(x), training=training), self.act_type)
+            x = tf.concat([x, skip], axis=-1)
+        return self.classifier(x)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "filters": self.filters,
+            "min_level": self.min_level,
+            "max_level": self.max_level,
+            "act_type": self.act_type,
+        }

@@ -309,6 +309,32 @@ def _head(shapes: Shapes, net: str, prefix: str, outputs_per_anchor: int, config
     _conv3x3(shapes, f"{net}/{prefix}-predict", filters, outputs, True, config.separable_conv)
 
 
+SEG_HEAD = "segmentation_head"
+
+
+def seg_upsample_name(index: int) -> str:
+    """The segmentation head's transposed convs as automl's fresh model names them: the upsampling steps from the
+    coarsest level down, then the classifier (index max_level - min_level)."""
+    return tf1_name("conv2d_transpose", index)
+
+
+def seg_classifier(config: ModelConfig) -> str:
+    """The scope of the segmentation head's last layer, whose shape follows seg_num_classes."""
+    return f"{SEG_HEAD}/{seg_upsample_name(config.max_level - config.min_level)}/"
+
+
+def _seg_head(shapes: Shapes, config: ModelConfig) -> None:
+    """automl's segmentation head: transposed convs (kernel [3, 3, out, in]) from the coarsest level down."""
+    filters, steps = config.fpn_num_filters, config.max_level - config.min_level
+    for i in range(steps):
+        inputs = filters if i == 0 else 2 * filters  # each step after the first reads the concatenated skip
+        shapes[f"{SEG_HEAD}/{seg_upsample_name(i)}/kernel"] = (3, 3, filters, inputs)
+        _batch_norm(shapes, f"{SEG_HEAD}/bn_{i}", filters)
+    classifier = seg_classifier(config)
+    shapes[f"{classifier}kernel"] = (3, 3, config.seg_num_classes, 2 * filters)
+    shapes[f"{classifier}bias"] = (config.seg_num_classes,)
+
+
 def variable_specs(config: Config | ModelConfig) -> dict[str, tuple[int, ...]]:
     """Path -> shape of every variable `build_model(config)` makes (Keras 3 `variable.path`), BN statistics
     included."""
@@ -322,8 +348,11 @@ def variable_specs(config: Config | ModelConfig) -> dict[str, tuple[int, ...]]:
     for cell in range(model.fpn_cell_repeats):
         _fpn_cell(shapes, f"fpn_cells/cell_{cell}", cell_inputs, model)
         cell_inputs = [model.fpn_num_filters] * len(cell_inputs)
-    _head(shapes, "class_net", "class", model.num_classes, model)
-    _head(shapes, "box_net", "box", 4, model)
+    if "object_detection" in model.heads:
+        _head(shapes, "class_net", "class", model.num_classes, model)
+        _head(shapes, "box_net", "box", 4, model)
+    if "segmentation" in model.heads:
+        _seg_head(shapes, model)
     return shapes
 
 

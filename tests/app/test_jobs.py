@@ -64,6 +64,13 @@ def test_job_rejects_freeze_expr_matching_nothing_and_unready_dataset(sqlite_ser
     assert "matches no variable" in problems["var_freeze_expr"][0]
 
 
+def test_a_segmentation_job_is_refused_while_the_dataset_holds_boxes_only(sqlite_service: Any) -> None:
+    dataset = sqlite_service.dataset()
+    problems = _problems(_submit(sqlite_service, dataset_id=dataset, hparams={"heads": ["segmentation"]}))
+    assert "per-pixel class masks, and the records hold boxes only" in problems["hparams"][0]
+    assert sqlite_service.count(Job) == 0
+
+
 def test_job_rejects_bad_yaml_and_both_step_counts(sqlite_service: Any) -> None:
     dataset = sqlite_service.dataset()
     problems = _problems(

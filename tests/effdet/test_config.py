@@ -267,3 +267,20 @@ def test_target_size_reads_like_image_size_and_round_trips() -> None:
     assert config.to_flat()["target_size"] == "640x384"
     assert Config.from_yaml(config.to_yaml()) == config
     assert get_config("efficientdet-d0", {"target_size": 512}).input.target_size == (512, 512)
+
+
+def test_heads_take_segmentation_beside_or_instead_of_detection() -> None:
+    for heads in (["segmentation"], ["object_detection", "segmentation"]):
+        assert get_config("efficientdet-d0", {"heads": heads}).model.heads == heads
+    with pytest.raises(ConfigError, match="heads must name object_detection, segmentation or both, once each"):
+        get_config("efficientdet-d0", {"heads": ["segmentation", "segmentation"]})
+    with pytest.raises(ConfigError, match="heads must name"):
+        get_config("efficientdet-d0", {"heads": []})
+
+
+def test_the_segmentation_head_needs_levels_that_halve_exactly() -> None:
+    """Lite0 at 320 rounds its pooled levels up (320 / 2**7 = 2.5), which detection takes and segmentation cannot."""
+    assert get_config("efficientdet-lite0").model.image_size == (320, 320)
+    with pytest.raises(ConfigError, match=r"divisible by 2\*\*max_level=128, got 320; use 256 or 384"):
+        get_config("efficientdet-lite0", {"heads": ["segmentation"]})
+    assert get_config("efficientdet-lite0", {"heads": ["segmentation"], "image_size": 384}).model.heads

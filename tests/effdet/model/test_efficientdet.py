@@ -10,6 +10,7 @@ from effdet.anchor_grid import anchors_for
 from effdet.config import get_config
 from effdet.model import EfficientDet, build_model, count_params, flatten_predictions, variable_shapes
 from effdet.model.bifpn import add_all, upsample_nearest
+from effdet.model.efficientdet import split_outputs
 from effdet.model.structure import (
     FusionNode,
     backbone_level_filters,
@@ -18,6 +19,7 @@ from effdet.model.structure import (
     round_filters,
     round_repeats,
 )
+from tests.cheap import CHEAP
 
 OFFICIAL_PATHS = [
     "efficientnet-b0/stem/conv2d/kernel",
@@ -185,3 +187,26 @@ def test_nearest_upsampling_and_sums_give_what_tensorflows_ops_give() -> None:
         np.testing.assert_array_equal(upsample_nearest(x, height, width).numpy(), expected.numpy())
     parts = [tf.random.stateless_normal([4, 6], seed=[3, i]) for i in range(3)]
     np.testing.assert_array_equal(add_all(parts).numpy(), tf.add_n(parts).numpy())
+
+
+@pytest.mark.parametrize(
+    ("heads", "max_level"), [(["object_detection", "segmentation"], 7), (["segmentation"], 8)], ids=["both", "seg"]
+)
+def test_the_segmentation_head_gives_logits_at_a_quarter_of_the_input(heads: list[str], max_level: int) -> None:
+    config = get_config(
+        "efficientdet-d0",
+        {"image_size": 256, "num_classes": 2, "seg_num_classes": 4, "heads": heads, "max_level": max_level, **CHEAP},
+    )
+    model = build_model(config)
+    outputs = split_outputs(model(tf.zeros([2, 256, 256, 3]), training=False), config.model.heads)
+    assert outputs.seg_logits is not None
+    assert tuple(outputs.seg_logits.shape) == (2, 64, 64, 4)
+    if "object_detection" in heads:
+        assert outputs.class_outputs is not None
+        assert outputs.box_outputs is not None
+        assert [tuple(c.shape[1:3]) for c in outputs.class_outputs] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
+    else:
+        assert (outputs.class_outputs, outputs.box_outputs) == (None, None)
+        assert not any(v.path.startswith(("class_net/", "box_net/")) for v in model.variables)
+    upsamples = sorted({v.path.split("/")[1] for v in model.variables if v.path.startswith("segmentation_head/")})
+    assert len([u for u in upsamples if u.startswith("conv2d_transpose")]) == max_level - 3 + 1

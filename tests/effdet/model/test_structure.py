@@ -58,8 +58,11 @@ def test_predicted_variables_are_exactly_the_built_ones(name: str) -> None:
         },
         # A pyramid from level 2 to 6, softmax fusion, fewer anchors.
         {**CHEAP, "min_level": 2, "max_level": 6, "fpn_weight_method": "attn", "num_scales": 2},
+        # automl's segmentation head beside the detection heads, and alone.
+        {**CHEAP, "heads": ["object_detection", "segmentation"], "seg_num_classes": 5},
+        {**CHEAP, "heads": ["segmentation"], "max_level": 8, "image_size": 256},
     ],
-    ids=["plain-conv-channel-weights", "levels-2-to-6"],
+    ids=["plain-conv-channel-weights", "levels-2-to-6", "both-heads", "segmentation-only-to-level-8"],
 )
 def test_predicted_variables_follow_non_default_settings(overrides: dict[str, object]) -> None:
     _assert_predicted_variables_are_built(get_config("efficientdet-d0", overrides))

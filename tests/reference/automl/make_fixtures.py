@@ -41,6 +41,7 @@ SEED = 1234
 LEVELS = range(3, 8)
 STREAMS = {"raw": 1, "ema": 2}  # the moving averages draw other signs than the raw weights
 TF1_GLOBAL_STEP = 1000
+SEG_OVERRIDES = {"heads": ["object_detection", "segmentation"]}
 EMA_SUFFIX = "/ExponentialMovingAverage"
 
 
@@ -68,13 +69,13 @@ def value_for(name: str, shape, stream: str = "raw") -> np.ndarray:
     return value.astype(np.float32)
 
 
-def make_config(detection: bool = False):
+def make_config(detection: bool = False, overrides=None):
     """automl's config for the model, as tf2/eval.py (or, with ``detection``, tf2/train.py) builds it."""
     import hparams_config
     import utils
 
     config = (hparams_config.get_detection_config if detection else hparams_config.get_efficientdet_config)(MODEL_NAME)
-    config.override(dict(OVERRIDES))
+    config.override({**OVERRIDES, **(overrides or {})})
     config.image_size = utils.parse_image_size(config.image_size)
     return config
 
@@ -89,13 +90,13 @@ def head_outputs(model, image: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def eval_model():
+def eval_model(overrides=None):
     """A fresh ``EfficientDetNet`` built as tf2/eval.py builds it (no optimizer)."""
     import tensorflow as tf
     from tf2 import efficientdet_keras
 
     tf.keras.backend.clear_session()  # fresh layer-name counters, so variable names match automl's
-    config = make_config()
+    config = make_config(overrides=overrides)
     model = efficientdet_keras.EfficientDetNet(config=config)
     model.build((None, *config.image_size, 3))
     return model, config
@@ -208,6 +209,37 @@ def write_tf2_weights(folder: Path) -> None:
         var.assign(value_for(var.name[: -len(":0")], var.shape, "raw"))
     model.save_weights(str(folder / "model"))
     compress_data_files(folder)
+
+
+def write_tf2_seg(folder: Path, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Both heads (``heads=['object_detection', 'segmentation']``, automl's default ``seg_num_classes=3``) saved by
+    ``save_weights``, and automl's outputs after its own restore: class/box per level plus ``seg`` [1, 32, 32, 3].
+
+    Also writes ``variables.txt``: each variable's name in the model next to its checkpoint key, so that the mapping
+    a loader relies on is on record."""
+    import tensorflow as tf
+    from tf2 import util_keras
+
+    model, _ = eval_model(SEG_OVERRIDES)
+    for var in model.weights:
+        var.assign(value_for(var.name[: -len(":0")], var.shape, "raw"))
+    model.save_weights(str(folder / "model"))
+    keys = {name for name, _ in tf.train.list_variables(str(folder / "model"))}
+    seg_keys = sorted(k.split("/.ATTRIBUTES/")[0] for k in keys if k.startswith("seg_head/"))
+    names = sorted(v.name[: -len(":0")] for v in model.weights if v.name.startswith("segmentation_head/"))
+    lines = ["# checkpoint keys", *seg_keys, "# variable names", *names]
+    (folder / "variables.txt").write_text("\n".join(lines) + "\n")
+    compress_data_files(folder)
+
+    model, config = eval_model(SEG_OVERRIDES)
+    with unpacked(folder) as tmp:
+        util_keras.restore_ckpt(model, tf.train.latest_checkpoint(str(tmp)), config.moving_average_decay)
+    cls_outputs, box_outputs, seg = model(image, training=False)
+    out = {"seg": np.asarray(seg, dtype=np.float32)}
+    for i, level in enumerate(LEVELS):
+        out[f"class_{level}"] = np.asarray(cls_outputs[i], dtype=np.float32)
+        out[f"box_{level}"] = np.asarray(box_outputs[i], dtype=np.float32)
+    return out
 
 
 def train_config(model_dir: Path, moving_average_decay=None):
@@ -346,6 +378,7 @@ def assert_differ(a: dict, b: dict, what: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "fixtures")
+    parser.add_argument("--only-seg", action="store_true", help="rewrite tf2_seg/ alone, the other fixtures kept")
     args = parser.parse_args()
     out: Path = args.out
 
@@ -353,13 +386,21 @@ def main() -> None:
 
     tf.get_logger().setLevel("ERROR")
     out.mkdir(parents=True, exist_ok=True)
+    image = np.random.default_rng(SEED).standard_normal((1, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
+    shutil.rmtree(out / "tf2_seg", ignore_errors=True)
+    (out / "tf2_seg").mkdir()
+    seg_outputs = write_tf2_seg(out / "tf2_seg", image)
+    np.savez(out / "tf2_seg_outputs.npz", **seg_outputs)
+    print(f"tf2_seg_outputs: max |seg| {float(np.max(np.abs(seg_outputs['seg']))):.4f}")
+    if args.only_seg:
+        return
     for name in ("tf1", "tf2_weights", "tf2_train", "tf2_train_ckpt"):
         shutil.rmtree(out / name, ignore_errors=True)
         (out / name).mkdir()
     for stale in out.glob("*.np[yz]"):
-        stale.unlink()
+        if stale.name != "tf2_seg_outputs.npz":
+            stale.unlink()
 
-    image = np.random.default_rng(SEED).standard_normal((1, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
     np.save(out / "input.npy", image)
 
     # Saved: what automl's own loading path gives for each checkpoint, plus, where that path ignores the averages
