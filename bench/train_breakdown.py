@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import tensorflow as tf
 
 from bench.common import QUICK, RACCOON, emit
 from effdet import train as training
+from effdet.config import Config
 from effdet.data.convert import convert_dataset
 from effdet.train import TrainOptions
 from effdet.workflow import Records, resolve_config
@@ -37,22 +39,44 @@ def images_per_sec(step: training.TrainStep, feed: Callable[[], Batch], steps: i
     return round(steps * batch_size / (time.perf_counter() - start), 2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+def step_arguments(description: str, steps: int) -> argparse.Namespace:
+    """The command line of a benchmark of one training step: model, input size, batch and steps timed."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default="d0")
     parser.add_argument("--image-size", type=int, default=128 if QUICK else 512)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=2 if QUICK else 12)
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=int, default=2 if QUICK else steps)
+    return parser.parse_args()
+
+
+@dataclass
+class StepSetup:
+    """The training state effdet.train builds, on the raccoon records converted into a scratch folder."""
+
+    config: Config
+    state: training._TrainState
+    strategy: tf.distribute.Strategy
+    batches: Iterator[Batch]
+
+
+def build_training(args: argparse.Namespace, scratch: Path) -> StepSetup:
+    """Convert raccoon into `scratch` and build the training state and input as effdet.train does."""
+    report = convert_dataset(RACCOON, scratch / "data", format="csv")
+    records = Records(scratch / "data")
+    config = resolve_config(f"efficientdet-{args.model}", report, {"image_size": args.image_size})
+    options = TrainOptions(batch_size=args.batch_size, num_steps=1000)
+    strategy = training._strategy(config)
+    plan = training._plan(config, records.train_files, options)
+    state = training._build_state(config, plan.schedule, False, strategy)
+    batches = training._training_batches(records.train_files, config, options, 0, strategy)
+    return StepSetup(config, state, strategy, batches)
+
+
+def main() -> None:
+    args = step_arguments(__doc__.split("\n", 1)[0], steps=12)
     with tempfile.TemporaryDirectory() as scratch:
-        report = convert_dataset(RACCOON, Path(scratch) / "data", format="csv")
-        records = Records(Path(scratch) / "data")
-        config = resolve_config(f"efficientdet-{args.model}", report, {"image_size": args.image_size})
-        options = TrainOptions(batch_size=args.batch_size, num_steps=1000)
-        strategy = training._strategy(config)
-        plan = training._plan(config, records.train_files, options)
-        state = training._build_state(config, plan.schedule, False, strategy)
-        batches = training._training_batches(records.train_files, config, options, 0, strategy)
+        setup = build_training(args, Path(scratch))
+        config, state, strategy, batches = setup.config, setup.state, setup.strategy, setup.batches
         fixed = next(batches)
         setting = {"model": config.model.name, "image_size": args.image_size, "batch_size": args.batch_size}
 
