@@ -767,6 +767,12 @@ def _check_heads(flat: dict[str, Any]) -> str | None:
         return f"heads must name object_detection, segmentation or both, once each (got {heads!r})"
     if "segmentation" not in heads:
         return None
+    moving = [key for key in ("tiles", "autoaugment_policy") if flat.get(key)]
+    if moving:
+        return (
+            f"the segmentation head does not train with {' or '.join(moving)} yet (they move boxes, not masks); "
+            "leave them unset"
+        )
     # The segmentation head doubles the coarsest level back up and concatenates it with the next finer one, so
     # the levels must halve exactly: no rounded-up pooled level as EfficientDet-Lite0 at 320 has.
     multiple = 2 ** int(flat["max_level"])

@@ -39,7 +39,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from effdet.anchor_grid import anchors_for
 from effdet.config import Config
 from effdet.data.augment import resize_and_crop, to_unit_range
-from effdet.model.efficientdet import flatten_predictions
+from effdet.model.efficientdet import flatten_predictions, split_outputs
 from effdet.postprocess import Detections, postprocess
 from effdet.predict import CONFIG_ASSET, DEFAULT_MIN_SCORE_THRESH, LABEL_MAP_ASSET
 from effdet.tiled import detect_tiled
@@ -53,6 +53,14 @@ def label_names(config: Config) -> dict[int, str]:
     """Class id (1..num_classes) -> name: the config's label map, numbers for classes it does not name."""
     named = config.input.label_map if isinstance(config.input.label_map, dict) else {}
     return {i: named.get(i, f"class_{i}") for i in range(1, config.model.num_classes + 1)}
+
+
+def _detection_heads(outputs: tuple[Any, ...], config: Config) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+    """The class and box outputs of a model with a detection head (beside a segmentation head or not)."""
+    named = split_outputs(outputs, config.model.heads)
+    if named.class_outputs is None or named.box_outputs is None:
+        raise ValueError(f"the model's heads {config.model.heads} have no object_detection head to detect with")
+    return named.class_outputs, named.box_outputs
 
 
 def run_detection(
@@ -72,7 +80,7 @@ def run_detection(
     """
     anchors = anchors_for(config.model)
     num_classes = config.model.num_classes
-    class_outputs, box_outputs = model(images, training=False)
+    class_outputs, box_outputs = _detection_heads(model(images, training=False), config)
     logits, codes = flatten_predictions(class_outputs, box_outputs, num_classes)
     # A dynamic batch leaves the anchor axis unknown after the reshape; post-processing needs it static.
     logits = tf.ensure_shape(logits, [None, anchors.num_anchors, num_classes])
@@ -343,7 +351,7 @@ def export_tflite_network(
         normalised = (images - mean) / std
         if config.model.scale_range:
             normalised = to_unit_range(normalised)
-        class_outputs, box_outputs = model(normalised, training=False)
+        class_outputs, box_outputs = _detection_heads(model(normalised, training=False), config)
         logits, codes = flatten_predictions(class_outputs, box_outputs, num_classes)
         return {"class_logits": logits, "box_codes": codes}
 

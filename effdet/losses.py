@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from effdet.anchors import IGNORE, decode_boxes
 from effdet.config import IouLossType, LossConfig
+from effdet.data.masks import IGNORE as MASK_IGNORE
 
 
 def focal_loss(
@@ -252,3 +253,17 @@ def weight_decay_loss(variables: Iterable[keras.Variable], weight_decay: float) 
     if not kernels:
         return tf.constant(0.0)
     return weight_decay * tf.add_n(kernels)
+
+
+def segmentation_loss(logits: tf.Tensor, labels: tf.Tensor, ignore: int = MASK_IGNORE) -> tf.Tensor:
+    """Softmax cross-entropy of the segmentation logits, averaged over the labelled pixels (0 when none is).
+
+    logits: float [batch, h, w, seg_num_classes]; labels: integer [batch, h, w], `ignore` where a pixel does not
+    count (padding, void borders, images without a mask). automl's training sums the per-pixel losses instead,
+    which makes the detection terms' weight depend on the label size; its demo and tests take this mean.
+    """
+    valid = tf.not_equal(tf.cast(labels, tf.int32), ignore)
+    safe = tf.where(valid, tf.cast(labels, tf.int32), 0)
+    per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=tf.cast(logits, tf.float32))
+    total = tf.reduce_sum(tf.where(valid, per_pixel, 0.0))
+    return total / tf.maximum(tf.reduce_sum(tf.cast(valid, tf.float32)), 1.0)

@@ -31,8 +31,14 @@ from effdet.data.pipeline import build_dataset
 from effdet.data.shards import record_files
 from effdet.ema import WeightAverage
 from effdet.layout import BEST_DIR, CHECKPOINT_DIR, METRICS_FILE, TRAIN_LOG, WEIGHTS_DIR, WEIGHTS_PREFIX
-from effdet.losses import PositivesNormaliser, count_positives, detection_loss, weight_decay_loss
-from effdet.model.efficientdet import build_model, count_params, flatten_predictions
+from effdet.losses import (
+    PositivesNormaliser,
+    count_positives,
+    detection_loss,
+    segmentation_loss,
+    weight_decay_loss,
+)
+from effdet.model.efficientdet import build_model, count_params, flatten_predictions, split_outputs
 from effdet.precise_bn import recalibrate, statistics_kept
 from effdet.schedules import WarmupDecay, schedule_settings
 
@@ -66,6 +72,7 @@ class Progress(BaseModel):
     loss: float
     cls_loss: float
     box_loss: float
+    seg_loss: float | None = None
     learning_rate: float
     images_per_sec: float
     eta_seconds: float
@@ -154,9 +161,16 @@ class _Reporter:
     """Turns step results into Progress at the configured interval and logs them as JSON lines."""
 
     def __init__(
-        self, run_dir: Path, options: TrainOptions, total: int, steps_per_epoch: int, callback: ProgressCallback | None
+        self,
+        run_dir: Path,
+        options: TrainOptions,
+        total: int,
+        steps_per_epoch: int,
+        callback: ProgressCallback | None,
+        segmentation: bool = False,
     ):
         self.options, self.total, self.steps_per_epoch, self.callback = options, total, steps_per_epoch, callback
+        self.segmentation = segmentation
         self.log_path = run_dir / TRAIN_LOG
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.window_start: tuple[float, int] | None = None
@@ -167,7 +181,7 @@ class _Reporter:
         """Rates are measured from the end of the first step of a call (it includes graph tracing)."""
         self.window_start = (time.monotonic(), step)
 
-    def step(self, step: int, losses: tuple[float, float, float], learning_rate: float) -> None:
+    def step(self, step: int, losses: tuple[float, ...], learning_rate: float) -> None:
         now = time.monotonic()
         if self.window_start is None:
             self.started(step)
@@ -186,13 +200,14 @@ class _Reporter:
             loss=losses[0],
             cls_loss=losses[1],
             box_loss=losses[2],
+            seg_loss=losses[3] if self.segmentation else None,
             learning_rate=learning_rate,
             images_per_sec=rate,
             eta_seconds=eta,
         )
         self.last_report = now
         with self.log_path.open("a") as handle:
-            handle.write(progress.model_dump_json() + "\n")
+            handle.write(progress.model_dump_json(exclude_none=True) + "\n")
         if self.callback is not None:
             self.callback(progress)
 
@@ -260,7 +275,10 @@ def train(
     start = int(state.step.numpy())
     train_step = _phased_train_step(state, config, strategy, mixed)
     batches = _training_batches(train_files, config, options, start, strategy)
-    reporter = _Reporter(run_dir, options, plan.total, plan.steps_per_epoch, on_progress)
+    segmentation = "segmentation" in config.model.heads
+    reporter = _Reporter(run_dir, options, plan.total, plan.steps_per_epoch, on_progress, segmentation)
+    if options.eval_every and "object_detection" not in config.model.heads:
+        raise ValueError("eval_every keeps the best weights by COCO AP, which a segmentation-only model has not")
     evaluator = (
         _BestKeeper(run_dir, state.model, config, state.ema, train_files, val_files, ground_truth, options)
         if options.eval_every
@@ -388,32 +406,52 @@ def _train_step_function(
     trainable: list[keras.Variable],
 ) -> TrainStep:
     """One optimizer step of `trainable` on a batch on every replica, then the averages and the step counter;
-    returns the mean (loss, cls_loss, box_loss)."""
+    returns the mean (loss, cls_loss, box_loss, seg_loss), 0 for the terms of a head the model does not have."""
     model, optimizer = state.model, state.optimizer
     replicas = strategy.num_replicas_in_sync
     num_classes = config.model.num_classes
     decay_rate = config.train.weight_decay
     anchors = tf.constant(anchors_for(config.model).boxes) if config.loss.iou_loss_type else None
 
-    def replica_step(images: tf.Tensor, cls_targets: tf.Tensor, box_targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        normaliser = state.positives(count_positives(cls_targets))
+    heads = config.model.heads
+    zero = tf.constant(0.0)
+
+    def replica_step(batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, ...]:
+        cls_loss = box_loss = seg_loss = zero
+        if "object_detection" in heads:
+            normaliser = state.positives(count_positives(batch["cls_targets"]))
         with tf.GradientTape() as tape:
-            class_out, box_out = model(images, training=True)
-            logits, boxes = flatten_predictions(class_out, box_out, num_classes)
-            terms = detection_loss(
-                logits, boxes, cls_targets, box_targets, config.loss, anchors=anchors, normaliser=normaliser
-            )
-            loss = terms.total + weight_decay_loss(trainable, decay_rate)
+            outputs = split_outputs(model(batch["images"], training=True), heads)
+            loss = weight_decay_loss(trainable, decay_rate)
+            if outputs.class_outputs is not None and outputs.box_outputs is not None:
+                logits, boxes = flatten_predictions(outputs.class_outputs, outputs.box_outputs, num_classes)
+                terms = detection_loss(
+                    logits,
+                    boxes,
+                    batch["cls_targets"],
+                    batch["box_targets"],
+                    config.loss,
+                    anchors=anchors,
+                    normaliser=normaliser,
+                )
+                loss += terms.total
+                cls_loss, box_loss = terms.cls_loss, terms.box_loss
+            if outputs.seg_logits is not None:
+                seg_loss = segmentation_loss(outputs.seg_logits, batch["seg_labels"])
+                loss += seg_loss
             scaled = loss / replicas
             if mixed:
                 scaled = optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, trainable)
         optimizer.apply_gradients(zip(grads, trainable, strict=True))
-        return loss, terms.cls_loss, terms.box_loss
+        return loss, cls_loss, box_loss, seg_loss
+
+    inputs = ("images", "cls_targets", "box_targets", "seg_labels")
 
     @tf.function
     def train_step(batch: dict[str, tf.Tensor]) -> list[tf.Tensor]:
-        outputs = strategy.run(replica_step, args=(batch["images"], batch["cls_targets"], batch["box_targets"]))
+        used = {key: value for key, value in batch.items() if key in inputs}
+        outputs = strategy.run(replica_step, args=(used,))
         state.ema.update()
         state.step.assign_add(1)
         return [strategy.reduce(tf.distribute.ReduceOp.MEAN, o, axis=None) for o in outputs]
@@ -462,8 +500,7 @@ def _train_loop(
         if interruption is not None:
             status = interruption
             break
-        loss, cls_loss, box_loss = (float(t) for t in train_step(next(batches)))
-        losses = (loss, cls_loss, box_loss)
+        losses = tuple(float(t) for t in train_step(next(batches)))
         current = int(state.step.numpy())
         if not all(math.isfinite(x) for x in losses):
             raise _diverged(losses[0], current, config, plan, options, last_saved)

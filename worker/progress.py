@@ -46,7 +46,7 @@ class JobRecorder:
             return
         self._last_write = now
         try:
-            if not states.record_progress(self.job_id, self.holder, report.model_dump(mode="json")):
+            if not states.record_progress(self.job_id, self.holder, report.model_dump(mode="json", exclude_none=True)):
                 self.lost = True
         except Exception:
             log.warning("job %s: progress write failed", self.job_id, exc_info=True)

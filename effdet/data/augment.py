@@ -19,13 +19,17 @@ class Resized(NamedTuple):
     """An image placed in the network input, its boxes, and how to map boxes back.
 
     image: float [target_h, target_w, 3]; boxes: float [N, 4] yxyx in input pixels (clipped);
-    keep: bool [N], False for boxes the crop left with no area; scale: input pixels per original pixel.
+    keep: bool [N], False for boxes the crop left with no area; scale: input pixels per original pixel;
+    scaled_size: int32 [2] the resized image's (height, width) and offset: int32 [2] the window's top-left in it,
+    so that a mask can be placed the same way (`place_mask`).
     """
 
     image: tf.Tensor
     boxes: tf.Tensor
     keep: tf.Tensor
     scale: tf.Tensor
+    scaled_size: tf.Tensor
+    offset: tf.Tensor
 
 
 def random_horizontal_flip(image: tf.Tensor, boxes: tf.Tensor, seed: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
@@ -89,7 +93,18 @@ def resize_and_crop(
     limits = tf.cast(tf.minimum(tf.stack([scaled_h - offset_y, scaled_w - offset_x]), [target_h, target_w]), tf.float32)
     clipped = tf.clip_by_value(moved, 0.0, tf.concat([limits, limits], axis=0))
     keep = (clipped[:, 2] - clipped[:, 0] > 0) & (clipped[:, 3] - clipped[:, 1] > 0)
-    return Resized(padded, clipped, keep, scale)
+    return Resized(padded, clipped, keep, scale, tf.stack([scaled_h, scaled_w]), tf.stack([offset_y, offset_x]))
+
+
+def place_mask(mask: tf.Tensor, placed: Resized, target_size: tuple[int, int], fill: int) -> tf.Tensor:
+    """A per-pixel label map [height, width, 1] moved as `resize_and_crop` moved its image: nearest-neighbour
+    resize (labels never blend), the same window, the rest filled with `fill` (the ignore label)."""
+    target_h, target_w = target_size
+    resized = tf.image.resize(mask, placed.scaled_size, method="nearest")
+    window = resized[placed.offset[0] : placed.offset[0] + target_h, placed.offset[1] : placed.offset[1] + target_w]
+    pad_h, pad_w = target_h - tf.shape(window)[0], target_w - tf.shape(window)[1]
+    padded = tf.pad(window, [[0, pad_h], [0, pad_w], [0, 0]], constant_values=tf.cast(fill, mask.dtype))
+    return tf.ensure_shape(padded, [target_h, target_w, 1])
 
 
 def to_unit_range(image: tf.Tensor) -> tf.Tensor:

@@ -4,7 +4,9 @@ Each element is a dict: `images` float32 [batch, H, W, 3] (normalised by mean_rg
 `cls_targets` int32 [batch, anchors] (1-based class, 0 background), `box_targets` float32 [batch, anchors, 4],
 `boxes` float32 [batch, max_instances, 4] yxyx input pixels and `classes` int32 [batch, max_instances]
 (0 pads), `image_scales` float32 [batch] (original pixels per input pixel), `image_sizes` float32
-[batch, 2] (original height, width), `source_ids` string [batch].
+[batch, 2] (original height, width), `source_ids` string [batch]; with the segmentation head, `seg_labels`
+uint8 [batch, H / 2**(min_level - 1), W / 2**(min_level - 1)] (the class map moved with the image, then
+nearest-sampled to the logits' size as automl's demo does; 255 where nothing counts, e.g. padding).
 With `tiles` set, training also cuts each image into overlapping tiles (effdet.data.tiles) before augmenting.
 Training augments in automl's order: `grid_mask` (GridMask) and `autoaugment_policy` (AutoAugment v0..v3 or
 RandAugment) on the decoded uint8 image, then normalisation, horizontal flip and scale jitter (around
@@ -20,9 +22,10 @@ import tensorflow as tf
 from effdet.anchor_grid import anchors_for
 from effdet.anchors import assign_targets
 from effdet.config import Config
-from effdet.data.augment import random_horizontal_flip, resize_and_crop, to_unit_range
+from effdet.data.augment import place_mask, random_horizontal_flip, resize_and_crop, to_unit_range
 from effdet.data.autoaugment import distort
 from effdet.data.gridmask import grid_mask
+from effdet.data.masks import IGNORE
 from effdet.data.shards import parse_example, record_files
 from effdet.data.tiles import tile_examples
 
@@ -47,11 +50,28 @@ def _example_seed(example: dict[str, tf.Tensor], seed: int | None) -> tf.Tensor:
     return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64, seed=seed)
 
 
+def _class_map(png: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """uint8 [height, width, 1]: the stored class map, or all ignore for an image without one."""
+    return tf.cond(
+        tf.strings.length(png) > 0,
+        lambda: tf.io.decode_png(png, channels=1),
+        lambda: tf.fill(tf.stack([height, width, 1]), tf.constant(IGNORE, tf.uint8)),
+    )
+
+
+def seg_label_size(config: Config) -> tuple[int, int]:
+    """The (height, width) of the segmentation logits, where the labels are compared with them."""
+    stride = 2 ** (config.model.min_level - 1)
+    height, width = config.model.image_size
+    return height // stride, width // stride
+
+
 def make_preprocess(config: Config, training: bool, seed: int | None = None):  # type: ignore[no-untyped-def]
     """The per-example map function (parsed automl example -> model inputs and anchor targets)."""
     anchors = tf.constant(anchors_for(config.model).boxes)
     max_instances = config.input.max_instances_per_image
     target_size = config.model.image_size
+    segmentation = "segmentation" in config.model.heads
 
     def preprocess(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = example["image"]
@@ -75,8 +95,13 @@ def make_preprocess(config: Config, training: bool, seed: int | None = None):  #
             image, normalised = distort(image, boxes / size, policy, _example_seed(example, seed))
             boxes = normalised * size
         image = _normalise(image, config)
+        if segmentation:  # the class map rides along as a fourth channel, so a flip moves both alike
+            class_map = _class_map(example["seg_mask"], tf.shape(image)[0], tf.shape(image)[1])
+            image = tf.concat([image, tf.cast(class_map, tf.float32)], axis=-1)
         if training and config.input.input_rand_hflip:
             image, boxes = random_horizontal_flip(image, boxes, seed)
+        if segmentation:
+            image, class_map = image[..., :3], tf.cast(image[..., 3:], tf.uint8)
         jitter = (config.input.jitter_min, config.input.jitter_max) if training else None
         placed = resize_and_crop(image, boxes, target_size, jitter, seed, jitter_around=config.input.target_size)
         network_input = to_unit_range(placed.image) if config.model.scale_range else placed.image
@@ -92,7 +117,11 @@ def make_preprocess(config: Config, training: bool, seed: int | None = None):  #
         )
         with tf.control_dependencies([checked]):
             pad = max_instances - count
-        return {
+        outputs = {}
+        if segmentation:
+            placed_map = place_mask(class_map, placed, target_size, IGNORE)
+            outputs["seg_labels"] = tf.image.resize(placed_map, seg_label_size(config), "nearest")[..., 0]
+        return outputs | {
             "images": tf.ensure_shape(network_input, [*target_size, 3]),
             "cls_targets": cls_targets,
             "box_targets": box_targets,

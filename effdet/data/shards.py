@@ -15,6 +15,11 @@ import tensorflow as tf
 
 from effdet.data.validate import ValidItem, encoded_image
 
+SEG_MASK_KEY = "image/segmentation/class/encoded"
+"""The image's per-pixel class map as a greyscale PNG (0 background, k label id k, 255 ignore), under the key
+DeepLab and the TF Model Garden use (automl's records have none: it decodes per-instance masks it cannot batch).
+An image without one parses as an empty string."""
+
 FEATURES = {
     "image/encoded": tf.io.FixedLenFeature((), tf.string),
     "image/format": tf.io.FixedLenFeature((), tf.string, default_value="jpeg"),
@@ -30,8 +35,9 @@ FEATURES = {
     "image/object/class/text": tf.io.VarLenFeature(tf.string),
     "image/object/is_crowd": tf.io.VarLenFeature(tf.int64),
     "image/object/area": tf.io.VarLenFeature(tf.float32),
+    SEG_MASK_KEY: tf.io.FixedLenFeature((), tf.string, default_value=""),
 }
-"""google/automl's keys and types (create_coco_tfrecord.py / tf_example_decoder.py)."""
+"""google/automl's keys and types (create_coco_tfrecord.py / tf_example_decoder.py), and one per-pixel class map."""
 
 
 def _bytes(values: Iterable[bytes]) -> tf.train.Feature:
@@ -46,8 +52,11 @@ def _ints(values: Iterable[int]) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
 
 
-def make_example(item: ValidItem, image: bytes, source_id: int, label_ids: Mapping[str, int]) -> tf.train.Example:
-    """The automl tf.train.Example of one validated image (boxes in pixels -> normalised)."""
+def make_example(
+    item: ValidItem, image: bytes, source_id: int, label_ids: Mapping[str, int], mask_png: bytes | None = None
+) -> tf.train.Example:
+    """The automl tf.train.Example of one validated image (boxes in pixels -> normalised), with its class map when
+    it has one (`mask_png`, the stored image's size)."""
     w, h = float(item.width), float(item.height)
     boxes = item.boxes
     feature = {
@@ -69,6 +78,9 @@ def make_example(item: ValidItem, image: bytes, source_id: int, label_ids: Mappi
         "image/object/difficult": _ints(int(b.difficult) for b in boxes),
         "image/object/truncated": _ints(int(b.truncated) for b in boxes),
     }
+    if mask_png is not None:
+        feature[SEG_MASK_KEY] = _bytes([mask_png])
+        feature["image/segmentation/class/format"] = _bytes([b"png"])
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
@@ -103,6 +115,7 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         "boxes": tf.reshape(boxes, [-1, 4]),
         "classes": tf.cast(dense["image/object/class/label"], tf.int32),
         "is_crowd": tf.cast(dense["image/object/is_crowd"], tf.bool),
+        "seg_mask": dense[SEG_MASK_KEY],
     }
 
 

@@ -111,6 +111,16 @@ def render_plates(
     return image, plates
 
 
+def plate_class_map(plates: list[RenderedPlate], width: int, height: int, label: int = 1) -> np.ndarray:
+    """uint8 [height, width] class map of a scene: `label` inside each plate's quadrilateral, 0 elsewhere (drawn
+    from the corners, with no draw of the generator, so scenes stay byte-identical for a seed)."""
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for plate in plates:
+        draw.polygon([(float(x), float(y)) for x, y in plate.corners], fill=label)
+    return np.asarray(canvas, dtype=np.uint8)
+
+
 def _draw_clutter(rng: np.random.Generator, draw: ImageDraw.ImageDraw, width: int, height: int) -> None:
     colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
     x0, x1 = sorted(rng.uniform(-0.2, 1.2, size=2) * width)

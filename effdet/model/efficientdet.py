@@ -8,6 +8,7 @@ lists them without building the model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,7 +131,7 @@ class Outputs:
     seg_logits: tf.Tensor | None
 
 
-def split_outputs(outputs: tuple[Any, ...], heads: list[str]) -> Outputs:
+def split_outputs(outputs: tuple[Any, ...], heads: Sequence[str]) -> Outputs:
     """Name the tuple `EfficientDet.call` returns for a model with `heads`."""
     rest = list(outputs)
     class_outputs = box_outputs = seg_logits = None

@@ -284,3 +284,8 @@ def test_the_segmentation_head_needs_levels_that_halve_exactly() -> None:
     with pytest.raises(ConfigError, match=r"divisible by 2\*\*max_level=128, got 320; use 256 or 384"):
         get_config("efficientdet-lite0", {"heads": ["segmentation"]})
     assert get_config("efficientdet-lite0", {"heads": ["segmentation"], "image_size": 384}).model.heads
+
+
+def test_augmentations_that_move_boxes_only_are_refused_with_segmentation() -> None:
+    with pytest.raises(ConfigError, match="does not train with tiles or autoaugment_policy yet"):
+        get_config("efficientdet-d0", {"heads": ["segmentation"], "tiles": 256, "autoaugment_policy": "v0"})

@@ -13,6 +13,7 @@ from effdet.losses import (
     focal_loss,
     huber_loss,
     iou_loss,
+    segmentation_loss,
     weight_decay_loss,
 )
 
@@ -185,3 +186,11 @@ def test_without_positive_momentum_the_normaliser_is_the_batch_count_on_one_repl
     plain = PositivesNormaliser(momentum)
     assert plain.average is None
     assert [float(plain(tf.constant(n))) for n in (9.0, 19.0)] == [10.0, 20.0]
+
+
+def test_segmentation_loss_is_the_mean_over_labelled_pixels() -> None:
+    logits = tf.constant([[[[2.0, 0.0], [0.0, 2.0]], [[0.0, 0.0], [5.0, -5.0]]]])  # [1, 2, 2, 2]
+    labels = tf.constant([[[0, 1], [255, 255]]], tf.uint8)
+    expected = -np.log(np.exp(2.0) / (np.exp(2.0) + 1.0))  # both labelled pixels are right with margin 2
+    assert float(segmentation_loss(logits, labels)) == pytest.approx(expected, rel=1e-6)
+    assert float(segmentation_loss(logits, tf.fill([1, 2, 2], tf.constant(255, tf.uint8)))) == 0.0
