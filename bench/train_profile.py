@@ -4,8 +4,9 @@ Usage: .venv/bin/python -m bench.train_profile [--model d0] [--image-size 512] [
 Builds the real training step as effdet.train does on the raccoon records (one batch held in memory), runs two
 warm-up steps, then traces `--steps` steps with tf.profiler and sums each op type's self time over them. Prints
 one JSON line per op type (ms per step, share of the traced CPU time), largest first, then the total. The
-trace is read with the profiler plugin's converter that TensorBoard uses (a private TensorFlow module); run with
-TF_ENABLE_ONEDNN_OPTS=0 to see TensorFlow's Eigen kernels instead of oneDNN's.
+trace is read with the profiler plugin's converter that TensorBoard uses (a private TensorFlow module). Set
+TF_ENABLE_ONEDNN_OPTS=1 or 0 to profile oneDNN's kernels or TensorFlow's Eigen ones where TensorFlow would choose
+the other.
 """
 
 from __future__ import annotations

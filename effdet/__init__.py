@@ -5,11 +5,4 @@ side (data/: reading uploaded datasets, validation, automl TFRecord shards, the 
 Pure ML code: it knows nothing of HTTP, databases or job queues.
 """
 
-import os
-
 __version__ = "0.1.0"
-
-# TensorFlow's oneDNN kernels, set before TensorFlow loads (it reads this once, at import). TensorFlow turns them on
-# by itself only on CPUs with AVX-512 VNNI, bf16 or AMX, yet on an AVX2-only AMD EPYC they train D0 at 512 twice as
-# fast as its default Eigen kernels (BENCHMARKS.md, Training). TF_ENABLE_ONEDNN_OPTS=0 gives TensorFlow's choice back.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -5,7 +5,6 @@ from collections.abc import Iterator
 
 import pytest
 
-import effdet  # noqa: F401  (first: it sets TensorFlow's environment before any test imports TensorFlow)
 from tests.helpers.s3 import CREDENTIALS, new_bucket, s3_server
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
