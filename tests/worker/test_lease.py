@@ -67,7 +67,7 @@ def test_acquire_refuses_a_finished_job(service: Path, rows: Any) -> None:
 
 def _progress(step: int, total: int = 10) -> SimpleNamespace:
     data = {"step": step, "total_steps": total, "loss": 1.0}
-    return SimpleNamespace(step=step, total_steps=total, model_dump=lambda mode="json": data)
+    return SimpleNamespace(step=step, total_steps=total, model_dump=lambda **_: data)
 
 
 def test_recorder_throttles_progress_but_keeps_the_last(service: Path, rows: Any) -> None:
