@@ -1,0 +1,65 @@
+"""A segmentation model's mIoU, per-class IoU and pixel accuracy on records, at each image's original size.
+
+The logits come at a quarter of the network input. Each image's are resized bilinearly to the input, cut to the
+window the image fills (evaluation places it top-left, unjittered), resized to the image's own size, and then
+argmaxed. So a prediction is scored against every pixel of the stored class map, and none of the labels is resampled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from effdet.config import Config
+from effdet.data.masks import decode_png
+from effdet.data.pipeline import make_preprocess
+from effdet.data.shards import parse_example, record_files
+from effdet.export import label_names
+from effdet.model.efficientdet import split_outputs
+from effdet.seg_metrics import ConfusionAccumulator, SegmentationMetrics
+
+
+def seg_class_names(config: Config) -> list[str]:
+    """The name of each segmentation class id: background, then the detection label map's names (class k of the
+    class map is label id k)."""
+    names = label_names(config)
+    return ["background", *(names.get(k, f"class_{k}") for k in range(1, config.model.seg_num_classes))]
+
+
+def class_map_at(logits: tf.Tensor, input_size: tuple[int, int], scale: float, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [height, width] classes of one image from its logits [h, w, C] for the network input `input_size`;
+    `scale` is input pixels per original pixel, `size` the original (height, width)."""
+    height, width = size
+    upsampled = tf.image.resize(logits[None], input_size, method="bilinear")[0]
+    window = upsampled[: max(1, round(height * scale)), : max(1, round(width * scale))]
+    at_size = tf.image.resize(window[None], [height, width], method="bilinear")[0]
+    return tf.argmax(at_size, axis=-1, output_type=tf.int32).numpy().astype(np.uint8)
+
+
+def evaluate_segmentation(model: keras.Model, config: Config, files: str | Sequence[str]) -> SegmentationMetrics:
+    """Score the model's class maps on every image of the records that has one (images without are skipped)."""
+    preprocess = make_preprocess(config, training=False)
+    heads = config.model.heads
+
+    @tf.function(reduce_retracing=True)
+    def forward(images: tf.Tensor) -> tf.Tensor:
+        logits = split_outputs(model(images, training=False), heads).seg_logits
+        if logits is None:
+            raise ValueError(f"the model's heads {heads} have no segmentation head to score")
+        return logits
+
+    scores = ConfusionAccumulator(seg_class_names(config))
+    for example in tf.data.TFRecordDataset(record_files(files)).map(parse_example):
+        stored = example["seg_mask"].numpy()
+        if not stored:
+            continue
+        labels = decode_png(stored)
+        prepared = preprocess(example)
+        logits = forward(prepared["images"][None])[0]
+        scale = 1.0 / float(prepared["image_scales"])
+        predicted = class_map_at(logits, config.model.image_size, scale, (labels.shape[0], labels.shape[1]))
+        scores.add(labels, predicted)
+    return scores.metrics()
