@@ -360,7 +360,9 @@ class JobPublic(BaseModel):
     model: str
     status: str = Field(description="queued | converting | training | evaluating | exporting | succeeded | ...")
     progress: JobProgress | None = None
-    metrics: dict[str, Any] | None = Field(None, description="COCO metrics: ap, ap50, ap75, ..., per_class")
+    metrics: dict[str, Any] | None = Field(
+        None, description="COCO metrics: ap, ap50, ap75, ..., per_class; segmentation (miou, per_class_iou, ...) too"
+    )
     error: str | None = None
     cancel_requested: bool
     finish_requested: bool = Field(False, description="asked to finish training now and keep the model")

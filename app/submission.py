@@ -29,7 +29,7 @@ from effdet.config import (
     run_option_keys,
 )
 from effdet.data.convert import ConversionReport
-from effdet.formats import DEFAULT_EXPORT_FORMATS, SAVED_MODEL, ExportFormat
+from effdet.formats import SAVED_MODEL, ExportFormat, default_formats, saved_model_only
 from effdet.model.structure import variable_paths
 from effdet.workflow import resolve_config, size_warnings
 
@@ -191,17 +191,12 @@ def resolve_job(body: JobCreate, dataset: Dataset | None, settings: Settings) ->
     }
     if body.min_score_thresh is not None:
         options["min_score_thresh"] = body.min_score_thresh
-    options["export_formats"] = list(body.export_formats or _default_formats(config))
+    options["export_formats"] = list(body.export_formats or default_formats(config))
     for name in ("eval_every", "checkpoint_every", "seed"):
         if getattr(body, name) is not None:
             options[name] = getattr(body, name)
     warnings = ineffective_keys(given) + size_warnings(report, config)
     return ResolvedJob(config=config.to_flat(), options=options, warnings=warnings)
-
-
-def _default_formats(config: Config) -> tuple[ExportFormat, ...]:
-    """saved_model and float32 TFLite, or the SavedModel alone for a tiled model (which TFLite cannot serve)."""
-    return (SAVED_MODEL,) if config.input.tiles is not None else DEFAULT_EXPORT_FORMATS
 
 
 def _formats_problem(formats: list[ExportFormat] | None, config: Config | None) -> str | None:
@@ -217,9 +212,5 @@ def _formats_problem(formats: list[ExportFormat] | None, config: Config | None) 
             'and the runtime that serves any threshold, e.g. ["saved_model", "tflite_int8"]'
         )
     lite = [name for name in formats if name != SAVED_MODEL]
-    if lite and config is not None and config.input.tiles is not None:
-        return (
-            f"a tiled model (hparams tiles) is served by its SavedModel only, which tiles each whole image; "
-            f"leave out {', '.join(lite)}"
-        )
-    return None
+    only = saved_model_only(config) if lite and config is not None else None
+    return f"{only}; leave out {', '.join(lite)}" if only else None

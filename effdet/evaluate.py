@@ -1,4 +1,5 @@
-"""COCO box metrics (pycocotools) of a model, or of an exported SavedModel, on a converted val split.
+"""COCO box metrics (pycocotools) of a model, or of an exported SavedModel, on a converted val split (and the
+segmentation head's mIoU, effdet.seg_evaluate, for a model that has one).
 
 The val ground truth is the converter's `val_annotations.json`, whose image ids are the TFRecords'
 `image/source_id` integers and whose category ids are the label map's (1-based) ids; detections are COCO
@@ -250,6 +251,26 @@ def evaluate_model(
 ) -> Metrics:
     """COCO metrics of a Keras model (with the weights to evaluate, e.g. EMA applied) on the val records."""
     return coco_metrics(ground_truth, model_detections(model, config, val_files, batch_size))
+
+
+def evaluate_heads(
+    model: keras.Model,
+    config: Config,
+    val_files: str | Sequence[str],
+    ground_truth: dict[str, Any] | Path,
+    batch_size: int = 8,
+) -> tuple[Metrics, list[dict[str, Any]]]:
+    """The metrics of every head the model has on the val records, and its COCO detections (none without a
+    detection head): box metrics for object_detection, mIoU for segmentation."""
+    from effdet.seg_evaluate import evaluate_segmentation
+
+    heads = config.model.heads
+    segmentation = evaluate_segmentation(model, config, val_files) if "segmentation" in heads else None
+    if segmentation is not None and "object_detection" not in heads:
+        return Metrics.segmentation_only(segmentation), []
+    detections = model_detections(model, config, val_files, batch_size)
+    metrics = coco_metrics(ground_truth, detections)
+    return metrics.model_copy(update={"segmentation": segmentation}), detections
 
 
 def saved_model_detections(

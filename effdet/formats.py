@@ -13,6 +13,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
+from effdet.config import Config
 from effdet.layout import FORMATS_FILE, TFLITE_FILES
 
 ExportFormat = Literal["saved_model", "tflite", "tflite_float16", "tflite_int8"]
@@ -53,6 +54,20 @@ class FormatsManifest(BaseModel):
 def format_file(format: ExportFormat) -> str:
     """Where a format lives in a model folder ('saved_model' is the folder of that name)."""
     return TFLITE_FILES.get(format, SAVED_MODEL)
+
+
+def saved_model_only(config: Config) -> str | None:
+    """Why only the SavedModel can serve the model (a TFLite file holds neither tiling nor a class map), or None."""
+    if config.input.tiles is not None:
+        return "a tiled model (hparams tiles) is served by its SavedModel only, which tiles each whole image"
+    if "segmentation" in config.model.heads:
+        return "a segmentation model is served by its SavedModel only: the TFLite formats carry detections alone"
+    return None
+
+
+def default_formats(config: Config) -> tuple[ExportFormat, ...]:
+    """What a job exports when it names no formats: saved_model and float32 TFLite where TFLite can serve it."""
+    return (SAVED_MODEL,) if saved_model_only(config) else DEFAULT_EXPORT_FORMATS
 
 
 def choose_default(formats: dict[ExportFormat, FormatScore]) -> ExportFormat:

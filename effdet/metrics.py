@@ -1,11 +1,13 @@
 """What an evaluation reports, as plain pydantic documents (no TensorFlow: the API shows them): COCO box metrics
-with per-class AP and PR curves, and an evaluation's full result with the counts at one score threshold."""
+with per-class AP and PR curves, a segmentation head's mIoU, and an evaluation's full result with the counts at one
+score threshold."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
 from effdet.confusion import Confusion
+from effdet.seg_metrics import SegmentationMetrics
 
 PR_CURVE_POINTS = 101
 """Recall points of a per-class precision/recall curve (COCO's own recall grid)."""
@@ -24,7 +26,8 @@ class ClassMetrics(BaseModel):
 
 
 class Metrics(BaseModel):
-    """COCO box metrics; a value is None where the ground truth has no box in that size range."""
+    """COCO box metrics (a value is None where the ground truth has no box in that size range, and every value is
+    None for a model without a detection head), with the segmentation head's metrics when the model has one."""
 
     ap: float | None
     ap50: float | None
@@ -35,6 +38,25 @@ class Metrics(BaseModel):
     ar100: float | None
     num_images: int
     per_class: dict[str, ClassMetrics]
+    segmentation: SegmentationMetrics | None = Field(
+        None, description="mIoU, per-class IoU and pixel accuracy of the segmentation head; None without one"
+    )
+
+    @classmethod
+    def segmentation_only(cls, segmentation: SegmentationMetrics) -> Metrics:
+        """The metrics of a model that only segments: no box metrics, its segmentation head's."""
+        return cls(
+            ap=None,
+            ap50=None,
+            ap75=None,
+            ap_small=None,
+            ap_medium=None,
+            ap_large=None,
+            ar100=None,
+            num_images=segmentation.num_images,
+            per_class={},
+            segmentation=segmentation,
+        )
 
 
 class EvaluationReport(BaseModel):

@@ -26,7 +26,7 @@ from core.states import LeaseLostError, add_event, worker_id
 from core.store import model_prefix, records_prefix, share, shared, sync_checkpoints
 from core.tables import FINISHED, Job, JobStatus
 from effdet.config import Config, get_config
-from effdet.formats import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, SAVED_MODEL, ExportFormat
+from effdet.formats import EXPORT_FORMATS, ExportFormat, default_formats
 from effdet.layout import VAL_DETECTIONS_FILE
 from effdet.workflow import DEFAULT_MIN_SCORE_THRESH, LoadedRun, Records, fine_tune, load_run, resolve_auto_anchors
 from worker.lease import Heartbeat
@@ -273,16 +273,15 @@ def _export_formats(job_id: str, loaded: LoadedRun, folder: Path, options: Expor
     from effdet.format_export import export_tflite_formats, score_formats
     from effdet.formats import FormatsManifest, choose_default, write_manifest
 
-    asked = options.export_formats
-    if asked is None:
-        asked = [SAVED_MODEL] if loaded.config.input.tiles is not None else list(DEFAULT_EXPORT_FORMATS)
+    asked = options.export_formats or default_formats(loaded.config)
     formats = [format for format in EXPORT_FORMATS if format in asked]
     export_tflite_formats(loaded.model, loaded.config, folder, formats, options.min_score_thresh, records.train_files)
+    detects = "object_detection" in loaded.config.model.heads  # a segmenter's mIoU is the job's metrics
     scores = score_formats(
         folder,
         formats,
         options.min_score_thresh,
-        records.val_files,
+        records.val_files if detects else None,
         records.ground_truth,
         get_settings().tflite_threads,
     )

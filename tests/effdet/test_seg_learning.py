@@ -19,6 +19,7 @@ from effdet.data.pipeline import build_dataset
 from effdet.data.shards import make_example
 from effdet.data.synthetic import PLATE_LABEL, plate_class_map, render_plates
 from effdet.data.validate import ValidItem
+from effdet.evaluate import evaluate_heads
 from effdet.model.efficientdet import build_model, split_outputs
 from effdet.seg_evaluate import evaluate_segmentation
 from effdet.seg_metrics import ConfusionAccumulator, SegmentationMetrics
@@ -105,3 +106,6 @@ def test_d0_learns_to_segment_synthetic_plates(tmp_path: Path) -> None:
     full = evaluate_segmentation(model, config, records)
     assert (full.num_images, full.class_names) == (32, ["background", PLATE_LABEL])
     assert abs(full.miou - trained.miou) < 0.1, (full, trained)
+    # A job reports it as the metrics of a model without a detection head: no box metrics, its mIoU.
+    metrics, detections = evaluate_heads(model, config, records, {})
+    assert (detections, metrics.ap, metrics.per_class, metrics.segmentation) == ([], None, {}, full)
