@@ -4,7 +4,7 @@ import * as api from "./api.js";
 import { lineChart } from "./charts.js";
 import { badge, card, duration, h, num, poll, table, when } from "./dom.js";
 import { field, submitting } from "./forms.js";
-import { classTable, overallTable } from "./metrics.js";
+import { classTable, overallTable, segmentationTables } from "./metrics.js";
 
 const FINISHED = ["succeeded", "failed", "cancelled"];
 const REFRESH_MS = 2000;
@@ -163,7 +163,7 @@ class JobMonitor {
     this.loss = lineChart(this.lossTarget, {
       title: "loss",
       xLabel: "step",
-      series: ["loss", "class", "box"],
+      series: ["loss", "class", "box", "segmentation"],
       ...size,
     });
     this.rate = lineChart(this.rateTarget, {
@@ -184,7 +184,7 @@ class JobMonitor {
   progress(data) {
     this.bar.max = data.total_steps;
     this.bar.value = data.step;
-    this.loss.push(data.step, [data.loss, data.cls_loss, data.box_loss]);
+    this.loss.push(data.step, [data.loss, data.cls_loss, data.box_loss, data.seg_loss ?? null]);
     this.rate.push(data.step, [data.learning_rate]);
     this.figures.replaceChildren(
       h("span", {}, `step ${progressText(data)}`),
@@ -210,11 +210,20 @@ class JobMonitor {
     this.hasMetrics = true;
     const classes = Object.entries(metrics.per_class ?? {});
     const prTarget = h("div", { class: "chart", id: "pr-chart" });
-    this.metrics.replaceChildren(
-      overallTable(metrics, { id: "overall-metrics" }),
-      h("p", { class: "notice" }, `COCO box metrics on ${num(metrics.num_images)} val images; per class:`),
-      h("div", { class: "grid" }, classTable(metrics, { id: "class-metrics" }), prTarget),
-    );
+    const boxes = classes.length
+      ? [
+          overallTable(metrics, { id: "overall-metrics" }),
+          h("p", { class: "notice" }, `COCO box metrics on ${num(metrics.num_images)} val images; per class:`),
+          h("div", { class: "grid" }, classTable(metrics, { id: "class-metrics" }), prTarget),
+        ]
+      : [];
+    const masks = metrics.segmentation
+      ? [
+          h("p", { class: "notice" }, "segmentation on the val images at their own size; IoU per class:"),
+          h("div", { class: "grid" }, ...segmentationTables(metrics.segmentation, { id: "segmentation-metrics" })),
+        ]
+      : [];
+    this.metrics.replaceChildren(...boxes, ...masks);
     const curves = classes.filter(([, m]) => m.pr_curve.length);
     if (!curves.length) return;
     const chart = lineChart(prTarget, {

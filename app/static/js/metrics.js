@@ -1,4 +1,4 @@
-// COCO metrics as tables, shared by the job and model pages.
+// COCO and segmentation metrics as tables, shared by the job and model pages.
 
 import { num, table } from "./dom.js";
 
@@ -13,4 +13,26 @@ export function overallTable(metrics, attrs = {}) {
 export function classTable(metrics, attrs = {}) {
   const rows = Object.entries(metrics.per_class ?? {}).map(([name, m]) => [name, num(m.ap), num(m.ap50)]);
   return table(["class", "AP", "AP50"], rows, "no class evaluated", attrs);
+}
+
+/** mIoU and pixel accuracy, then the IoU of each class (none for a class neither labelled nor predicted). */
+export function segmentationTables(segmentation, attrs = {}) {
+  const overall = table(
+    ["mIoU", "pixel accuracy", "images"],
+    [[num(segmentation.miou), num(segmentation.pixel_accuracy), num(segmentation.num_images)]],
+    "",
+    attrs,
+  );
+  const rows = segmentation.class_names.map((name, i) => [name, num(segmentation.per_class_iou[i])]);
+  return [overall, table(["class", "IoU"], rows, "no class evaluated")];
+}
+
+/** The tables of every head a model has: COCO box metrics when it detects, IoU when it segments. */
+export function metricsTables(metrics, ids = {}) {
+  const parts = [];
+  if (metrics.ap !== null || Object.keys(metrics.per_class ?? {}).length) {
+    parts.push(overallTable(metrics, { id: ids.overall }), classTable(metrics, { id: ids.classes }));
+  }
+  if (metrics.segmentation) parts.push(...segmentationTables(metrics.segmentation, { id: ids.segmentation }));
+  return parts;
 }

@@ -4,7 +4,7 @@ import * as api from "./api.js";
 import { apiKey } from "./auth.js";
 import { card, h, num, poll, s, table, when } from "./dom.js";
 import { evaluateForm, evaluationsTable, imagesGrid } from "./evaluations.js";
-import { classTable, overallTable } from "./metrics.js";
+import { metricsTables } from "./metrics.js";
 
 const REFRESH_MS = 5000;
 
@@ -228,7 +228,7 @@ async function valImages(model, signal) {
 export async function modelView(main, { params: [id], signal }) {
   const model = await api.get(`v1/models/${id}`, signal);
   const metrics = model.metrics
-    ? [overallTable(model.metrics, { id: "model-metrics" }), classTable(model.metrics)]
+    ? metricsTables(model.metrics, { overall: "model-metrics", segmentation: "model-segmentation" })
     : h("p", { class: "notice" }, "not evaluated (the dataset had no val split)");
   const title = `${model.name} v${model.version}`;
   main.append(
