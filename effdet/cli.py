@@ -226,15 +226,31 @@ def synth(
         str | None,
         typer.Option("--plate-width", help="Plate width range in pixels, e.g. 40-100 (default: 15-60 % of the scene)."),
     ] = None,
+    masks: Annotated[
+        bool, typer.Option("--masks", help="Also write each plate's polygon as its COCO segmentation (coco only).")
+    ] = False,
 ) -> None:
-    """Render synthetic licence-plate scenes with exact boxes (for fast learning tests)."""
+    """Render synthetic licence-plate scenes with exact boxes (and masks, for segmentation) for fast learning tests."""
     from effdet.data.synthetic import write_dataset
 
     scene = _pair(size, "x", "--size", "320x240")
     widths = _pair(plate_width, "-", "--plate-width", "40-100") if plate_width else None
-    with _progress_bar("rendering") as progress:
-        write_dataset(output, num_images, format, seed=seed, image_size=scene, progress=progress, plate_width=widths)
-    typer.echo(f"{output}: {num_images} images ({format})")
+    try:
+        with _progress_bar("rendering") as progress:
+            write_dataset(
+                output,
+                num_images,
+                format,
+                seed=seed,
+                image_size=scene,
+                progress=progress,
+                plate_width=widths,
+                masks=masks,
+            )
+    except ValueError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"{output}: {num_images} images ({format}{', with masks' if masks else ''})")
 
 
 @app.command("import-backbone")

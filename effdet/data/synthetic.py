@@ -256,6 +256,7 @@ def write_dataset(
     progress: Callable[[int, int], None] | None = None,
     plate_width: tuple[int, int] | None = None,
     plate_aspect: tuple[float, float] = PLATE_ASPECTS,
+    masks: bool = False,
 ) -> Path:
     """Write `num_images` synthetic scenes of image_size (width, height) under `output` and return it.
 
@@ -263,9 +264,17 @@ def write_dataset(
     CCPD file names that carry the one plate of each image (ccpd). Image i depends only on (seed, i), so the
     same arguments write the same bytes. `progress(done, total)` is called after each image; plate_width
     (min, max pixels) makes plates of that width instead of a share of the scene, plate_aspect of that shape.
+    With masks (coco only), each annotation also gets its plate's quadrilateral as a COCO `segmentation` polygon,
+    for segmentation; the images stay the same bytes. VOC's SegmentationClass PNGs name classes by VOC's palette,
+    which has no 'plate', so the voc layout cannot carry them.
     """
     if format not in SYNTHETIC_FORMATS:
         raise ValueError(f"unknown synthetic format {format!r}; choose one of {', '.join(SYNTHETIC_FORMATS)}")
+    if masks and format != "coco":
+        raise ValueError(
+            f"masks are written as COCO polygons; use format 'coco', not {format!r} (VOC SegmentationClass PNGs "
+            "name their classes by VOC's palette, which has no 'plate')"
+        )
     if num_images < 0:
         raise ValueError(f"num_images must be 0 or more, got {num_images}")
     width, height = image_size
@@ -292,7 +301,7 @@ def write_dataset(
             annotations_dir.mkdir(exist_ok=True)
             (annotations_dir / f"{Path(name).stem}.xml").write_text(_voc_xml(name, width, height, boxes))
         elif format == "coco":
-            _add_coco_image(coco, index + 1, name, width, height, boxes)
+            _add_coco_image(coco, index + 1, name, (width, height), plates, masks)
         if progress is not None:
             progress(index + 1, num_images)
     if format == "coco":
@@ -324,21 +333,30 @@ def _voc_xml(filename: str, width: int, height: int, boxes: list[Box]) -> str:
 
 
 def _add_coco_image(
-    coco: dict[str, list[dict[str, Any]]], image_id: int, filename: str, width: int, height: int, boxes: list[Box]
+    coco: dict[str, list[dict[str, Any]]],
+    image_id: int,
+    filename: str,
+    size: tuple[int, int],
+    plates: list[RenderedPlate],
+    masks: bool,
 ) -> None:
+    """Add one image of size (width, height) and its plates (with their quadrilaterals when masks) to `coco`."""
+    width, height = size
     coco["images"].append({"id": image_id, "file_name": filename, "width": width, "height": height})
-    for box in boxes:
+    for plate in plates:
+        box = plate.box
         box_width, box_height = box.xmax - box.xmin, box.ymax - box.ymin
-        coco["annotations"].append(
-            {
-                "id": len(coco["annotations"]) + 1,
-                "image_id": image_id,
-                "category_id": 1,
-                "bbox": [box.xmin, box.ymin, box_width, box_height],
-                "area": box_width * box_height,
-                "iscrowd": 0,
-            }
-        )
+        annotation: dict[str, Any] = {
+            "id": len(coco["annotations"]) + 1,
+            "image_id": image_id,
+            "category_id": 1,
+            "bbox": [box.xmin, box.ymin, box_width, box_height],
+            "area": box_width * box_height,
+            "iscrowd": 0,
+        }
+        if masks:
+            annotation["segmentation"] = [[round(float(c), 2) for c in plate.corners.ravel()]]
+        coco["annotations"].append(annotation)
 
 
 def _ccpd_name(rng: np.random.Generator, plate: RenderedPlate, width: int, height: int) -> str:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from effdet.data.masks import coco_segmentation_mask
 from effdet.data.records import Box
 from effdet.data.synthetic import (
     CCPD_ADS,
@@ -109,6 +110,26 @@ def test_coco_annotations_parse_with_one_plate_category(tmp_path: Path) -> None:
         assert 0 <= x < x + w <= 256
         assert 0 <= y < y + h <= 192
         assert annotation["area"] == w * h
+
+
+def test_masks_add_each_plates_polygon_and_leave_the_images_alone(tmp_path: Path) -> None:
+    plain = _read_tree(write_dataset(tmp_path / "plain", 4, "coco", seed=2, image_size=(128, 96)))
+    root = write_dataset(tmp_path / "masked", 4, "coco", seed=2, image_size=(128, 96), masks=True)
+    masked = _read_tree(root)
+    images = sorted(name for name in plain if name.startswith("images/"))
+    assert [masked[name] for name in images] == [plain[name] for name in images]
+    for annotation in json.loads((root / "annotations.json").read_text())["annotations"]:
+        (polygon,) = annotation["segmentation"]
+        assert len(polygon) == 8  # the plate's four corners
+        pixels = np.argwhere(coco_segmentation_mask(annotation["segmentation"], 96, 128))
+        (ymin, xmin), (ymax, xmax) = pixels.min(axis=0), pixels.max(axis=0) + 1
+        x, y, w, h = annotation["bbox"]
+        assert (xmin, ymin, xmax, ymax) == pytest.approx((x, y, x + w, y + h), abs=1.5)
+
+
+def test_masks_are_written_for_coco_only(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="masks are written as COCO polygons; use format 'coco', not 'voc'"):
+        write_dataset(tmp_path, 1, "voc", masks=True)
 
 
 def test_ccpd_names_carry_one_plate_box_corners_and_number(tmp_path: Path) -> None:
