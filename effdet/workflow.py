@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from effdet.config import Config, ConfigError, InputConfig, get_config, parse_overrides
-from effdet.data.layout import GROUND_TRUTH_FILE, REPORT_FILE, TRAIN_SHARDS, VAL_SHARDS
+from effdet.data.layout import GROUND_TRUTH_FILE, REPORT_FILE, TRAIN_SHARDS, TRAIN_SPLIT, VAL_SHARDS
 from effdet.layout import TFLITE_FILE
 from effdet.predict import DEFAULT_MIN_SCORE_THRESH
 
@@ -116,23 +116,38 @@ class Records:
 def resolve_config(
     model: str, report: ConversionReport | None, overrides: Mapping[str, Any] | str | None = None
 ) -> Config:
-    """The preset of `model`, then what the dataset implies (num_classes, label_map, max_instances_per_image, for
-    the keys the overrides leave out), then the overrides (a dict, 'a=b,c=d', YAML text or, as the CLI takes
-    them, a .yaml path; a server parses them itself with allow_path=False). ConfigError lists every problem."""
+    """The preset of `model`, then what the dataset implies (num_classes, label_map, max_instances_per_image and,
+    with masks, seg_num_classes, for the keys the overrides leave out), then the overrides (a dict, 'a=b,c=d', YAML
+    text or, as the CLI takes them, a .yaml path; a server parses them itself with allow_path=False). ConfigError
+    lists every problem; a segmentation head needs a dataset whose training images have masks."""
     from effdet.data.defaults import dataset_hparams
 
     given = parse_overrides(overrides)
     implied = dataset_hparams(report, given) if report is not None else {}
     config = get_config(model, {**implied, **given})
-    if "segmentation" in config.model.heads:
-        # No reader writes per-pixel labels into the records yet, so no dataset can train this head.
-        raise ConfigError(
-            [
-                "heads: segmentation trains on per-pixel class masks, and the records hold boxes only; "
-                "train with heads ['object_detection']"
-            ]
-        )
+    if "segmentation" in config.model.heads and report is not None:
+        problem = _segmentation_problem(report, config)
+        if problem:
+            raise ConfigError([problem])
     return config
+
+
+def _segmentation_problem(report: ConversionReport, config: Config) -> str | None:
+    """Why the dataset cannot train the config's segmentation head (no masks in train, too few seg classes)."""
+    summary = report.segmentation
+    if summary is None or not summary.images.get(TRAIN_SPLIT):
+        return (
+            "heads: segmentation trains on per-pixel class masks, and the records hold boxes only: the dataset has "
+            "no masks in its train split; upload COCO segmentation (polygons or RLE) or VOC SegmentationClass "
+            "PNGs, or train with heads ['object_detection']"
+        )
+    needed = max(report.label_map, default=0) + 1
+    if config.model.seg_num_classes < needed:
+        return (
+            f"seg_num_classes {config.model.seg_num_classes} is below the dataset's {needed} mask classes "
+            f"(background and ids 1..{needed - 1}); use seg_num_classes={needed} or leave it out"
+        )
+    return None
 
 
 def size_warnings(report: ConversionReport | None, config: Config) -> list[str]:

@@ -6,6 +6,8 @@ The readers spool their records to a scratch file (effdet.data.read_result), the
 and validation (image decoding, in a thread pool sized to the cores) hands each kept image with the bytes it read
 to its split's shards (effdet.data.split_writer): every file is read once, and memory holds a few hundred bytes
 per image (names, box labels and sizes, duplicate hashes), never the images or their parsed annotations.
+In a dataset where some record carries masks, each kept image's class map is written beside it
+(effdet.data.class_maps) and the report sums them up (`segmentation`).
 Everything is written to a temporary folder beside the output and renamed at the end: a failure leaves nothing
 half-written.
 """
@@ -17,7 +19,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from effdet.config import MODEL_NAMES, ModelConfig, get_config
 from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
+from effdet.data.class_maps import ClassPixels, SegmentationSummary, mask_label_ids
 from effdet.data.image_index import IndexSpool, index_entry
 from effdet.data.ingest import DatasetFormat, extract_zip, read_dataset
 from effdet.data.labels import LabelMap, build_label_map, is_printable, label_names_of
@@ -74,6 +77,9 @@ class ConversionReport(BaseModel):
         description="the same suggestion for each variant (its default input size, levels and anchors); empty "
         "without boxes or in reports written before it",
     )
+    segmentation: SegmentationSummary | None = Field(
+        None, description="what the per-pixel class maps hold; None when no image has one (or in older reports)"
+    )
 
 
 class Inspection(BaseModel):
@@ -105,6 +111,7 @@ class Validated:
     stats: StatsAccumulator
     problems: list[Problem]
     dropped: list[str]
+    class_pixels: ClassPixels
 
 
 def _validate_all(
@@ -114,6 +121,7 @@ def _validate_all(
     progress: Progress | None,
     total: int,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    mask_ids: Mapping[str, int] | None = None,
 ) -> Iterator[tuple[Record, ItemResult]]:
     """Validate records in `workers` threads, yielding (record, result) in order with at most WINDOW per worker in
     flight, so that neither records nor image bytes pile up.
@@ -128,7 +136,7 @@ def _validate_all(
         pending: deque[tuple[Record, Future[ItemResult]]] = deque()
         while True:
             for record in source:
-                pending.append((record, pool.submit(validate_record, record, known, max_pixels)))
+                pending.append((record, pool.submit(validate_record, record, known, max_pixels, mask_ids)))
                 if len(pending) >= window:
                     break
             if not pending:
@@ -156,13 +164,16 @@ def validate_records(
     total: int = 0,
     max_pixels: int = MAX_IMAGE_PIXELS,
     image_index: IndexSpool | None = None,
+    mask_ids: Mapping[str, int] | None = None,
 ) -> Validated:
     """Validate records in parallel, drop byte-identical copies of an image and hand each kept item with its bytes
     to `sink` (nothing is written without one), counting it into the statistics. With `image_index`, spool each
-    image's entry (boxes, problems, the split it went to or dropped) to it. Class names that look like one class
-    (effdet.data.similar_names) are warned about last."""
+    image's entry (boxes, problems, the split it went to or dropped) to it. With `mask_ids` (class name -> label
+    id, for a dataset with masks) each image's class map is built and its pixels counted. Class names that look
+    like one class (effdet.data.similar_names) are warned about last."""
     problems = list(read_problems or [])
     stats = StatsAccumulator()
+    class_pixels = ClassPixels()
     seen = FirstSeen()  # sha1 digest -> the first file with those bytes
     dropped: list[str] = []
     kept = 0
@@ -171,7 +182,8 @@ def validate_records(
     read_by_file: dict[str, list[Problem]] = defaultdict(list)
     for problem in read_problems or []:
         read_by_file[problem.file].append(problem)
-    for record, result in _validate_all(records, known, workers or usable_cpus(), progress, total, max_pixels):
+    validating = _validate_all(records, known, workers or usable_cpus(), progress, total, max_pixels, mask_ids)
+    for record, result in validating:
         problems.extend(result.problems)
         item = result.item
         found = [*read_by_file.get(record.filename, []), *result.problems]
@@ -188,6 +200,8 @@ def validate_records(
             kept += 1
             stats.add(item)
             box_counts.update(item.box_labels)
+            if result.class_pixels is not None:
+                class_pixels.add(result.class_pixels)
         if image_index is not None:
             entry = index_entry(
                 record,
@@ -203,7 +217,7 @@ def validate_records(
     if image_index is not None:
         image_index.add_unannotated(read_by_file)
     problems.extend(similar_class_problems(dict(box_counts)))
-    return Validated(kept=kept, stats=stats, problems=problems, dropped=dropped)
+    return Validated(kept=kept, stats=stats, problems=problems, dropped=dropped, class_pixels=class_pixels)
 
 
 def describe(
@@ -239,6 +253,11 @@ class _Read:
     label_map: LabelMap
     format: str
     problems: list[Problem]
+
+    @property
+    def mask_ids(self) -> dict[str, int] | None:
+        """Class name (or alias) -> label id for the class maps; None when no record has a mask."""
+        return mask_label_ids(self.label_map) if self.records.with_masks else None
 
     def load(self, key: RecordKey, split: str | None = None) -> Record:
         """The record of `key`, box labels in the label map's spelling and, when given, assigned to `split`."""
@@ -280,6 +299,7 @@ def _write_dataset(
             len(read.records),
             max_pixels,
             image_index,
+            read.mask_ids,
         )
     if not validated.kept:
         raise NoUsableImagesError(validated.problems)
@@ -296,6 +316,7 @@ def _write_dataset(
         stats=stats,
         anchors=anchors,
         anchors_by_model=anchors_by_model,
+        segmentation=validated.class_pixels.summary(writer.images_with_masks, read.label_map.names),
     )
     (staging / REPORT_FILE).write_text(report.model_dump_json(indent=2))
     return report
@@ -399,7 +420,9 @@ def inspect_dataset(
         read = _read(root, scratch, format, label_map, aliases)
         records = (read.load(key) for key in read.records.record_keys())
         names = read.label_map.names
-        validated = validate_records(records, names, None, read.problems, workers, progress, len(read.records))
+        validated = validate_records(
+            records, names, None, read.problems, workers, progress, len(read.records), mask_ids=read.mask_ids
+        )
         stats, anchors, anchors_by_model = describe(validated.stats, model or ModelConfig())
     return Inspection(
         format=read.format,

@@ -53,6 +53,10 @@ class MaskError(ValueError):
     """A mask that cannot be read or does not fit its image; the message says what to fix."""
 
 
+class UnknownMaskClassError(MaskError):
+    """A class PNG whose pixels name a class the dataset does not have (or a colour or index naming none)."""
+
+
 class Instance(NamedTuple):
     """One object's pixels for `paint_class_map`: a bool [height, width] mask, its label id, whether a crowd."""
 
@@ -217,7 +221,8 @@ def read_voc_class_png(
 
     Pixel values of a palette (P) or greyscale (L) PNG are palette indices: 0 background, 255 void, i > 0 the
     class `palette_names[i]` (VOC's own by default). An RGB PNG is mapped back to indices through the VOC colour
-    map. Raises MaskError for an unreadable PNG, another mode, an unknown colour, or a class not in `label_ids`.
+    map. Raises MaskError for an unreadable PNG or another mode, UnknownMaskClassError (a MaskError) for an unknown
+    colour or index, or a class not in `label_ids`.
     """
     image = _open_png(data)
     if image.mode in ("P", "L"):
@@ -239,7 +244,7 @@ def _voc_indices(rgb: np.ndarray) -> np.ndarray:
     known = packed_map[order[slots]] == colours
     if not known.all():
         unknown = [f"#{colour:06x}" for colour in colours[~known][:5]]
-        raise MaskError(
+        raise UnknownMaskClassError(
             f"class PNG is RGB with colours outside the VOC colour map ({', '.join(unknown)}); "
             "use VOC's palette colours or save palette indices (mode P)"
         )
@@ -258,9 +263,9 @@ def _index_lookup(present: np.ndarray, palette_names: Mapping[int, str], label_i
     for index in (int(i) for i in present if BACKGROUND < i < IGNORE):
         name = palette_names.get(index)
         if name is None:
-            raise MaskError(f"class PNG uses palette index {index}, which names no class; fix the mask")
+            raise UnknownMaskClassError(f"class PNG uses palette index {index}, which names no class; fix the mask")
         if name not in label_ids:
-            raise MaskError(
+            raise UnknownMaskClassError(
                 f"class PNG has pixels of class {name!r} (palette index {index}), which is not one of the "
                 f"dataset's classes ({', '.join(sorted(label_ids))}); add the class or repaint those pixels"
             )

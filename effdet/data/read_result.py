@@ -39,7 +39,9 @@ class RecordKey(NamedTuple):
 
 
 class RecordSpool:
-    """Records in a scratch file, their keys in a scratch database; appended to like a list by the readers."""
+    """Records in a scratch file, their keys in a scratch database; appended to like a list by the readers.
+
+    `with_masks` counts the records that carry a mask source (Record.has_masks): whether the dataset has masks."""
 
     def __init__(self, records: Iterable[Record] = ()) -> None:
         self._handle = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115 (lives with the spool)
@@ -49,6 +51,7 @@ class RecordSpool:
             "labels TEXT NOT NULL, offset INTEGER NOT NULL, tag TEXT)"
         )
         self._length = 0
+        self.with_masks = 0
         self.extend(records)
 
     def append(self, record: Record) -> None:
@@ -65,6 +68,7 @@ class RecordSpool:
             "INSERT INTO record VALUES (?, ?, ?, ?, ?, NULL)", (self._length, record.filename, split, labels, offset)
         )
         self._length += 1
+        self.with_masks += record.has_masks
 
     def _flush(self) -> None:
         if self._db.in_transaction:

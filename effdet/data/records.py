@@ -1,7 +1,9 @@
 """The common, typed form every dataset reader produces, and the problem report every step appends to.
 
 Boxes are [xmin, ymin, xmax, ymax] in pixels of the image as stored on disk (before any EXIF rotation is
-applied; validation maps them to the pixels the model sees).
+applied; validation maps them to the pixels the model sees). A record may also carry where its per-pixel classes
+come from: a COCO `segmentation` on each box, or one Pascal VOC `SegmentationClass` PNG for the whole image
+(effdet.data.class_maps turns either into the image's class map).
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ def warning(file: str, code: str, message: str, object_index: int | None = None)
     return Problem(file=file, object_index=object_index, severity=Severity.WARNING, code=code, message=message)
 
 
+Polygons = list[list[float]]
+"""COCO polygons of one object: each a flat [x1, y1, x2, y2, ...] list in pixels of the stored image."""
+
+
+class CocoRle(BaseModel):
+    """COCO run-length encoding of one object's pixels over [height, width], column-major: `counts` as run lengths
+    (uncompressed, COCO's crowd annotations) or as COCO's compressed string."""
+
+    counts: list[int] | str
+    size: list[int]
+
+
+Segmentation = Polygons | CocoRle
+"""One object's pixels as a COCO annotation's `segmentation` gives them."""
+
+
 class Box(BaseModel):
     """One labelled object, in pixels of the stored image."""
 
@@ -72,6 +90,9 @@ class Box(BaseModel):
     is_crowd: bool = False
     difficult: bool = False
     truncated: bool = False
+    segmentation: Segmentation | None = Field(
+        None, description="the object's pixels (COCO polygons or RLE in stored-image pixels), when annotated"
+    )
 
 
 class Record(BaseModel):
@@ -85,6 +106,14 @@ class Record(BaseModel):
     boxes: list[Box] = Field(default_factory=list)
     dropped_boxes: int = Field(0, description="objects the reader could not parse (each reported as a problem)")
     split: Split | None = None
+    class_png: Path | None = Field(
+        None, description="absolute path of the image's Pascal VOC SegmentationClass PNG, when it has one"
+    )
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether the record says which class each pixel is (a class PNG, or a segmentation on some box)."""
+        return self.class_png is not None or any(box.segmentation is not None for box in self.boxes)
 
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})

@@ -2,9 +2,9 @@
 file is read once: the split is drawn from the readers' records before validation (effdet.data.split). The first
 kept train image is held back to the end: should every image drawn for val be dropped, it takes their place.
 
-Items are numbered (`image/source_id`) in the order they are written and dealt across a split's shards in turn;
-the val ground truth (COCO JSON) is gathered as they go. TensorFlow is imported when a writer is made, so that the
-API can read SplitSummary without it.
+Items are numbered (`image/source_id`) in the order they are written and dealt across a split's shards in turn,
+each with its class map when it has one; the val ground truth (COCO JSON) is gathered as they go. TensorFlow is
+imported when a writer is made, so that the API can read SplitSummary without it.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class SplitWriter:
         }
         self.images = dict.fromkeys(self.shards, 0)
         self.boxes = dict.fromkeys(self.shards, 0)
+        self.images_with_masks = dict.fromkeys(self.shards, 0)
         self.max_boxes = 0
         self._promote_val = promote_val
         self._held: tuple[ValidItem, bytes] | None = None
@@ -86,9 +87,10 @@ class SplitWriter:
     def _write(self, item: ValidItem, image: bytes, split: str) -> None:
         source_id = sum(self.images.values()) + 1
         writers = self._writers[split]
-        example = self._make_example(item, image, source_id, self._label_ids)
+        example = self._make_example(item, image, source_id, self._label_ids, item.mask_png)
         writers[self.images[split] % len(writers)].write(example.SerializeToString())
         self.images[split] += 1
+        self.images_with_masks[split] += item.mask_png is not None
         self.boxes[split] += len(item.boxes)
         self.max_boxes = max(self.max_boxes, len(item.boxes))
         if split == VAL_SPLIT:

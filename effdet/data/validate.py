@@ -3,7 +3,8 @@
 Every check appends a `Problem` instead of raising. Errors drop what they name (a box, or the whole image);
 warnings keep it, repaired where possible (a box slightly outside the image is clipped). EXIF-rotated
 JPEGs are re-encoded upright, and their boxes mapped to the upright pixels, so that TensorFlow's decoder
-(which ignores EXIF) and the annotator see the same picture.
+(which ignores EXIF) and the annotator see the same picture. In a dataset with masks, each image's class map is
+built on the same pixels as its boxes and turned upright the same way (effdet.data.class_maps).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
+from effdet.data.class_maps import Frame, record_class_map
 from effdet.data.labels import is_printable
 from effdet.data.records import Box, Problem, Record, error, warning
 
@@ -48,6 +51,9 @@ class ValidItem(BaseModel):
     image_format: str = Field(description="'jpeg' or 'png'; the bytes written to the TFRecord")
     reencode: bool = Field(False, description="True when the stored bytes must be re-encoded (EXIF, format)")
     split: str | None = None
+    mask_png: bytes | None = Field(
+        None, exclude=True, repr=False, description="the upright image's class map as a PNG, when it has one"
+    )
 
     @property
     def box_labels(self) -> tuple[str, ...]:
@@ -66,6 +72,9 @@ class ItemResult(BaseModel):
     )
     image: bytes | None = Field(
         None, exclude=True, repr=False, description="the file's bytes when kept, so that writing reads it no more"
+    )
+    class_pixels: dict[int, int] | None = Field(
+        None, exclude=True, repr=False, description="the kept image's class map's pixels per class id, when it has one"
     )
 
 
@@ -88,9 +97,13 @@ class _StoredImage:
 
 
 def validate_record(
-    record: Record, known_labels: frozenset[str] | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+    record: Record,
+    known_labels: frozenset[str] | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    mask_label_ids: Mapping[str, int] | None = None,
 ) -> ItemResult:
-    """Open the image, check it (at most max_pixels pixels) and every box; never raises on bad data."""
+    """Open the image, check it (at most max_pixels pixels) and every box; never raises on bad data. With
+    mask_label_ids (class name -> label id; given when the dataset has masks) the image's class map is built too."""
     opened = _open_image(record.image_path, record.filename, max_pixels)
     if isinstance(opened, Problem):
         return ItemResult(item=None, problems=[opened], annotated=record.boxes)
@@ -105,19 +118,30 @@ def validate_record(
         )
         problems.append(error(record.filename, "no_valid_boxes", message))
         return ItemResult(item=None, problems=problems, size=(width, height), annotated=boxes)
+    class_map = None
+    if mask_label_ids is not None:
+        class_map = record_class_map(record, _annotated_frame(record, opened), mask_label_ids, problems)
     passthrough = PASSTHROUGH_FORMATS.get(opened.image_format)
     item = ValidItem(
         image_path=record.image_path,
         filename=record.filename,
         width=width,
         height=height,
-        boxes=kept,
+        boxes=[box.model_copy(update={"segmentation": None}) if box.segmentation is not None else box for box in kept],
         sha1=hashlib.sha1(opened.data).hexdigest(),
         image_format=passthrough or "jpeg",
         reencode=opened.orientation != 1 or passthrough is None,
         split=record.split.value if record.split else None,
+        mask_png=class_map.png if class_map else None,
     )
-    return ItemResult(item=item, problems=problems, size=(width, height), annotated=boxes, image=opened.data)
+    return ItemResult(
+        item=item,
+        problems=problems,
+        size=(width, height),
+        annotated=boxes,
+        image=opened.data,
+        class_pixels=class_map.pixels if class_map else None,
+    )
 
 
 def _open_image(path: Path, file: str, max_pixels: int) -> _StoredImage | Problem:
@@ -154,15 +178,30 @@ def _open_image(path: Path, file: str, max_pixels: int) -> _StoredImage | Proble
     return _StoredImage(data=data, width=width, height=height, image_format=image_format, orientation=orientation)
 
 
+def _drawn_on_stored(record: Record, image: _StoredImage) -> bool:
+    """Whether the annotation was drawn on the stored pixels of an EXIF-rotated image, not on the upright ones.
+
+    Annotators differ: a file declaring the stored size was drawn on the stored pixels (labelImg and others ignore
+    EXIF); one declaring the upright size, or nothing, on the upright image."""
+    declared = (record.width, record.height) if record.width and record.height else None
+    return image.orientation != 1 and declared == (image.width, image.height)
+
+
+def _annotated_frame(record: Record, image: _StoredImage) -> Frame:
+    """The pixels the annotation (boxes and masks alike) was drawn on, and the orientation that turns them upright."""
+    if _drawn_on_stored(record, image):
+        return Frame(image.width, image.height, image.orientation)
+    width, height = image.upright_size
+    return Frame(width, height, 1)
+
+
 def _upright_boxes(record: Record, image: _StoredImage, problems: list[Problem]) -> list[Box]:
     """The record's boxes on the upright image, with a warning for an EXIF rotation or a declared size that is off."""
     boxes = list(record.boxes)
     stored = (image.width, image.height)
     declared = (record.width, record.height) if record.width and record.height else None
     if image.orientation != 1:
-        # Annotators differ: a file declaring the stored size was drawn on the stored pixels (labelImg and
-        # others ignore EXIF); one declaring the upright size, or nothing, on the upright image.
-        if declared == stored:
+        if _drawn_on_stored(record, image):
             boxes = [_orient_box(b, image.orientation, image.width, image.height) for b in boxes]
         problems.append(
             warning(

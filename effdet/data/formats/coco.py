@@ -2,6 +2,7 @@
 
 Every image a JSON file lists becomes a record, with no boxes when no annotation refers to it (COCO's way of
 saying "no objects"). JSON files named for different splits (`instances_train2017.json`, `val.json`) set the split.
+An annotation's `segmentation` (polygons or RLE) travels on its box; validation rasterises and checks it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from effdet.data.formats.common import (
     ImageIndex,
@@ -21,10 +24,11 @@ from effdet.data.formats.common import (
     walk_files,
 )
 from effdet.data.read_result import ReadResult
-from effdet.data.records import Box, Problem, Record, Split, error, warning
+from effdet.data.records import Box, Problem, Record, Segmentation, Split, error, warning
 
 FORMAT = "coco"
 _REQUIRED_KEYS = ("images", "annotations", "categories")
+_SEGMENTATION: TypeAdapter[Segmentation] = TypeAdapter(Segmentation)
 
 
 @dataclass
@@ -204,7 +208,25 @@ def _box(
         ymax=y + height,
         label=categories[category_id],
         is_crowd=bool(entry.get("iscrowd")),
+        segmentation=_segmentation(entry.get("segmentation"), position, record, object_index, context),
     )
+
+
+def _segmentation(
+    value: object, position: int, record: Record, object_index: int, context: _Context
+) -> Segmentation | None:
+    """The annotation's polygons or RLE; None when it has none (absent or empty) or, with a problem, a bad shape."""
+    if value is None or value == [] or value == {}:
+        return None
+    try:
+        return _SEGMENTATION.validate_python(value)
+    except ValidationError:
+        message = (
+            f"annotations[{position}] ({record.filename}): segmentation {value!r:.80} is neither polygons "
+            '[[x1, y1, x2, y2, ...], ...] nor RLE {"counts": ..., "size": [height, width]}; fix it or remove it'
+        )
+        context.problems.append(error(context.file, "invalid_segmentation", message, object_index))
+        return None
 
 
 def _bbox(value: object) -> tuple[float, float, float, float] | None:

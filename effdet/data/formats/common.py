@@ -19,6 +19,12 @@ IGNORED_DIRS = frozenset({"__MACOSX"})
 IMAGE_DIRS = ("images", "JPEGImages", "Images", "imgs")
 """Folder names that hold a dataset's images, searched beside an annotation's folder and at the root."""
 
+MASK_DIRS = frozenset({"SegmentationClass", "SegmentationObject"})
+"""Pascal VOC's folders of mask PNGs: never images to train on."""
+
+CLASS_MASK_DIR = "SegmentationClass"
+"""The one of MASK_DIRS whose PNGs give each pixel's class (SegmentationObject's give instance ids)."""
+
 _Key = TypeVar("_Key")
 
 _SPLIT_WORDS = {
@@ -126,7 +132,7 @@ class ImageIndex:
 
     def __init__(self, root: Path, files: Iterable[Path]) -> None:
         self.root = root
-        self.images = [path for path in files if is_image(path)]
+        self.images = [path for path in files if is_image(path) and path.parent.name not in MASK_DIRS]
         self._by_name: dict[str, list[Path]] = {}
         self._by_stem: dict[str, list[Path]] = {}
         for path in self.images:

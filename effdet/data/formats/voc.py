@@ -1,7 +1,9 @@
 """Pascal VOC / labelImg XML reader: one `<annotation>` file per image with pixel-corner boxes.
 
 XML is parsed with defusedxml and DTDs are refused, so entity-expansion ("billion laughs") and external-entity
-files become problems instead of eating memory or reading the server's files.
+files become problems instead of eating memory or reading the server's files. An image's per-pixel classes are
+VOC2012's `SegmentationClass/<image stem>.png`, in the folder that holds Annotations/ or JPEGImages/ (validation
+reads it).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import parse
 
 from effdet.data.formats.common import (
+    CLASS_MASK_DIR,
     ImageIndex,
     no_annotation_files,
     parse_number,
@@ -36,11 +39,17 @@ def read_voc(root: Path) -> ReadResult:
     xml_files = [path for path in files if path.suffix.lower() == ".xml"]
     if not xml_files:
         result.problems.append(no_annotation_files("Pascal VOC .xml files"))
+    class_pngs = {
+        (path.parent.parent, path.stem): path
+        for path in files
+        if path.parent.name == CLASS_MASK_DIR and path.suffix.lower() == ".png"
+    }
     annotated: dict[Path, str] = {}
     for xml_path in xml_files:
         record = _read_xml(xml_path, root, index, result.problems)
         if record is None:
             continue
+        record.class_png = _class_png(class_pngs, xml_path, record.image_path)
         if record.image_path in annotated:
             result.problems.append(
                 warning(
@@ -104,6 +113,15 @@ def _read_xml(xml_path: Path, root: Path, index: ImageIndex, problems: list[Prob
         boxes=boxes,
         dropped_boxes=len(objects) - len(boxes),
     )
+
+
+def _class_png(class_pngs: dict[tuple[Path, str], Path], xml_path: Path, image: Path) -> Path | None:
+    """The image's SegmentationClass PNG: named like the image, beside the XML's folder or the image's."""
+    for folder in (xml_path.parent.parent, image.parent.parent):
+        png = class_pngs.get((folder, image.stem))
+        if png is not None:
+            return png
+    return None
 
 
 def _find_image(annotation: Element, xml_path: Path, root: Path, index: ImageIndex) -> Path | None:

@@ -1,4 +1,5 @@
-"""Fixtures for the dataset readers: the shared raccoon dataset, and copies of it written in every other format."""
+"""Fixtures for the dataset readers: the shared raccoon dataset, copies of it written in every other format, and a
+tiny Pascal VOC2012 segmentation set."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from effdet.data.formats.voc import read_voc
+from effdet.data.masks import voc_colormap
 from effdet.data.read_result import ReadResult
 from effdet.data.records import Record
 
@@ -164,3 +168,31 @@ _BUILDERS: dict[str, Callable[[list[Record], Path], Crafted]] = {
     "ccpd": _ccpd,
     "voc2012": _voc2012,
 }
+
+
+@pytest.fixture
+def voc_segmentation(tmp_path: Path) -> Path:
+    """VOCdevkit/VOC2012 with three 48x32 images: a.jpg (a cat, 8 in VOC's palette, at x 4..20, y 6..18) and b.jpg (a
+    dog, 12, at x 24..40, y 8..24) have SegmentationClass PNGs with a void (255) row 0; c.jpg (a cat) has none."""
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    for folder in ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True)
+    objects = {"a": ("cat", 8, (4, 6, 20, 18)), "b": ("dog", 12, (24, 8, 40, 24)), "c": ("cat", 8, (2, 2, 12, 12))}
+    width, height = 48, 32
+    for grey, (stem, (label, index, (xmin, ymin, xmax, ymax))) in enumerate(objects.items()):
+        Image.new("RGB", (width, height), (90 + 40 * grey,) * 3).save(root / "JPEGImages" / f"{stem}.jpg")
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename><size><width>{width}</width><height>{height}</height>"
+            f"</size><segmented>1</segmented><object><name>{label}</name><bndbox><xmin>{xmin}</xmin>"
+            f"<ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object></annotation>"
+        )
+        if stem == "c":
+            continue
+        indices = np.zeros((height, width), np.uint8)
+        indices[ymin:ymax, xmin:xmax] = index
+        indices[0] = 255
+        mask = Image.fromarray(indices, mode="P")
+        mask.putpalette(voc_colormap().ravel().tolist())
+        mask.save(root / "SegmentationClass" / f"{stem}.png")
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("a\nb\n")
+    return tmp_path / "VOCdevkit"
