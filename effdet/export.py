@@ -1,4 +1,4 @@
-"""Export a trained detector as a self-contained SavedModel (and TFLite) with pre- and post-processing inside.
+"""Export a trained model as a self-contained SavedModel (and TFLite) with pre- and post-processing inside.
 
 The SavedModel needs only TensorFlow to load and run. Its signatures (all outputs named alike):
 
@@ -14,12 +14,24 @@ take the threshold as an optional argument. Outputs: `boxes` float32 [N, max_det
 [xmin, ymin, xmax, ymax] in pixels of each original image, `scores` float32 [N, max_detections], `classes`
 int32 [N, max_detections] (1-based label-map ids, 0 in padding), `num_detections` int32 [N].
 
+A model with a segmentation head (`heads` holds "segmentation") adds two outputs to every signature:
+`segmentation` uint8 [N, max_height, max_width], each image's per-pixel class at its original size (0 background,
+k the label-map id k), padded with 255 beyond the image's bottom and right edges (a batch of encoded images may
+mix sizes), and `image_sizes` int32 [N, 2], each image's (height, width), to crop its map with. The classes are
+argmaxed in the window the image fills and resized nearest to the image (effdet.seg_postprocess). A
+segmentation-only model still returns the four detection outputs, well shaped and empty (num_detections 0,
+zeros elsewhere), so every consumer reads one contract. TFLite formats carry detections only and are refused
+for segmentation models.
+
 Pre-processing is the evaluation path of the input pipeline: decode, normalise by mean_rgb/stddev_rgb,
 resize keeping the aspect ratio to fit image_size, pad bottom/right with zeros (after normalisation), then with
 `scale_range` map to [-1, 1] (x * 2 / 255 - 1) as training saw it. A model trained with `tiles` detects on the
 whole image and its tiles and merges the boxes (effdet.tiled), so every signature and the TFLite file honour
 the tiling the model was trained with.
-Assets: `label_map.json` ({"id": "name"}) and `config.yaml` (the resolved config, `Config.from_yaml` reads it).
+Assets: `label_map.json` ({"id": "name"}), `config.yaml` (the resolved config, `Config.from_yaml` reads it) and,
+for a segmentation model, `segmentation_classes.json` ({"id": "name"} for every class map value 0..
+seg_num_classes - 1, "0" being "background"): its presence tells a reader the model segments, and it names
+classes beyond the label map (seg_num_classes need not be num_classes + 1).
 """
 
 from __future__ import annotations
@@ -39,20 +51,35 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from effdet.anchor_grid import anchors_for
 from effdet.config import Config
 from effdet.data.augment import resize_and_crop, to_unit_range
-from effdet.model.efficientdet import flatten_predictions, split_outputs
+from effdet.model.efficientdet import Outputs, flatten_predictions, split_outputs
 from effdet.postprocess import Detections, postprocess
-from effdet.predict import CONFIG_ASSET, DEFAULT_MIN_SCORE_THRESH, LABEL_MAP_ASSET
+from effdet.predict import CONFIG_ASSET, DEFAULT_MIN_SCORE_THRESH, LABEL_MAP_ASSET, SEGMENTATION_ASSET
+from effdet.seg_postprocess import padded_class_maps
 from effdet.tiled import detect_tiled
 
 ENCODED_SPEC = tf.TensorSpec([None], tf.string, name="images")
 IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 Quantization = Literal["float32", "float16", "int8"]
+SEGMENTATION_TFLITE_REFUSAL = "TFLite formats carry detections only; export saved_model for segmentation models"
 
 
 def label_names(config: Config) -> dict[int, str]:
     """Class id (1..num_classes) -> name: the config's label map, numbers for classes it does not name."""
     named = config.input.label_map if isinstance(config.input.label_map, dict) else {}
     return {i: named.get(i, f"class_{i}") for i in range(1, config.model.num_classes + 1)}
+
+
+def seg_class_names(config: Config) -> list[str]:
+    """The name of each segmentation class id: background, then the detection label map's names (class k of the
+    class map is label id k)."""
+    names = label_names(config)
+    return ["background", *(names.get(k, f"class_{k}") for k in range(1, config.model.seg_num_classes))]
+
+
+def refuse_tflite_for_segmentation(config: Config) -> None:
+    """Raise ValueError for a model with a segmentation head: the TFLite graphs return detections only."""
+    if "segmentation" in config.model.heads:
+        raise ValueError(SEGMENTATION_TFLITE_REFUSAL)
 
 
 def _detection_heads(outputs: tuple[Any, ...], config: Config) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
@@ -78,9 +105,25 @@ def run_detection(
     (original pixels per input pixel); image_sizes: float32 [batch, 2] original (height, width). Returns
     boxes yxyx in original pixels; score_threshold and max_detections default to config.eval.nms_configs.
     """
+    class_outputs, box_outputs = _detection_heads(model(images, training=False), config)
+    return decode_detections(
+        class_outputs, box_outputs, config, image_scales, image_sizes, score_threshold, max_detections
+    )
+
+
+def decode_detections(
+    class_outputs: list[tf.Tensor],
+    box_outputs: list[tf.Tensor],
+    config: Config,
+    image_scales: tf.Tensor,
+    image_sizes: tf.Tensor,
+    score_threshold: float | tf.Tensor | None = None,
+    max_detections: int | None = None,
+) -> Detections:
+    """Decoding and NMS of the detection head's outputs (lists over levels, as EfficientDet returns them);
+    the other arguments and the result as `run_detection`'s."""
     anchors = anchors_for(config.model)
     num_classes = config.model.num_classes
-    class_outputs, box_outputs = _detection_heads(model(images, training=False), config)
     logits, codes = flatten_predictions(class_outputs, box_outputs, num_classes)
     # A dynamic batch leaves the anchor axis unknown after the reshape; post-processing needs it static.
     logits = tf.ensure_shape(logits, [None, anchors.num_anchors, num_classes])
@@ -221,15 +264,49 @@ class DetectionModule(tf.Module):
     def _detect_normalised(
         self, images: tf.Tensor, image_scales: tf.Tensor, image_sizes: tf.Tensor, score_threshold: tf.Tensor
     ) -> dict[str, tf.Tensor]:
-        """Network, decoding and NMS of prepared inputs; boxes come out xyxy in original pixels."""
-        detections = run_detection(
-            self._network.value, self._config, images, image_scales, image_sizes, score_threshold, self._max_detections
+        """Network and post-processing of prepared inputs: detections (boxes xyxy in original pixels), and the
+        class maps of a segmentation model."""
+        outputs = split_outputs(self._network.value(images, training=False), self._config.model.heads)
+        found = self._detections(outputs, image_scales, image_sizes, score_threshold)
+        if outputs.seg_logits is None:
+            return found
+        size = self._config.model.image_size
+        return {
+            **found,
+            "segmentation": padded_class_maps(outputs.seg_logits, size, image_sizes),
+            "image_sizes": tf.cast(image_sizes, tf.int32),
+        }
+
+    def _detections(
+        self, outputs: Outputs, image_scales: tf.Tensor, image_sizes: tf.Tensor, score_threshold: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        """The detection outputs (boxes xyxy in original pixels); empty for a model without a detection head."""
+        if outputs.class_outputs is None or outputs.box_outputs is None:
+            return self._no_detections(tf.shape(image_sizes)[0])
+        detections = decode_detections(
+            outputs.class_outputs,
+            outputs.box_outputs,
+            self._config,
+            image_scales,
+            image_sizes,
+            score_threshold,
+            self._max_detections,
         )
         return {
             "boxes": tf.gather(detections.boxes, [1, 0, 3, 2], axis=-1),
             "scores": detections.scores,
             "classes": detections.classes,
             "num_detections": detections.num_detections,
+        }
+
+    def _no_detections(self, batch: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The detection outputs of a model without a detection head: empty, shaped as a detector's."""
+        count = self._max_detections
+        return {
+            "boxes": tf.zeros([batch, count, 4], tf.float32),
+            "scores": tf.zeros([batch, count], tf.float32),
+            "classes": tf.zeros([batch, count], tf.int32),
+            "num_detections": tf.zeros([batch], tf.int32),
         }
 
     def tflite_function(self, input_size: tuple[int, int], score_threshold: float) -> Any:
@@ -262,6 +339,17 @@ def _publish(staging: Path, output: Path) -> None:
     staging.rename(output)
 
 
+def _attach_assets(module: DetectionModule, config: Config, folder: Path) -> None:
+    """Write the assets (see the module docstring) into folder and attach them to the module being saved."""
+    names = {LABEL_MAP_ASSET: label_names(config)}
+    if "segmentation" in config.model.heads:
+        names[SEGMENTATION_ASSET] = dict(enumerate(seg_class_names(config)))
+    for file, by_id in names.items():
+        (folder / file).write_text(json.dumps({str(k): v for k, v in by_id.items()}, indent=1))
+    (folder / CONFIG_ASSET).write_text(config.to_yaml())
+    module.assets = [tf.saved_model.Asset(str(folder / file)) for file in [*names, CONFIG_ASSET]]
+
+
 def export_saved_model(
     model: keras.Model,
     config: Config,
@@ -280,12 +368,7 @@ def export_saved_model(
     staging = _staging_dir(output_dir)
     try:
         with tempfile.TemporaryDirectory() as scratch:
-            label_file = Path(scratch) / LABEL_MAP_ASSET
-            label_file.write_text(json.dumps({str(k): v for k, v in label_names(config).items()}, indent=1))
-            config_file = Path(scratch) / CONFIG_ASSET
-            config_file.write_text(config.to_yaml())
-            module.label_map_asset = tf.saved_model.Asset(str(label_file))
-            module.config_asset = tf.saved_model.Asset(str(config_file))
+            _attach_assets(module, config, Path(scratch))
             tf.saved_model.save(module, str(staging), signatures=module.signatures())
         _publish(staging, output_dir)
     except BaseException:
@@ -337,6 +420,7 @@ def export_tflite_network(
     representative_images (uint8 canvases as effdet.tflite_runtime.letterbox makes them).
     """
     output_path = Path(output_path)
+    refuse_tflite_for_segmentation(config)
     if config.input.tiles is not None:
         raise ValueError("a model trained with tiles is served from its SavedModel only")
     if quantization == "int8" and representative_images is None:
@@ -407,6 +491,7 @@ def export_tflite(
     float32 or float16 weights; int8 is `export_tflite_network`'s (the calibrator cannot run this graph).
     """
     output_path = Path(output_path)
+    refuse_tflite_for_segmentation(config)
     if quantization == "int8":
         raise ValueError(
             "int8 quantization of the whole detector is not possible (TensorFlow's calibrator crashes on its NMS "

@@ -22,7 +22,7 @@ import tensorflow as tf
 from effdet.config import Config
 from effdet.data.shards import parse_example, record_files
 from effdet.evaluate import coco_metrics
-from effdet.export import Quantization, export_tflite, export_tflite_network
+from effdet.export import Quantization, export_tflite, export_tflite_network, refuse_tflite_for_segmentation
 from effdet.formats import SAVED_MODEL, ExportFormat, FormatScore, format_file
 from effdet.predict import Detection, load_exported, predict_images
 from effdet.tflite_runtime import letterbox, load_tflite_export, pad_colour, predict_tflite
@@ -45,7 +45,10 @@ def export_tflite_formats(
     train_files: str | None,
 ) -> None:
     """Write each TFLite format asked for into the model folder (one already there, from an earlier attempt of
-    the same job, is kept: files are written atomically)."""
+    the same job, is kept: files are written atomically). A segmentation model gets a ValueError before any
+    file is written: TFLite formats carry detections only."""
+    if any(format != SAVED_MODEL for format in formats):
+        refuse_tflite_for_segmentation(config)
     for format in formats:
         path = folder / format_file(format)
         if format == SAVED_MODEL or path.is_file():

@@ -17,25 +17,18 @@ from effdet.config import Config
 from effdet.data.masks import decode_png
 from effdet.data.pipeline import make_preprocess
 from effdet.data.shards import parse_example, record_files
-from effdet.export import label_names
+from effdet.export import seg_class_names
 from effdet.model.efficientdet import split_outputs
 from effdet.seg_metrics import ConfusionAccumulator, SegmentationMetrics
-
-
-def seg_class_names(config: Config) -> list[str]:
-    """The name of each segmentation class id: background, then the detection label map's names (class k of the
-    class map is label id k)."""
-    names = label_names(config)
-    return ["background", *(names.get(k, f"class_{k}") for k in range(1, config.model.seg_num_classes))]
+from effdet.seg_postprocess import logits_window
 
 
 def class_map_at(logits: tf.Tensor, input_size: tuple[int, int], scale: float, size: tuple[int, int]) -> np.ndarray:
     """uint8 [height, width] classes of one image from its logits [h, w, C] for the network input `input_size`;
-    `scale` is input pixels per original pixel, `size` the original (height, width)."""
-    height, width = size
-    upsampled = tf.image.resize(logits[None], input_size, method="bilinear")[0]
-    window = upsampled[: max(1, round(height * scale)), : max(1, round(width * scale))]
-    at_size = tf.image.resize(window[None], [height, width], method="bilinear")[0]
+    `scale` is input pixels per original pixel, `size` the original (height, width). The window's logits are
+    resized bilinearly to the image before the argmax: the exact variant of the export's class map."""
+    window = logits_window(logits, input_size, tf.constant(scale, tf.float32), tf.constant(size, tf.int32))
+    at_size = tf.image.resize(window[None], list(size), method="bilinear")[0]
     return tf.argmax(at_size, axis=-1, output_type=tf.int32).numpy().astype(np.uint8)
 
 
