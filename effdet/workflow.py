@@ -254,16 +254,16 @@ class LoadedRun:
     model: keras.Model
 
     def evaluate(self, records: Records, batch_size: int = 8) -> Metrics | None:
-        """COCO metrics on the records' val split, written to run_dir/metrics.json, and the val ground truth with
-        the detections to run_dir/val_detections.json (to show them image by image); None without a val split."""
-        from effdet.evaluate import coco_metrics, model_detections, write_json, write_metrics
+        """The metrics of each head on the records' val split (COCO for detection, mIoU for segmentation), written
+        to run_dir/metrics.json, and the val ground truth with the detections to run_dir/val_detections.json (to
+        show them image by image); None without a val split."""
+        from effdet.evaluate import evaluate_heads, write_json, write_metrics
         from effdet.layout import METRICS_FILE, VAL_DETECTIONS_FILE
 
         val_files, truth = records.val_files, records.ground_truth
         if val_files is None or truth is None:
             return None
-        detections = model_detections(self.model, self.config, val_files, batch_size)
-        metrics = coco_metrics(truth, detections)
+        metrics, detections = evaluate_heads(self.model, self.config, val_files, truth, batch_size)
         write_metrics(metrics, self.run_dir / METRICS_FILE)
         document = {"ground_truth": json.loads(truth.read_text()), "detections": detections}
         write_json(document, self.run_dir / VAL_DETECTIONS_FILE)
