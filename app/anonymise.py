@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Literal
 
+import numpy as np
 from PIL import Image, ImageFilter
 
-from effdet.predict import Detection, draw_detections
+from effdet.predict import Detection, draw_detections, draw_segmentation
 
 Annotation = Literal["boxes", "blur", "pixelate"]
 """What `?annotated=` asks for: the detections drawn (a JPEG), or each detection's area blurred or pixelated."""
@@ -67,16 +68,19 @@ def anonymise(data: bytes, detections: Sequence[Detection], how: Literal["blur",
     return buffer.getvalue(), MEDIA_TYPES[fmt]
 
 
-def drawn(data: bytes, detections: Sequence[Detection]) -> tuple[bytes, str]:
-    """The image as JPEG with its detections drawn."""
+def drawn(data: bytes, detections: Sequence[Detection], class_map: np.ndarray | None = None) -> tuple[bytes, str]:
+    """The image as JPEG with its class map (a segmentation model's) and its detections drawn."""
     buffer = io.BytesIO()
-    draw_detections(data, detections).save(buffer, format="JPEG", quality=90)
+    picture = draw_segmentation(data, class_map) if class_map is not None else data
+    draw_detections(picture, detections).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue(), "image/jpeg"
 
 
-def annotated_image(data: bytes, detections: Sequence[Detection], how: Annotation) -> tuple[bytes, str]:
+def annotated_image(
+    data: bytes, detections: Sequence[Detection], how: Annotation, class_map: np.ndarray | None = None
+) -> tuple[bytes, str]:
     """One image answered as `how` asks: (bytes, media type)."""
-    return drawn(data, detections) if how == "boxes" else anonymise(data, detections, how)
+    return drawn(data, detections, class_map) if how == "boxes" else anonymise(data, detections, how)
 
 
 _EXTENSIONS = {

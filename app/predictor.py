@@ -36,7 +36,7 @@ from PIL import Image, UnidentifiedImageError
 
 from core.layout import saved_model_dir
 from effdet.formats import SAVED_MODEL, ExportFormat, FormatsManifest
-from effdet.predict import Detection, ExportedModel, load_exported, predict_images
+from effdet.predict import ExportedModel, ImagePrediction, load_exported, predict_batch
 from effdet.tflite_runtime import TFLiteModel, load_tflite_export, predict_tflite
 
 TF_DECODABLE = frozenset({"JPEG", "PNG", "GIF", "BMP"})
@@ -73,11 +73,11 @@ def load_source(source: ModelSource, tflite_threads: int) -> Loaded:
     return load_tflite_export(path, saved_model, tflite_threads, source.manifest.min_score)
 
 
-def run_inference(loaded: Loaded, images: Sequence[bytes], threshold: float | None) -> list[list[Detection]]:
-    """Detections for each image through the loaded model's runtime."""
+def run_inference(loaded: Loaded, images: Sequence[bytes], threshold: float | None) -> list[ImagePrediction]:
+    """Detections (and a segmentation model's class map) for each image through the loaded model's runtime."""
     if isinstance(loaded, TFLiteModel):
-        return predict_tflite(loaded, images, score_threshold=threshold)
-    return predict_images(loaded, images, score_threshold=threshold)
+        return [ImagePrediction(found, None) for found in predict_tflite(loaded, images, score_threshold=threshold)]
+    return predict_batch(loaded, images, score_threshold=threshold)
 
 
 class ModelCache:
@@ -146,7 +146,7 @@ class _Request:
     names: list[str]
     images: list[bytes]
     threshold: float | None
-    future: Future[list[list[Detection]]] = field(default_factory=Future)
+    future: Future[list[ImagePrediction]] = field(default_factory=Future)
 
 
 class InferenceQueue:
@@ -164,8 +164,8 @@ class InferenceQueue:
 
     def submit(
         self, source: ModelSource, names: Sequence[str], images: Sequence[bytes], threshold: float | None
-    ) -> Future[list[list[Detection]]]:
-        """Queue a request; its future gives the detections per image. QueueFullError when too much already waits."""
+    ) -> Future[list[ImagePrediction]]:
+        """Queue a request; its future gives what the model found per image. QueueFullError when too much waits."""
         request = _Request(source, list(names), list(images), threshold)
         with self._wakeup:
             if self._queued_images and self._queued_images + len(images) > self.max_queued_images:

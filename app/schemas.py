@@ -30,6 +30,7 @@ from effdet.formats import ExportFormat, FormatScore, read_manifest
 from effdet.label_errors import LabelIssue
 from effdet.layout import FORMATS_FILE
 from effdet.metrics import EvaluationReport
+from effdet.predict import MaskRle
 
 ModelFormat = ExportFormat
 UploadFormat = Literal["auto", "coco", "voc", "yolo", "csv", "ccpd", "tfrecord"]
@@ -105,6 +106,11 @@ class DatasetPublic(BaseModel):
     anchors_by_model: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="the same suggestion for each variant at its own input size and levels"
     )
+    segmentation: dict[str, Any] | None = Field(
+        None,
+        description="masks found (None without any): images with a class map per split, each class's share of "
+        "the pixels (background first) and the ignored share; heads: [segmentation] trains on them",
+    )
     progress: dict[str, Any] | None = None
     error: str | None = None
     created_at: Timestamp
@@ -131,6 +137,7 @@ class DatasetPublic(BaseModel):
             problems=report.get("problems") or [],
             anchors=report.get("anchors"),
             anchors_by_model=report.get("anchors_by_model") or {},
+            segmentation=report.get("segmentation"),
             progress=row.progress,
             error=row.error,
             created_at=row.created_at,
@@ -512,6 +519,18 @@ class DetectionPublic(BaseModel):
     label: str
     class_id: int
     score: float
+
+
+class SegmentedPrediction(BaseModel):
+    """What a segmentation model found in one image: its detections (none without a detection head) and the
+    pixels of each class its class map holds, as COCO compressed RLE at the image's size."""
+
+    detections: list[DetectionPublic]
+    size: tuple[int, int] = Field(description="(height, width) of the image and of every mask")
+    segmentation: list[MaskRle] = Field(
+        description="one entry per class present but background: class_id, label, counts (COCO compressed RLE, "
+        "pycocotools.mask.decode reads it), size, area in pixels"
+    )
 
 
 class CheckpointPublic(BaseModel):

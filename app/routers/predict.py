@@ -1,5 +1,6 @@
 """Prediction: boxes for uploaded images from an exported model, or the images themselves with the boxes drawn,
-blurred or pixelated (one image, or a zip of several)."""
+blurred or pixelated (one image, or a zip of several). A segmentation model also answers each image's class map:
+as COCO RLE per class beside the detections, as a PNG of class ids, or drawn over the image."""
 
 from __future__ import annotations
 
@@ -19,18 +20,21 @@ from app.deps import SessionDep, SettingsDep
 from app.limits import predict_rate
 from app.metrics import PREDICT_SECONDS
 from app.predictor import ModelCache, ModelSource, QueueFullError, checked_image
-from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail
+from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail, SegmentedPrediction
 from core.layout import saved_model_dir
 from core.store import NotInStoreError, model_folder
 from core.tables import ModelVersion
 from effdet.formats import EXPORT_FORMATS, SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest
-from effdet.predict import Detection
+from effdet.predict import Detection, ImagePrediction, mask_png, mask_rle, read_segmentation_classes
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=AUTH_RESPONSES, dependencies=[PREDICT])
 RUNTIME_HEADER = "X-Effdet-Runtime"
 """The answer's header naming the exported format that ran (the request's runtime or the model's default)."""
 
 Detections = list[DetectionPublic]
+Answer = Detections | list[Detections] | SegmentedPrediction | list[SegmentedPrediction]
+MaskParam = Literal["rle", "png", "none"]
+"""`?mask=`: a segmentation model's class map as RLE in the JSON (its default), as PNG files, or left out."""
 _FORM_SCHEMA = {
     "score_threshold": WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1}),
     "max_detections": WithJsonSchema({"type": "integer", "minimum": 1}),
@@ -53,19 +57,67 @@ def _annotation(value: AnnotatedParam) -> Annotation | None:
     return None
 
 
-def _annotated_answer(
-    names: list[str], images: list[bytes], results: list[list[Detection]], how: Annotation
-) -> Response:
-    """One image as it came (JPEG for drawn boxes), several as a zip under their upload names."""
-    answered = [annotated_image(image, found, how) for image, found in zip(images, results, strict=True)]
+def _files_answer(names: list[str], answered: list[tuple[bytes, str]]) -> Response:
+    """One image as its own body, several as a zip under their upload names."""
     if len(answered) == 1:
         return Response(answered[0][0], media_type=answered[0][1])
     return Response(zipped(names, answered), media_type="application/zip")
 
 
+def _annotated_answer(names: list[str], images: list[bytes], found: list[ImagePrediction], how: Annotation) -> Response:
+    """Each image as it came (JPEG for drawn boxes and class maps), blurred or pixelated where detected."""
+    return _files_answer(
+        names, [annotated_image(image, p.detections, how, p.class_map) for image, p in zip(images, found, strict=True)]
+    )
+
+
+def _mask_files(names: list[str], found: list[ImagePrediction]) -> Response:
+    """Each image's class map as a PNG whose pixel values are the class ids."""
+    return _files_answer(names, [(mask_png(p.class_map), "image/png") for p in found if p.class_map is not None])
+
+
+def _json_answer(found: list[ImagePrediction], segmentation: dict[int, str] | None) -> bytes:
+    """Detections per image; with a segmentation model's class names, each image's classes as RLE beside them."""
+    if segmentation is None:
+        detections = [p.detections for p in found]
+        return _ONE.dump_json(detections[0]) if len(found) == 1 else _MANY.dump_json(detections)
+    answers = [
+        SegmentedPrediction(
+            detections=[DetectionPublic.model_validate(d.model_dump()) for d in p.detections],
+            size=p.class_map.shape if p.class_map is not None else (0, 0),
+            segmentation=mask_rle(p.class_map, segmentation) if p.class_map is not None else [],
+        )
+        for p in found
+    ]
+    return _SEGMENTED_ONE.dump_json(answers[0]) if len(answers) == 1 else _SEGMENTED_MANY.dump_json(answers)
+
+
 _ONE = TypeAdapter(list[Detection])
 _MANY = TypeAdapter(list[list[Detection]])
 """Answers are serialised straight from the detections (the same fields as DetectionPublic, the documented model)."""
+_SEGMENTED_ONE = TypeAdapter(SegmentedPrediction)
+_SEGMENTED_MANY = TypeAdapter(list[SegmentedPrediction])
+
+
+def segmentation_classes(source: ModelSource) -> dict[int, str] | None:
+    """The class map's names of a segmentation model (from its SavedModel's assets); None for a detector."""
+    return read_segmentation_classes(saved_model_dir(source.folder))
+
+
+def _mask_problem(
+    model_id: str, classes: dict[int, str] | None, mask: MaskParam | None, how: Annotation | None
+) -> None:
+    """422 for a class map asked of a detector, or asked as PNG files and as an annotated image at once."""
+    if mask in ("rle", "png") and classes is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"model {model_id!r} has no segmentation head, so it has no class map to answer; leave out mask",
+        )
+    if mask == "png" and how is not None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "mask=png answers the class maps and annotated the images; ask for one of them per request",
+        )
 
 
 def _source(
@@ -110,22 +162,28 @@ def _checked_request(
     names: list[str],
     uploads: list[bytes],
     max_pixels: int,
-) -> tuple[ModelSource, list[bytes]]:
-    """The model as it will serve (404/422) and each upload checked (422/413), in one thread hop."""
-    return _source(session, model_id, owner, runtime, threshold), [
-        checked_image(name, data, max_pixels) for name, data in zip(names, uploads, strict=True)
-    ]
+    mask: MaskParam | None,
+    how: Annotation | None,
+) -> tuple[ModelSource, dict[int, str] | None, list[bytes]]:
+    """The model as it will serve with its class map's names (404/422) and each upload checked (422/413), in one
+    thread hop."""
+    source = _source(session, model_id, owner, runtime, threshold)
+    classes = segmentation_classes(source)
+    _mask_problem(model_id, classes, mask, how)
+    return source, classes, [checked_image(name, data, max_pixels) for name, data in zip(names, uploads, strict=True)]
 
 
 @router.post(
     "/{model_id}/predict",
-    response_model=Detections | list[Detections],
+    response_model=Answer,
     responses={
         200: {
             "description": "one file: a list of detections; several files: a list of such lists, in upload order. "
-            "annotated=true (or boxes): the image as a JPEG with its boxes drawn; annotated=blur or pixelate: the "
-            "image at its size and in its format with every detection blurred or pixelated; several files: a zip "
-            "of such images under the upload names",
+            "A segmentation model answers an object per image instead: its detections, its size and each class's "
+            "pixels as COCO RLE (mask=none: detections only as a detector does; mask=png: the class maps as PNGs "
+            "whose pixel values are class ids). annotated=true (or boxes): the image as a JPEG with its boxes (and "
+            "class map) drawn; annotated=blur or pixelate: the image at its size and in its format with every "
+            "detection blurred or pixelated; several files: a zip of such images under the upload names",
             "content": {"image/jpeg": {}, "image/png": {}, "application/zip": {}},
         },
         400: {"model": ErrorDetail, "description": "the body is not a readable multipart form"},
@@ -133,7 +191,8 @@ def _checked_request(
         413: {"model": ErrorDetail, "description": "an image over EFFDET_MAX_IMAGE_PIXELS"},
         422: {
             "model": ErrorDetail,
-            "description": "a file that is not a readable image, or a runtime the model was not exported in",
+            "description": "a file that is not a readable image, a runtime the model was not exported in, or a mask "
+            "asked of a model without a segmentation head",
         },
         429: {"model": ErrorDetail, "description": "this key is over EFFDET_PREDICT_RPS; retry after Retry-After s"},
         503: {"model": ErrorDetail, "description": "too many images wait for inference; retry after Retry-After s"},
@@ -169,7 +228,14 @@ async def predict_route(
             "the images with every detection above the threshold made unreadable (anonymisation)"
         ),
     ] = "false",
-) -> Detections | list[Detections] | Response:
+    mask: Annotated[
+        MaskParam | None,
+        Query(
+            description="a segmentation model's class map: rle (its default) as COCO RLE per class beside the "
+            "detections, png as PNG files of class ids (a zip for several), none to answer detections only"
+        ),
+    ] = None,
+) -> Answer | Response:
     """Detect objects: boxes [xmin, ymin, xmax, ymax] in pixels of each original image, with label and score."""
     how = _annotation(annotated)
     names = [upload.filename or "upload" for upload in file]
@@ -177,8 +243,18 @@ async def predict_route(
     threshold = score_threshold if score_threshold is not None else score_threshold_query
     limit = max_detections if max_detections is not None else max_detections_query
     asked = runtime if runtime is not None else runtime_query
-    source, images = await run_in_threadpool(
-        _checked_request, session, model_id, owner, asked, threshold, names, uploads, settings.max_image_pixels
+    source, classes, images = await run_in_threadpool(
+        _checked_request,
+        session,
+        model_id,
+        owner,
+        asked,
+        threshold,
+        names,
+        uploads,
+        settings.max_image_pixels,
+        mask,
+        how,
     )
     cache: ModelCache = request.app.state.model_cache
     start = time.perf_counter()
@@ -192,13 +268,18 @@ async def predict_route(
             f"{full}: the server is busy with other predictions; send this request again then",
             headers={"Retry-After": str(full.retry_after)},
         ) from full
-    results = [detections[:limit] for detections in await asyncio.wrap_future(future)]
+    found = [
+        ImagePrediction(p.detections[:limit], p.class_map if mask != "none" else None)
+        for p in await asyncio.wrap_future(future)
+    ]
     PREDICT_SECONDS.observe(time.perf_counter() - start)
     if how is not None:
         # The uploads as sent, so an anonymised image keeps its format (images may hold a PNG re-encoding).
-        answer = await run_in_threadpool(_annotated_answer, names, uploads, results, how)
+        answer = await run_in_threadpool(_annotated_answer, names, uploads, found, how)
+    elif mask == "png":
+        answer = await run_in_threadpool(_mask_files, names, found)
     else:
-        body = _ONE.dump_json(results[0]) if len(results) == 1 else _MANY.dump_json(results)
+        body = await run_in_threadpool(_json_answer, found, classes if mask != "none" else None)
         answer = Response(body, media_type="application/json")
     answer.headers[RUNTIME_HEADER] = source.runtime
     return answer
