@@ -1,4 +1,5 @@
-// Models: the exported versions, one model's metrics and downloads, and a "try it" box that draws detections.
+// Models: the exported versions, one model's metrics and downloads, and a "try it" box that draws detections (and
+// a segmentation model's class map).
 
 import * as api from "./api.js";
 import { apiKey } from "./auth.js";
@@ -83,12 +84,74 @@ async function imageSize(url) {
   return [image.naturalWidth, image.naturalHeight];
 }
 
-/** The image with each detection's box and "label score" drawn over it, in the image's own pixels. */
-function drawDetections(picture, url, [width, height], detections) {
+const MASK_COLOURS = [
+  [230, 25, 75],
+  [60, 180, 75],
+  [67, 99, 216],
+  [245, 130, 49],
+  [145, 30, 180],
+  [66, 212, 244],
+];
+
+/** The run lengths of a COCO compressed RLE string (pycocotools' format: 5 bits per character, a sixth that says
+ * more follow, and from the third run on each number a difference to the run two before). */
+export function rleCounts(text) {
+  const counts = [];
+  let position = 0;
+  while (position < text.length) {
+    let value = 0;
+    let shift = 0;
+    let more = true;
+    while (more) {
+      const code = text.charCodeAt(position) - 48;
+      value |= (code & 0x1f) << shift;
+      more = (code & 0x20) !== 0;
+      position += 1;
+      shift += 5;
+      if (!more && code & 0x10) value |= -1 << shift;
+    }
+    if (counts.length > 2) value += counts[counts.length - 2];
+    counts.push(value);
+  }
+  return counts;
+}
+
+/** A PNG data URL of the classes' pixels (COCO RLE, column by column) in translucent colours, the rest clear. */
+function maskOverlay([height, width], masks) {
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  const pixels = context.createImageData(width, height);
+  for (const mask of masks) {
+    const [r, g, b] = MASK_COLOURS[(mask.class_id - 1) % MASK_COLOURS.length];
+    let index = 0;
+    rleCounts(mask.counts).forEach((run, i) => {
+      if (i % 2) {
+        for (let k = index; k < index + run; k += 1) {
+          const at = ((k % height) * width + Math.floor(k / height)) * 4;
+          pixels.data.set([r, g, b, 140], at);
+        }
+      }
+      index += run;
+    });
+  }
+  context.putImageData(pixels, 0, 0);
+  return canvas.toDataURL("image/png");
+}
+
+/** The image with a segmentation model's class map (when it answers one) and each detection's box and
+ * "label score" drawn over it, in the image's own pixels. */
+function drawDetections(picture, url, [width, height], detections, segmented = null) {
   const font = Math.max(12, Math.round(width / 40));
   picture.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const overlay = segmented
+    ? [s("image", { href: maskOverlay(segmented.size, segmented.segmentation), width, height, class: "mask" })]
+    : [];
+  picture.dataset.masks = String(segmented ? segmented.segmentation.length : 0);
   picture.replaceChildren(
     s("image", { href: url, width, height }),
+    ...overlay,
     ...detections.map(({ box: [xmin, ymin, xmax, ymax], label, score }) =>
       s(
         "g",
@@ -139,9 +202,10 @@ function tryIt(model) {
     message.textContent = "";
     output.textContent = "detecting…";
     try {
-      const detections = await api.post(`v1/models/${model.id}/predict`, form);
-      drawDetections(picture, chosen.url, chosen.size, detections);
-      output.textContent = JSON.stringify(detections, null, 2);
+      const answer = await api.post(`v1/models/${model.id}/predict`, form);
+      const segmented = Array.isArray(answer) ? null : answer;
+      drawDetections(picture, chosen.url, chosen.size, segmented ? answer.detections : answer, segmented);
+      output.textContent = JSON.stringify(answer, null, 2);
     } catch (error) {
       message.textContent = error.message;
       output.textContent = "";
