@@ -1,4 +1,5 @@
-"""A segmentation model's mIoU, per-class IoU and pixel accuracy on records, at each image's original size.
+"""A segmentation model's mIoU, per-class IoU and pixel accuracy on records, at each image's original size (of a
+Keras model as training leaves it, or of an exported SavedModel as predict serves it).
 
 The logits come at a quarter of the network input. Each image's are resized bilinearly to the input, cut to the
 window the image fills (evaluation places it top-left, unjittered), resized to the image's own size, and then
@@ -7,18 +8,20 @@ argmaxed. So a prediction is scored against every pixel of the stored class map,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from effdet.config import Config
-from effdet.data.masks import decode_png
+from effdet.data.masks import IGNORE, decode_png
 from effdet.data.pipeline import make_preprocess
 from effdet.data.shards import parse_example, record_files
 from effdet.export import seg_class_names
 from effdet.model.efficientdet import split_outputs
+from effdet.predict import load_exported, predict_batch
 from effdet.seg_metrics import ConfusionAccumulator, SegmentationMetrics
 from effdet.seg_postprocess import logits_window
 
@@ -55,4 +58,35 @@ def evaluate_segmentation(model: keras.Model, config: Config, files: str | Seque
         scale = 1.0 / float(prepared["image_scales"])
         predicted = class_map_at(logits, config.model.image_size, scale, (labels.shape[0], labels.shape[1]))
         scores.add(labels, predicted)
+    return scores.metrics()
+
+
+def evaluate_exported_segmentation(
+    saved_model: Path,
+    files: str | Sequence[str],
+    class_ids: Mapping[int, int],
+    class_names: Sequence[str],
+    on_image: Callable[[int], None] | None = None,
+) -> SegmentationMetrics:
+    """Score an exported model's class maps, as predict answers them, on every image of the records that has one.
+
+    class_ids: the model's class id -> the records' (classes matched by name); a model class the records lack
+    counts as background. class_names: the records' class names by id, background first. `on_image(done)` after
+    each image scored, and may raise to stop."""
+    loaded = load_exported(saved_model)
+    to_records = np.zeros(256, np.uint8)
+    to_records[IGNORE] = IGNORE
+    for model_id, records_id in class_ids.items():
+        to_records[model_id] = records_id
+    scores = ConfusionAccumulator(class_names)
+    for example in tf.data.TFRecordDataset(record_files(files)).map(parse_example):
+        stored = example["seg_mask"].numpy()
+        if not stored:
+            continue
+        (found,) = predict_batch(loaded, [example["image"].numpy()])
+        if found.class_map is None:
+            raise ValueError(f"{saved_model} answers no class map: it was not exported with a segmentation head")
+        scores.add(decode_png(stored), to_records[found.class_map])
+        if on_image is not None:
+            on_image(scores.num_images)
     return scores.metrics()

@@ -1,5 +1,6 @@
 """An evaluation as the worker runs it: lease -> the model's format over the dataset's split -> COCO metrics and
-the counts at the asked threshold -> the evaluation's result.
+the counts at the asked threshold (and, for a model with a segmentation head, the mIoU of its SavedModel's class
+maps against the records' masks) -> the evaluation's result.
 
 The model runs through the same serving path predict uses (effdet.format_export.format_predictor), fed each
 record's original image bytes, so the numbers are those of the deployed format. Its classes are matched to the
@@ -108,6 +109,11 @@ def class_mapping(model_labels: dict[str, str], dataset_labels: dict[str, str]) 
     return mapping, sorted(name for name in model_labels.values() if name not in dataset_ids)
 
 
+def _max_id(labels: dict[str, str]) -> int:
+    """The largest class id of a label map ({"id": "name"}), 0 when empty."""
+    return max((int(key) for key in labels), default=0)
+
+
 def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     """The evaluation's result document (effdet.metrics.EvaluationReport)."""
     from effdet.confusion import confusion_matrix, worst_images
@@ -119,6 +125,8 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     from effdet.formats import THRESHOLD_FLOOR, read_manifest, served_min_score
     from effdet.label_errors import CONFIDENT, find_label_errors
     from effdet.metrics import EvaluationReport
+    from effdet.predict import read_segmentation_classes
+    from effdet.seg_evaluate import evaluate_exported_segmentation
     from effdet.workflow import Records
 
     settings = get_settings()
@@ -135,12 +143,25 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     min_score = served_min_score(manifest)
     floor = min_score if row.format in THRESHOLD_FLOOR else 0.0
     predict = format_predictor(folder, row.format, min_score, settings.tflite_threads, floor)  # type: ignore[arg-type]
-    report = ProgressReporter(row.id, holder, len(truth["images"]), settings.progress_interval_s)
+    segments = read_segmentation_classes(layout.saved_model_dir(folder)) is not None
+    images = len(truth["images"])
+    report = ProgressReporter(row.id, holder, images * (2 if segments else 1), settings.progress_interval_s)
     report(0)
     found = record_detections(predict, record_files(files), report)
     detections = [
         {**d, "category_id": mapping[d["category_id"]]} for d in found.detections if d["category_id"] in mapping
     ]
+    segmentation = None
+    if segments:  # a second pass over the SavedModel's class maps (segmentation models export no other format)
+        names = [
+            "background",
+            *(dataset_labels.get(str(i), f"class_{i}") for i in range(1, _max_id(dataset_labels) + 1)),
+        ]
+        scored = lambda done: report(images + done)  # noqa: E731
+        segmentation = evaluate_exported_segmentation(
+            layout.saved_model_dir(folder), record_files(files), mapping, names, scored
+        )
+        report(2 * images)
     confusion = confusion_matrix(truth, detections, row.score_threshold)
     issues = find_label_errors(truth, detections)
     gallery = gallery_ids(records / IMAGE_INDEX_FILE)
@@ -156,11 +177,11 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
         for i in issues
     ]
     write_json(findings, folder / LABEL_ERRORS_FILE)
-    images = worst_images(truth, detections, confusion.image_errors, gallery, row.score_threshold)
-    write_json(images, folder / IMAGES_FILE)
+    worst = worst_images(truth, detections, confusion.image_errors, gallery, row.score_threshold)
+    write_json(worst, folder / IMAGES_FILE)
     share(settings, evaluation_prefix(row.id), folder)  # the API may run on another machine
     result = EvaluationReport(
-        metrics=coco_metrics(truth, detections),
+        metrics=coco_metrics(truth, detections).model_copy(update={"segmentation": segmentation}),
         confusion=confusion,
         format=row.format,
         split=row.split,

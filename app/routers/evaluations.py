@@ -90,6 +90,19 @@ def _problems(body: EvaluationCreate, model: ModelVersion, dataset: Dataset | No
     return problems
 
 
+def _heads_problems(session: Session, model: ModelVersion) -> list[dict[str, Any]]:
+    """A 422 entry for a model without a detection head: an evaluation counts boxes found and missed."""
+    job = session.get(Job, model.job_id)
+    heads = (job.config if job is not None else {}).get("heads") or ["object_detection"]
+    if "object_detection" in heads:
+        return []
+    message = (
+        "the model only segments, and an evaluation counts the boxes a detector finds and misses; its mIoU on the "
+        "val split is in its metrics (GET /v1/models/{id}), or train it with heads [object_detection, segmentation]"
+    )
+    return [_problem("model_id", message)]
+
+
 def _public(session: Session, row: Evaluation) -> EvaluationPublic:
     return EvaluationPublic.from_row(row, session.get(ModelVersion, row.model_id))
 
@@ -125,7 +138,7 @@ def create_evaluation(
         job = session.get(Job, model.job_id)
         body = body.model_copy(update={"dataset_id": job.dataset_id if job is not None else ""})
     dataset = find_owned(session, Dataset, str(body.dataset_id), owner)
-    problems = _problems(body, model, dataset)
+    problems = _problems(body, model, dataset) + _heads_problems(session, model)
     if problems:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
     check_callbacks(body.callback_urls, settings)
