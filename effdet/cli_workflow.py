@@ -174,9 +174,16 @@ def predict(
     score_threshold: Annotated[float | None, typer.Option("--score-threshold", min=0.0, max=1.0)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
     draw: Annotated[Path | None, typer.Option("--draw", help="Output image (one input) or folder.")] = None,
+    mask_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--mask-out", help="A segmentation model's class map as a PNG of class ids (one input) or folder."
+        ),
+    ] = None,
 ) -> None:
-    """Detect objects in images with an exported model; print them, or draw the boxes."""
-    from effdet.predict import draw_detections, load_exported, predict_images
+    """Detect objects in images with an exported model (and segment them, for a model with a segmentation head);
+    print them, or draw them."""
+    from effdet.predict import load_exported, mask_rle, predict_batch
 
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
@@ -184,22 +191,60 @@ def predict(
     try:
         loaded = load_exported(saved_model)
         data = [p.read_bytes() for p in images]
-        found = predict_images(loaded, data, score_threshold)
+        found = predict_batch(loaded, data, score_threshold)
     except (FileNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
-    if draw is not None:
-        for path, image, detections in zip(images, data, found, strict=True):
-            target = draw / f"{path.stem}.jpg" if len(images) > 1 or draw.is_dir() else draw
-            target.parent.mkdir(parents=True, exist_ok=True)
-            draw_detections(image, detections).convert("RGB").save(target)
+    if mask_out is not None and not loaded.segments:
+        raise _fail(f"{saved_model} has no segmentation head, so it has no class map for --mask-out")
+    _write_outputs(images, data, found, draw, mask_out)
+    names = loaded.segmentation_classes or {}
     if as_json:
-        typer.echo(json.dumps({str(p): [d.model_dump() for d in f] for p, f in zip(images, found, strict=True)}))
+        document = {
+            str(p): [d.model_dump() for d in f.detections]
+            if f.class_map is None
+            else {"detections": [d.model_dump() for d in f.detections], "segmentation": _rle(f.class_map, names)}
+            for p, f in zip(images, found, strict=True)
+        }
+        typer.echo(json.dumps(document))
         return
-    for path, detections in zip(images, found, strict=True):
-        typer.echo(f"{path}: {len(detections)} objects")
-        for d in detections:
+    for path, prediction in zip(images, found, strict=True):
+        typer.echo(f"{path}: {len(prediction.detections)} objects")
+        for d in prediction.detections:
             box = ", ".join(f"{v:.1f}" for v in d.box)
             typer.echo(f"  {d.label} {d.score:.3f} [{box}]")
+        if prediction.class_map is not None:
+            for mask in mask_rle(prediction.class_map, names):
+                typer.echo(f"  {mask.label}: {mask.area} pixels")
+
+
+def _rle(class_map: Any, names: dict[int, str]) -> list[dict[str, Any]]:
+    """A class map as the JSON of its classes' COCO RLE."""
+    from effdet.predict import mask_rle
+
+    return [mask.model_dump() for mask in mask_rle(class_map, names)]
+
+
+def _target(folder_or_file: Path, source: Path, suffix: str, many: bool) -> Path:
+    """Where one image's output goes: the given file for one input, else `<stem><suffix>` in the folder."""
+    target = folder_or_file / f"{source.stem}{suffix}" if many or folder_or_file.is_dir() else folder_or_file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _write_outputs(
+    images: list[Path], data: list[bytes], found: list[Any], draw: Path | None, mask_out: Path | None
+) -> None:
+    """The drawn images (class map under the boxes) and the class map PNGs asked for."""
+    from effdet.predict import draw_detections, draw_segmentation, mask_png
+
+    many = len(images) > 1
+    for path, image, prediction in zip(images, data, found, strict=True):
+        class_map = prediction.class_map
+        if draw is not None:
+            picture = draw_segmentation(image, class_map) if class_map is not None else image
+            draw_detections(picture, prediction.detections).convert("RGB").save(_target(draw, path, ".jpg", many))
+        if mask_out is not None and class_map is not None:
+            _target(mask_out, path, ".png", many).write_bytes(mask_png(class_map))
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 empty detection outputs of a segmentation-only model, prediction with masks, and the TFLite refusal."""
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -10,7 +11,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
+from typer.testing import CliRunner
 
+from effdet.cli import app
 from effdet.config import Config, get_config
 from effdet.data.pipeline import make_preprocess
 from effdet.export import (
@@ -22,7 +26,7 @@ from effdet.export import (
 )
 from effdet.format_export import export_tflite_formats
 from effdet.model.efficientdet import build_model, split_outputs
-from effdet.predict import ExportedModel, load_exported, predict_batch, predict_images
+from effdet.predict import SEGMENTATION_ASSET, ExportedModel, load_exported, predict_batch, predict_images
 from tests.cheap import CHEAP
 from tests.effdet.test_export import scene
 
@@ -182,6 +186,31 @@ def test_predict_batch_answers_detections_and_cropped_class_maps(both_export: Pa
     detections = predict_images(loaded, IMAGES, score_threshold=0.0, max_detections=3)
     assert detections == [prediction.detections for prediction in found]
     assert predict_batch(loaded, []) == []
+
+
+def test_cli_predict_writes_class_maps_and_prints_their_classes(both_export: Path, tmp_path: Path) -> None:
+    paths = []
+    for i, image in enumerate(IMAGES):
+        paths.append(tmp_path / f"scene-{i}.png")
+        paths[-1].write_bytes(image)
+    args = ["predict", str(both_export), *map(str, paths), "--score-threshold", "0.5"]
+    result = CliRunner().invoke(app, [*args, "--json", "--mask-out", str(tmp_path / "masks"), "--draw", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    found = predict_batch(load_exported(both_export), IMAGES, score_threshold=0.5)
+    document = json.loads(result.output)
+    for path, prediction, (width, height) in zip(paths, found, SIZES, strict=True):
+        assert prediction.class_map is not None
+        written = np.asarray(Image.open(tmp_path / "masks" / f"{path.stem}.png"))
+        np.testing.assert_array_equal(written, prediction.class_map)
+        assert Image.open(tmp_path / f"{path.stem}.jpg").size == (width, height)
+        masks = document[str(path)]["segmentation"]
+        assert sum(mask["area"] for mask in masks) == int((prediction.class_map > 0).sum())
+    detector = tmp_path / "detector"
+    shutil.copytree(both_export, detector)
+    (detector / "assets" / SEGMENTATION_ASSET).unlink()
+    refused = CliRunner().invoke(app, ["predict", str(detector), str(paths[0]), "--mask-out", str(tmp_path / "m.png")])
+    assert refused.exit_code != 0
+    assert "no segmentation head" in refused.output
 
 
 def test_a_detector_predicts_without_class_maps() -> None:
