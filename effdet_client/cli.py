@@ -422,10 +422,14 @@ def models_predict(
         Path | None, typer.Option(help="folder for copies of the images with every detection blurred (same format)")
     ] = None,
     pixelate: Annotated[Path | None, typer.Option(help="folder for copies with every detection pixelated")] = None,
+    masks: Annotated[
+        Path | None,
+        typer.Option(help="folder for each image's class map, a PNG of class ids (models with a segmentation head)"),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Detect objects in images: boxes in pixels, labels and scores (optionally drawn, blurred or pixelated by the
-    service)."""
+    service, and a segmentation model's class maps saved)."""
     client = _client(ctx)
     results = []
     anonymised: list[tuple[Path, Literal["blur", "pixelate"]]] = []
@@ -446,18 +450,26 @@ def models_predict(
                 model_id, image, how, score_threshold=score_threshold, max_detections=max_detections
             )
             (folder / image.name).write_bytes(copy)
+        mask = None
+        if masks is not None:
+            masks.mkdir(parents=True, exist_ok=True)
+            mask = masks / f"{image.stem}.png"
+            mask.write_bytes(client.class_map(model_id, image))
         if json_output:
             results.append(
                 {
                     "image": str(image),
                     "detections": [d.model_dump(mode="json") for d in detections],
                     "drawn": str(drawn) if drawn else None,
+                    "mask": str(mask) if mask else None,
                 }
             )
         else:
             output.detections_table(str(image), detections)
             if drawn:
                 output.console.print(f"drawn: {drawn}")
+            if mask:
+                output.console.print(f"class map: {mask}")
     if json_output:
         output.emit_json(results)
 

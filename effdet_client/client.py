@@ -359,10 +359,9 @@ class Client:
         """One model version: variant, version, metrics, classes and formats."""
         return self._get(f"/v1/models/{model_id}", Model)
 
-    def _predict(self, model_id: str, image: Path, options: dict[str, Any], annotated: str | None) -> httpx.Response:
+    def _predict(self, model_id: str, image: Path, options: dict[str, Any], **params: str) -> httpx.Response:
         image = Path(image)
         data = {key: str(value) for key, value in options.items() if value is not None}
-        params = {"annotated": annotated} if annotated else None
         with image.open("rb") as handle:
             files = {"file": (image.name, handle)}
             return self._send("POST", f"/v1/models/{model_id}/predict", files=files, data=data, params=params)
@@ -379,8 +378,13 @@ class Client:
         """Detections of one image file (boxes in its pixels), above the threshold (default: the export's), run by
         one of the model's exported formats (default: its default_runtime)."""
         options = {"score_threshold": score_threshold, "max_detections": max_detections, "runtime": runtime}
-        answer = self._predict(model_id, image, options, annotated=None).json()
+        answer = self._predict(model_id, image, options, mask="none").json()  # a segmenter's answer too
         return [Detection.model_validate(item) for item in answer]
+
+    def class_map(self, model_id: str, image: Path) -> bytes:
+        """A segmentation model's class map of one image file: a PNG at its size whose pixel values are class ids
+        (0 background, k the class of label id k)."""
+        return self._predict(model_id, image, {}, mask="png").content
 
     def annotate(
         self, model_id: str, image: Path, *, score_threshold: float | None = None, max_detections: int | None = None

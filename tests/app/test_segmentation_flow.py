@@ -1,8 +1,9 @@
 """A segmentation job from upload to predict through the API: synthetic plates with their masks (COCO polygons,
 `effdet synth --masks`) uploaded as a zip, converted and trained by the worker's own tasks, the job's metrics with
-the segmentation head's mIoU, and predict answering each image's class map as COCO RLE beside the detections, as a
-PNG of class ids and drawn over the image, and an evaluation scoring the SavedModel's class maps; for a model with
-both heads and for one that only segments. What cannot be honoured is a 422 that says what to do."""
+the segmentation head's mIoU, predict answering each image's class map as COCO RLE beside the detections, as a PNG
+of class ids and drawn over the image (through the API and effdet_client), and an evaluation scoring the
+SavedModel's class maps; for a model with both heads and for one that only segments. What cannot be honoured is a
+422 that says what to do."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pycocotools import mask as coco_mask
 
 from core.tables import DatasetStatus, JobStatus
 from effdet.data.synthetic import write_dataset
+from effdet_client import Client
 from worker.tasks import convert_dataset, run_evaluation, run_job
 
 HPARAMS = {"image_size": 128, "fpn_cell_repeats": 1, "box_class_repeats": 1}
@@ -113,6 +115,12 @@ def test_a_segmentation_job_runs_from_upload_to_predict(sqlite_service: Any, tmp
     zipped = _predict(service, model_id, [scene, scene], mask="png")
     assert zipped.headers["content-type"] == "application/zip"
     assert sorted(zipfile.ZipFile(io.BytesIO(zipped.content)).namelist()) == ["scene-0.png", "scene-1.png"]
+
+    client = Client(http=service.client)
+    assert [d.label for d in client.predict(model_id, raw / "images" / "synthetic-00000.jpg")] == [
+        d["label"] for d in _predict(service, model_id, [scene]).json()["detections"]
+    ], "the client's predict answers a segmenter's detections"
+    assert client.class_map(model_id, raw / "images" / "synthetic-00000.jpg") == png.content
 
     both = _predict(service, model_id, [scene], mask="png", annotated="true")
     assert both.status_code == 422
