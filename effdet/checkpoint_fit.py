@@ -146,9 +146,10 @@ def fit_model(named: NamedCheckpoint, config: ModelConfig) -> VariantFit:
     mismatched: list[str] = []
     fresh: list[str] = []
     reinitialised: list[str] = []
+    classifiers = (*PREDICTION_LAYERS, seg_classifier(config))
     for path, shape in variable_specs(config).items():
         found = named.shapes.get(path)
-        if path.startswith(PREDICTION_LAYERS) or path.startswith(seg_classifier(config)):
+        if path.startswith(classifiers):
             if found != shape:
                 reinitialised.append(path)
         elif found is None:

@@ -740,9 +740,14 @@ def _check_levels(flat: dict[str, Any]) -> str | None:
     return None
 
 
-def _check_image_size(flat: dict[str, Any]) -> str | None:
-    multiple = 2 ** int(flat["max_level"])
+def _level_fit(flat: dict[str, Any]) -> tuple[int, int, int]:
+    """(height, width, 2**max_level): the image size and the multiple that makes every level halve exactly."""
     height, width = parse_image_size(flat["image_size"])
+    return height, width, 2 ** int(flat["max_level"])
+
+
+def _check_image_size(flat: dict[str, Any]) -> str | None:
+    height, width, multiple = _level_fit(flat)
     if not (height % multiple or width % multiple):
         return None
     # The backbone's strides (up to 2**5) must divide the size; the pooled levels above round up as in
@@ -775,8 +780,7 @@ def _check_heads(flat: dict[str, Any]) -> str | None:
         )
     # The segmentation head doubles the coarsest level back up and concatenates it with the next finer one, so
     # the levels must halve exactly: no rounded-up pooled level as EfficientDet-Lite0 at 320 has.
-    multiple = 2 ** int(flat["max_level"])
-    height, width = parse_image_size(flat["image_size"])
+    height, width, multiple = _level_fit(flat)
     if not (height % multiple or width % multiple):
         return None
     choices = " or ".join(str(s) for s in valid_image_sizes(max(height, width), multiple))
