@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,7 +24,9 @@ from pydantic import BaseModel, Field
 from effdet.data.labels import LabelMap
 from effdet.data.masks import (
     BACKGROUND,
+    BACKGROUND_NAME,
     IGNORE,
+    ClassColours,
     MaskError,
     UnknownMaskClassError,
     check_mask_size,
@@ -33,9 +36,6 @@ from effdet.data.masks import (
     read_voc_class_png,
 )
 from effdet.data.records import Box, CocoRle, Problem, Record, error, warning
-
-BACKGROUND_NAME = "background"
-"""The name the report gives class id 0."""
 
 _EXIF_TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -75,6 +75,15 @@ class SegmentationSummary(BaseModel):
     ignore_share: float = Field(description="share of all class-map pixels that are ignored (crowds, borders)")
 
 
+@dataclass(frozen=True)
+class MaskClasses:
+    """What reading a dataset's masks needs: class name (or alias) -> label id, and the class colours a labelmap.txt
+    gives the VOC class PNGs of a SegmentationClass folder (by folder; a folder without one uses VOC's palette)."""
+
+    label_ids: Mapping[str, int]
+    colours: Mapping[Path, ClassColours] = field(default_factory=dict)
+
+
 def mask_label_ids(label_map: LabelMap) -> dict[str, int]:
     """Class name or alias -> label id, for reading class PNGs whose palette names classes; ValueError when an id
     does not fit a uint8 class map."""
@@ -89,9 +98,7 @@ def mask_label_ids(label_map: LabelMap) -> dict[str, int]:
     return {**aliases, **ids}
 
 
-def record_class_map(
-    record: Record, frame: Frame, label_ids: Mapping[str, int], problems: list[Problem]
-) -> ClassMap | None:
+def record_class_map(record: Record, frame: Frame, masks: MaskClasses, problems: list[Problem]) -> ClassMap | None:
     """The record's class map on the upright image, or None (with the problem that says why) when it has no usable
     mask: none at all (`mask_missing`), unreadable, of another size or naming an unknown class, or all background
     while the annotation has objects (`mask_empty`)."""
@@ -103,9 +110,9 @@ def record_class_map(
         problems.append(warning(record.filename, "mask_missing", message))
         return None
     if record.class_png is not None:
-        drawn = _read_class_png(record.class_png, record.filename, frame, label_ids)
+        drawn = _read_class_png(record.class_png, record.filename, frame, masks)
     else:
-        drawn = _paint_objects(record, frame, label_ids, problems)
+        drawn = _paint_objects(record, frame, masks.label_ids, problems)
     if isinstance(drawn, Problem):
         problems.append(drawn)
         return None
@@ -122,11 +129,12 @@ def record_class_map(
     return ClassMap(encode_png(class_map), {int(i): int(counts[i]) for i in np.flatnonzero(counts)})
 
 
-def _read_class_png(path: Path, file: str, frame: Frame, label_ids: Mapping[str, int]) -> np.ndarray | Problem:
-    """The VOC SegmentationClass PNG remapped to our label ids, on the annotation's pixels, or what is wrong."""
+def _read_class_png(path: Path, file: str, frame: Frame, masks: MaskClasses) -> np.ndarray | Problem:
+    """The VOC SegmentationClass PNG remapped to our label ids (through its folder's labelmap.txt colours, when it has
+    one), on the annotation's pixels, or what is wrong."""
     try:
         data = path.read_bytes()
-        class_map = read_voc_class_png(data, label_ids=label_ids)
+        class_map = read_voc_class_png(data, label_ids=masks.label_ids, colours=masks.colours.get(path.parent))
     except OSError as exc:
         return error(file, "mask_unreadable", f"cannot read its mask {path.name}: {exc.strerror or exc}")
     except UnknownMaskClassError as exc:

@@ -30,11 +30,12 @@ from pydantic import BaseModel, Field
 
 from effdet.config import MODEL_NAMES, ModelConfig, get_config
 from effdet.data.anchors_kmeans import AnchorSuggestion, suggest_anchors
-from effdet.data.class_maps import ClassPixels, SegmentationSummary, mask_label_ids
+from effdet.data.class_maps import ClassPixels, MaskClasses, SegmentationSummary, mask_label_ids
 from effdet.data.image_index import IndexSpool, index_entry
 from effdet.data.ingest import DatasetFormat, extract_zip, read_dataset
 from effdet.data.labels import LabelMap, build_label_map, is_printable, label_names_of
 from effdet.data.layout import GROUND_TRUTH_FILE, IMAGE_INDEX_FILE, REPORT_FILE, TRAIN_SPLIT, VAL_SPLIT
+from effdet.data.masks import ClassColours
 from effdet.data.read_result import RecordKey, RecordSpool
 from effdet.data.records import Problem, Record, Severity, Split, warning
 from effdet.data.scratch import FirstSeen
@@ -121,7 +122,7 @@ def _validate_all(
     progress: Progress | None,
     total: int,
     max_pixels: int = MAX_IMAGE_PIXELS,
-    mask_ids: Mapping[str, int] | None = None,
+    masks: MaskClasses | None = None,
 ) -> Iterator[tuple[Record, ItemResult]]:
     """Validate records in `workers` threads, yielding (record, result) in order with at most WINDOW per worker in
     flight, so that neither records nor image bytes pile up.
@@ -136,7 +137,7 @@ def _validate_all(
         pending: deque[tuple[Record, Future[ItemResult]]] = deque()
         while True:
             for record in source:
-                pending.append((record, pool.submit(validate_record, record, known, max_pixels, mask_ids)))
+                pending.append((record, pool.submit(validate_record, record, known, max_pixels, masks)))
                 if len(pending) >= window:
                     break
             if not pending:
@@ -164,13 +165,13 @@ def validate_records(
     total: int = 0,
     max_pixels: int = MAX_IMAGE_PIXELS,
     image_index: IndexSpool | None = None,
-    mask_ids: Mapping[str, int] | None = None,
+    masks: MaskClasses | None = None,
 ) -> Validated:
     """Validate records in parallel, drop byte-identical copies of an image and hand each kept item with its bytes
     to `sink` (nothing is written without one), counting it into the statistics. With `image_index`, spool each
-    image's entry (boxes, problems, the split it went to or dropped) to it. With `mask_ids` (class name -> label
-    id, for a dataset with masks) each image's class map is built and its pixels counted. Class names that look
-    like one class (effdet.data.similar_names) are warned about last."""
+    image's entry (boxes, problems, the split it went to or dropped) to it. With `masks` (the classes of a dataset
+    with masks) each image's class map is built and its pixels counted. Class names that look like one class
+    (effdet.data.similar_names) are warned about last."""
     problems = list(read_problems or [])
     stats = StatsAccumulator()
     class_pixels = ClassPixels()
@@ -182,7 +183,7 @@ def validate_records(
     read_by_file: dict[str, list[Problem]] = defaultdict(list)
     for problem in read_problems or []:
         read_by_file[problem.file].append(problem)
-    validating = _validate_all(records, known, workers or usable_cpus(), progress, total, max_pixels, mask_ids)
+    validating = _validate_all(records, known, workers or usable_cpus(), progress, total, max_pixels, masks)
     for record, result in validating:
         problems.extend(result.problems)
         item = result.item
@@ -247,17 +248,21 @@ def _suggest_for(boxes_wh: np.ndarray, images_wh: np.ndarray, model: ModelConfig
 
 @dataclass(frozen=True)
 class _Read:
-    """A dataset as read: its records spooled (labels as written), the label map, format and reading problems."""
+    """A dataset as read: its records spooled (labels as written), the label map, format, reading problems and the
+    class colours of its VOC class PNGs (ReadResult.class_colours)."""
 
     records: RecordSpool
     label_map: LabelMap
     format: str
     problems: list[Problem]
+    class_colours: Mapping[Path, ClassColours]
 
     @property
-    def mask_ids(self) -> dict[str, int] | None:
-        """Class name (or alias) -> label id for the class maps; None when no record has a mask."""
-        return mask_label_ids(self.label_map) if self.records.with_masks else None
+    def masks(self) -> MaskClasses | None:
+        """The classes as the masks name them, for the class maps; None when no record has a mask."""
+        if not self.records.with_masks:
+            return None
+        return MaskClasses(mask_label_ids(self.label_map), self.class_colours)
 
     def load(self, key: RecordKey, split: str | None = None) -> Record:
         """The record of `key`, box labels in the label map's spelling and, when given, assigned to `split`."""
@@ -299,7 +304,7 @@ def _write_dataset(
             len(read.records),
             max_pixels,
             image_index,
-            read.mask_ids,
+            read.masks,
         )
     if not validated.kept:
         raise NoUsableImagesError(validated.problems)
@@ -355,7 +360,7 @@ def _read(
     result = read_dataset(root, format, scratch, user_map)
     names = [name for name in label_names_of(result) if is_printable(name)]  # the others' boxes are reported
     label_map = build_label_map(names, user_map or result.label_ids or None, aliases)
-    return _Read(result.records, label_map, result.format, result.problems)
+    return _Read(result.records, label_map, result.format, result.problems, result.class_colours)
 
 
 def convert_dataset(
@@ -421,7 +426,7 @@ def inspect_dataset(
         records = (read.load(key) for key in read.records.record_keys())
         names = read.label_map.names
         validated = validate_records(
-            records, names, None, read.problems, workers, progress, len(read.records), mask_ids=read.mask_ids
+            records, names, None, read.problems, workers, progress, len(read.records), masks=read.masks
         )
         stats, anchors, anchors_by_model = describe(validated.stats, model or ModelConfig())
     return Inspection(

@@ -1,16 +1,18 @@
 """Per-pixel semantic class maps: uint8 [height, width], 0 = background, k = our 1-based label id, 255 = ignore.
 
 They come from COCO `segmentation` fields (polygons, uncompressed or compressed RLE, rasterised with pycocotools)
-or from Pascal VOC `SegmentationClass` PNGs (palette indices, remapped to our label ids by class name), and are
-stored as lossless greyscale PNGs. Every input is checked before it reaches pycocotools' C code, which crashes on
-far-out polygon points and reads uninitialised memory for RLE counts that do not cover the image.
+or from Pascal VOC `SegmentationClass` PNGs (palette indices or colours, remapped to our label ids by class name:
+VOC's 20 classes, or the dataset's own through a CVAT / Datumaro labelmap.txt), and are stored as lossless greyscale
+PNGs. Every input is checked before it reaches pycocotools' C code, which crashes on far-out polygon points and reads
+uninitialised memory for RLE counts that do not cover the image.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -18,11 +20,13 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 BACKGROUND = 0
+BACKGROUND_NAME = "background"
+"""The name of class id 0, in reports and in the class lists of mask PNGs."""
 IGNORE = 255
 """The void / don't-care value: crowd regions, VOC object borders, images without a mask."""
 
 VOC_CLASS_NAMES: tuple[str, ...] = (
-    "background",
+    BACKGROUND_NAME,
     "aeroplane",
     "bicycle",
     "bird",
@@ -55,6 +59,21 @@ class MaskError(ValueError):
 
 class UnknownMaskClassError(MaskError):
     """A class PNG whose pixels name a class the dataset does not have (or a colour or index naming none)."""
+
+
+RGB = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ClassColours:
+    """A dataset's own classes for its VOC class PNGs, as a CVAT / Datumaro labelmap.txt lists them: each class's
+    name in line order with the RGB colour its pixels are painted in (None where the line gives none)."""
+
+    classes: tuple[tuple[str, RGB | None], ...]
+
+    def names_by_colour(self) -> dict[int, str]:
+        """Packed colour (0xRRGGBB, as `_pack` packs pixels) -> class name."""
+        return {(rgb[0] << 16) | (rgb[1] << 8) | rgb[2]: name for name, rgb in self.classes if rgb is not None}
 
 
 class Instance(NamedTuple):
@@ -215,24 +234,72 @@ def voc_colormap() -> np.ndarray:
 
 
 def read_voc_class_png(
-    data: bytes, *, label_ids: Mapping[str, int], palette_names: Mapping[int, str] | None = None
+    data: bytes,
+    *,
+    label_ids: Mapping[str, int],
+    palette_names: Mapping[int, str] | None = None,
+    colours: ClassColours | None = None,
 ) -> np.ndarray:
     """A VOC `SegmentationClass` PNG as our uint8 class map, remapped by class name to `label_ids`.
 
-    Pixel values of a palette (P) or greyscale (L) PNG are palette indices: 0 background, 255 void, i > 0 the
-    class `palette_names[i]` (VOC's own by default). An RGB PNG is mapped back to indices through the VOC colour
-    map. Raises MaskError for an unreadable PNG or another mode, UnknownMaskClassError (a MaskError) for an unknown
-    colour or index, or a class not in `label_ids`.
+    Without `colours`, pixel values of a palette (P) or greyscale (L) PNG are palette indices: 0 background, 255
+    void, i > 0 the class `palette_names[i]` (VOC's own by default); an RGB PNG is mapped back to indices through the
+    VOC colour map. With the dataset's `colours` (its labelmap.txt), see `_read_by_colours`. Raises MaskError for an
+    unreadable PNG or another mode, UnknownMaskClassError (a MaskError) for an unknown colour or index, or a class
+    not in `label_ids`.
     """
     image = _open_png(data)
+    if image.mode not in ("P", "L", "RGB"):
+        raise MaskError(f"class PNG has mode {image.mode}; save it as palette (P), greyscale (L) or RGB")
+    if colours is not None:
+        return _read_by_colours(image, colours, label_ids)
     if image.mode in ("P", "L"):
         indices = np.asarray(image, dtype=np.uint8)
-    elif image.mode == "RGB":
-        indices = _voc_indices(np.asarray(image, dtype=np.uint8))
     else:
-        raise MaskError(f"class PNG has mode {image.mode}; save it as palette (P), greyscale (L) or RGB")
+        indices = _voc_indices(np.asarray(image, dtype=np.uint8))
     lookup = _index_lookup(np.unique(indices), palette_names or voc_palette_names(), label_ids)
     return lookup[indices]
+
+
+def _read_by_colours(image: Image.Image, colours: ClassColours, label_ids: Mapping[str, int]) -> np.ndarray:
+    """A class PNG read through the dataset's labelmap.txt, as Datumaro (CVAT's importer) reads it: the colour of each
+    pixel of an RGB PNG, or of a palette PNG through its own palette, names its class; a greyscale PNG's value i
+    names the labelmap's i-th class (255 stays void). The class named 'background' is id 0."""
+    if image.mode == "L":
+        values = np.asarray(image, dtype=np.uint8)
+        return _remap(values, lambda value: _line_label(value, colours, label_ids))
+    names = colours.names_by_colour()
+    packed = _pack(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    return _remap(packed, lambda colour: _colour_label(colour, names, label_ids))
+
+
+def _remap(keys: np.ndarray, label_of: Callable[[int], int]) -> np.ndarray:
+    """uint8 [H, W] class map: `label_of` each distinct value of `keys` (an int [H, W] array), asked once per value."""
+    present, inverse = np.unique(keys, return_inverse=True)
+    labels = np.array([label_of(int(key)) for key in present], dtype=np.uint8)
+    return labels[inverse.reshape(keys.shape)]
+
+
+def _line_label(value: int, colours: ClassColours, label_ids: Mapping[str, int]) -> int:
+    if value < len(colours.classes):
+        return _label_id(colours.classes[value][0], f"greyscale value {value}", label_ids)
+    if value == IGNORE:
+        return IGNORE
+    raise UnknownMaskClassError(
+        f"class PNG is greyscale with value {value}, but labelmap.txt lists {len(colours.classes)} classes (values "
+        f"0..{len(colours.classes) - 1}, 255 void); add the class to labelmap.txt or repaint those pixels"
+    )
+
+
+def _colour_label(colour: int, names: Mapping[int, str], label_ids: Mapping[str, int]) -> int:
+    name = names.get(colour)
+    rgb = f"{colour >> 16},{(colour >> 8) & 0xFF},{colour & 0xFF}"
+    if name is None:
+        raise UnknownMaskClassError(
+            f"class PNG has pixels of colour #{colour:06x} ({rgb}), which labelmap.txt does not list; add a line "
+            f"'name:{rgb}::' for its class or repaint those pixels"
+        )
+    return _label_id(name, f"colour #{colour:06x}", label_ids)
 
 
 def _voc_indices(rgb: np.ndarray) -> np.ndarray:
@@ -264,16 +331,23 @@ def _index_lookup(present: np.ndarray, palette_names: Mapping[int, str], label_i
         name = palette_names.get(index)
         if name is None:
             raise UnknownMaskClassError(f"class PNG uses palette index {index}, which names no class; fix the mask")
-        if name not in label_ids:
-            raise UnknownMaskClassError(
-                f"class PNG has pixels of class {name!r} (palette index {index}), which is not one of the "
-                f"dataset's classes ({', '.join(sorted(label_ids))}); add the class or repaint those pixels"
-            )
-        label = label_ids[name]
-        if not 0 < label < IGNORE:
-            raise ValueError(f"label id {label} of {name!r} must lie in 1..{IGNORE - 1}")
-        lookup[index] = label
+        lookup[index] = _label_id(name, f"palette index {index}", label_ids)
     return lookup
+
+
+def _label_id(name: str, source: str, label_ids: Mapping[str, int]) -> int:
+    """Our label id of the class `name` that a PNG's `source` (an index or colour) names; 'background' is 0."""
+    if name == BACKGROUND_NAME:
+        return BACKGROUND
+    if name not in label_ids:
+        raise UnknownMaskClassError(
+            f"class PNG has pixels of class {name!r} ({source}), which is not one of the dataset's classes "
+            f"({', '.join(sorted(label_ids))}); add the class or repaint those pixels"
+        )
+    label = label_ids[name]
+    if not 0 < label < IGNORE:
+        raise ValueError(f"label id {label} of {name!r} must lie in 1..{IGNORE - 1}")
+    return label
 
 
 def check_mask_size(mask: np.ndarray, height: int, width: int) -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from effdet.data.masks import ClassColours
 from effdet.data.records import Problem, Record
 from effdet.data.scratch import scratch_database
 
@@ -143,6 +145,11 @@ class ReadResult(BaseModel):
     )
     label_ids: dict[int, str] = Field(
         default_factory=dict, description="class id -> name where the format fixes ids (TFRecords); kept as they are"
+    )
+    class_colours: dict[Path, ClassColours] = Field(
+        default_factory=dict,
+        description="SegmentationClass folder -> the class colours its VOC dataset's labelmap.txt gives (CVAT, "
+        "Datumaro); its class PNGs are read through them instead of VOC's palette",
     )
 
     @field_validator("records", mode="before")

@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from effdet.data.class_maps import Frame, record_class_map
+from effdet.data.class_maps import Frame, MaskClasses, record_class_map
 from effdet.data.labels import is_printable
 from effdet.data.records import Box, Problem, Record, error, warning
 
@@ -100,10 +99,10 @@ def validate_record(
     record: Record,
     known_labels: frozenset[str] | None = None,
     max_pixels: int = MAX_IMAGE_PIXELS,
-    mask_label_ids: Mapping[str, int] | None = None,
+    masks: MaskClasses | None = None,
 ) -> ItemResult:
-    """Open the image, check it (at most max_pixels pixels) and every box; never raises on bad data. With
-    mask_label_ids (class name -> label id; given when the dataset has masks) the image's class map is built too."""
+    """Open the image, check it (at most max_pixels pixels) and every box; never raises on bad data. With `masks`
+    (the dataset's classes as its masks name them; given when it has masks) the image's class map is built too."""
     opened = _open_image(record.image_path, record.filename, max_pixels)
     if isinstance(opened, Problem):
         return ItemResult(item=None, problems=[opened], annotated=record.boxes)
@@ -119,8 +118,8 @@ def validate_record(
         problems.append(error(record.filename, "no_valid_boxes", message))
         return ItemResult(item=None, problems=problems, size=(width, height), annotated=boxes)
     class_map = None
-    if mask_label_ids is not None:
-        class_map = record_class_map(record, _annotated_frame(record, opened), mask_label_ids, problems)
+    if masks is not None:
+        class_map = record_class_map(record, _annotated_frame(record, opened), masks, problems)
     passthrough = PASSTHROUGH_FORMATS.get(opened.image_format)
     item = ValidItem(
         image_path=record.image_path,

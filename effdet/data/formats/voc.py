@@ -3,7 +3,8 @@
 XML is parsed with defusedxml and DTDs are refused, so entity-expansion ("billion laughs") and external-entity
 files become problems instead of eating memory or reading the server's files. An image's per-pixel classes are
 VOC2012's `SegmentationClass/<image stem>.png`, in the folder that holds Annotations/ or JPEGImages/ (validation
-reads it).
+reads it). A CVAT / Datumaro `labelmap.txt` beside SegmentationClass/ (or at the root) names the dataset's own classes
+by colour; its PNGs are then read through it (ReadResult.class_colours) instead of VOC's 20-class palette.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from effdet.data.formats.common import (
     search_dirs,
     walk_files,
 )
+from effdet.data.formats.labelmap import LABELMAP_FILE, read_labelmap
+from effdet.data.masks import ClassColours
 from effdet.data.read_result import ReadResult
 from effdet.data.records import Box, Problem, Record, error, warning
 
@@ -44,6 +47,7 @@ def read_voc(root: Path) -> ReadResult:
         for path in files
         if path.parent.name == CLASS_MASK_DIR and path.suffix.lower() == ".png"
     }
+    result.class_colours = _class_colours({png.parent for png in class_pngs.values()}, root, result.problems)
     annotated: dict[Path, str] = {}
     for xml_path in xml_files:
         record = _read_xml(xml_path, root, index, result.problems)
@@ -122,6 +126,20 @@ def _class_png(class_pngs: dict[tuple[Path, str], Path], xml_path: Path, image: 
         if png is not None:
             return png
     return None
+
+
+def _class_colours(mask_dirs: set[Path], root: Path, problems: list[Problem]) -> dict[Path, ClassColours]:
+    """SegmentationClass folder -> the colours of the labelmap.txt beside it, else at the root; each file read once."""
+    read: dict[Path, ClassColours] = {}
+    colours = {}
+    for mask_dir in sorted(mask_dirs):
+        labelmap = next((p for p in (mask_dir.parent / LABELMAP_FILE, root / LABELMAP_FILE) if p.is_file()), None)
+        if labelmap is None:
+            continue
+        if labelmap not in read:
+            read[labelmap] = read_labelmap(labelmap, relative_name(labelmap, root), problems)
+        colours[mask_dir] = read[labelmap]
+    return colours
 
 
 def _find_image(annotation: Element, xml_path: Path, root: Path, index: ImageIndex) -> Path | None:

@@ -196,3 +196,38 @@ def voc_segmentation(tmp_path: Path) -> Path:
         mask.save(root / "SegmentationClass" / f"{stem}.png")
     (root / "ImageSets" / "Segmentation" / "train.txt").write_text("a\nb\n")
     return tmp_path / "VOCdevkit"
+
+
+PLATE_COLOUR = (250, 50, 83)
+"""The colour CVAT's labelmap.txt gives class 'plate' in the `cvat_segmentation` fixture."""
+
+
+@pytest.fixture
+def cvat_segmentation(tmp_path: Path) -> Path:
+    """A CVAT "Segmentation mask 1.1" export of a class of our own: labelmap.txt (`background:0,0,0::`,
+    `plate:250,50,83::`) and three 48x32 images, each with a plate at x 8..24, y 4..20, whose SegmentationClass PNGs
+    are RGB (a), palette with the plate colour at index 3 (b) and greyscale in labelmap line order (c)."""
+    root = tmp_path / "export"
+    for folder in ("JPEGImages", "Annotations", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True)
+    (root / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\nplate:250,50,83::\n")
+    width, height = 48, 32
+    plate = np.zeros((height, width), bool)
+    plate[4:20, 8:24] = True
+    for grey, stem in enumerate("abc"):
+        Image.new("RGB", (width, height), (90 + 40 * grey,) * 3).save(root / "JPEGImages" / f"{stem}.jpg")
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename><size><width>{width}</width><height>{height}</height>"
+            "</size><object><name>plate</name><bndbox><xmin>8</xmin><ymin>4</ymin><xmax>24</xmax><ymax>20</ymax>"
+            "</bndbox></object></annotation>"
+        )
+        Image.fromarray(plate.astype(np.uint8)).save(root / "SegmentationObject" / f"{stem}.png")
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[plate] = PLATE_COLOUR
+    Image.fromarray(rgb, mode="RGB").save(root / "SegmentationClass" / "a.png")
+    palette = Image.fromarray((plate * 3).astype(np.uint8), mode="P")
+    palette.putpalette([0, 0, 0, 9, 9, 9, 200, 200, 200, *PLATE_COLOUR])
+    palette.save(root / "SegmentationClass" / "b.png")
+    Image.fromarray(plate.astype(np.uint8), mode="L").save(root / "SegmentationClass" / "c.png")
+    (root / "ImageSets" / "Segmentation" / "default.txt").write_text("a\nb\nc\n")
+    return root

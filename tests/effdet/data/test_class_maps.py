@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from effdet.data.class_maps import ClassPixels
+from effdet.data.class_maps import ClassPixels, MaskClasses
 from effdet.data.masks import IGNORE, decode_png, voc_colormap
 from effdet.data.records import Box, CocoRle, Record, Segmentation, Severity
 from effdet.data.validate import ItemResult, encoded_image, validate_record
@@ -55,7 +55,7 @@ def _validate(
         boxes=boxes,
         class_png=class_png,
     )
-    return validate_record(record, frozenset(LABEL_IDS), mask_label_ids=LABEL_IDS)
+    return validate_record(record, frozenset(LABEL_IDS), masks=MaskClasses(LABEL_IDS))
 
 
 def _class_map(result: ItemResult) -> np.ndarray:

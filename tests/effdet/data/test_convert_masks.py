@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from effdet.data.convert import ConversionReport, convert_dataset
 from effdet.data.defaults import dataset_hparams
@@ -101,3 +103,43 @@ def test_a_report_written_before_masks_parses_without_a_summary(plates: tuple[Pa
     _, _, report = plates
     older = report.model_dump(mode="json", exclude={"segmentation"})
     assert ConversionReport.model_validate(older).segmentation is None
+
+
+def _zip(folder: Path, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            zf.write(path, path.relative_to(folder.parent))
+    return archive
+
+
+def test_cvat_labelmap_colours_name_our_classes_in_rgb_palette_and_greyscale_pngs(
+    cvat_segmentation: Path, tmp_path: Path
+) -> None:
+    upload = _zip(cvat_segmentation, tmp_path / "cvat.zip")
+    report = convert_dataset(upload, tmp_path / "records", val_fraction=0.0, workers=1)
+    assert report.format == "voc"
+    assert report.label_map == {1: "plate"}
+    assert report.problems == []
+    assert report.segmentation is not None
+    assert report.segmentation.images == {"train": 3, "val": 0}
+    expected = np.zeros((32, 48), np.uint8)
+    expected[4:20, 8:24] = 1
+    maps = _class_maps(tmp_path / "records")
+    assert maps.keys() == {f"JPEGImages/{stem}.jpg" for stem in "abc"}
+    for name, class_map in maps.items():
+        assert class_map is not None, name
+        np.testing.assert_array_equal(class_map, expected, err_msg=name)
+
+
+def test_colour_that_labelmap_does_not_list_is_an_unknown_class(cvat_segmentation: Path, tmp_path: Path) -> None:
+    mask = cvat_segmentation / "SegmentationClass" / "a.png"
+    rgb = np.array(Image.open(mask))
+    rgb[25:30, 30:40] = (1, 2, 3)
+    Image.fromarray(rgb).save(mask)
+    report = convert_dataset(cvat_segmentation, tmp_path / "records", val_fraction=0.0, workers=1)
+    [problem] = report.problems
+    assert (problem.file, problem.code) == ("JPEGImages/a.jpg", "mask_unknown_class")
+    assert "#010203 (1,2,3), which labelmap.txt does not list" in problem.message
+    maps = _class_maps(tmp_path / "records")
+    assert maps["JPEGImages/a.jpg"] is None  # kept for detection, without a mask
+    assert maps["JPEGImages/b.jpg"] is not None

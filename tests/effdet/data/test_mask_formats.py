@@ -1,17 +1,21 @@
-"""Readers carry each record's mask source: COCO `segmentation` on its boxes, VOC2012's SegmentationClass PNGs."""
+"""Readers carry each record's mask source: COCO `segmentation` on its boxes, VOC2012's SegmentationClass PNGs (and
+the class colours of a CVAT / Datumaro labelmap.txt beside them)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
 from PIL import Image
 
 from effdet.data.formats.coco import read_coco
+from effdet.data.formats.labelmap import read_labelmap
 from effdet.data.formats.voc import read_voc
 from effdet.data.ingest import DatasetFormat, detect_format, extract_zip
-from effdet.data.records import CocoRle
+from effdet.data.masks import ClassColours
+from effdet.data.records import CocoRle, Problem
 
 
 def _coco(root: Path, annotations: list[dict[str, object]]) -> Path:
@@ -83,3 +87,57 @@ def test_a_voc_zip_with_segmentation_folders_is_still_voc(voc_segmentation: Path
         for path in sorted(voc_segmentation.rglob("*")):
             zf.write(path, path.relative_to(voc_segmentation.parent))
     assert detect_format(extract_zip(archive, tmp_path / "unpacked")) is DatasetFormat.VOC
+
+
+def test_cvat_labelmap_beside_segmentation_class_gives_its_colours(cvat_segmentation: Path) -> None:
+    result = read_voc(cvat_segmentation)
+    assert result.problems == []
+    assert result.class_colours == {
+        cvat_segmentation / "SegmentationClass": ClassColours((("background", (0, 0, 0)), ("plate", (250, 50, 83))))
+    }
+
+
+def test_labelmap_at_the_root_serves_a_nested_voc_folder(cvat_segmentation: Path, tmp_path: Path) -> None:
+    (cvat_segmentation / "labelmap.txt").rename(tmp_path / "labelmap.txt")
+    result = read_voc(tmp_path)
+    assert list(result.class_colours) == [cvat_segmentation / "SegmentationClass"]
+
+
+def test_malformed_labelmap_lines_are_problems_with_their_line_numbers(cvat_segmentation: Path) -> None:
+    (cvat_segmentation / "labelmap.txt").write_text(
+        "# label:color_rgb:parts:actions\n"
+        "background:0,0,0::\n"
+        "plate:250,50,83::\n"
+        "cup:250,50,300::\n"
+        ":1,2,3::\n"
+        "plate:4,5,6::\n"
+        "lid:250,50,83::\n"
+        "rim:7,8,9::\n"
+    )
+    result = read_voc(cvat_segmentation)
+    assert [(p.file, p.code, p.message.split(" ", 2)[1]) for p in result.problems] == [
+        ("labelmap.txt", "invalid_labelmap", number) for number in ("4", "5", "6", "7")
+    ]
+    assert "colour '250,50,300', not three numbers 0..255" in result.problems[0].message
+    assert "plate:250,50,83::" in result.problems[1].message  # how a line is written
+    assert "again (first on line 3)" in result.problems[2].message
+    assert "which line 3 already gives another class" in result.problems[3].message
+    [colours] = result.class_colours.values()
+    assert colours.classes == (("background", (0, 0, 0)), ("plate", (250, 50, 83)), ("rim", (7, 8, 9)))
+
+
+def test_labelmap_without_colours_paints_its_classes_in_voc_colours(tmp_path: Path) -> None:
+    path = tmp_path / "labelmap.txt"
+    path.write_text("background\nplate\ncup:::\n")
+    problems: list[Problem] = []
+    colours = read_labelmap(path, "labelmap.txt", problems)
+    assert problems == []
+    assert colours.classes == (("background", (0, 0, 0)), ("plate", (128, 0, 0)), ("cup", (0, 128, 0)))
+
+
+def test_labelmap_of_a_dataset_without_class_pngs_is_not_read(cvat_segmentation: Path) -> None:
+    shutil.rmtree(cvat_segmentation / "SegmentationClass")
+    (cvat_segmentation / "labelmap.txt").write_text("not a labelmap: at all\n")
+    result = read_voc(cvat_segmentation)
+    assert result.problems == []
+    assert result.class_colours == {}

@@ -12,7 +12,9 @@ from pycocotools import mask as coco_mask
 from effdet.data.masks import (
     IGNORE,
     VOC_CLASS_NAMES,
+    ClassColours,
     MaskError,
+    UnknownMaskClassError,
     check_mask_size,
     class_pixel_shares,
     coco_segmentation_mask,
@@ -154,6 +156,36 @@ def test_voc_rgb_png_with_a_foreign_colour_is_refused() -> None:
     rgb[0, 0] = (1, 2, 3)
     with pytest.raises(MaskError, match="#010203"):
         read_voc_class_png(_png(rgb, "RGB"), label_ids={"person": 1})
+
+
+CUPS = ClassColours((("background", (0, 0, 0)), ("cup", (250, 50, 83)), ("lid", (0, 128, 0))))
+"""A labelmap.txt's classes whose 'lid' colour is VOC's bicycle (index 2)."""
+
+
+def test_labelmap_colours_name_rgb_and_palette_pixels_by_colour() -> None:
+    colours = np.array([[(0, 0, 0), (250, 50, 83)], [(0, 128, 0), (0, 0, 0)]], dtype=np.uint8)
+    rgb = read_voc_class_png(_png(colours, "RGB"), label_ids={"lid": 1, "cup": 2}, colours=CUPS)
+    np.testing.assert_array_equal(rgb, [[0, 2], [1, 0]])
+    image = Image.fromarray(np.array([[0, 3], [2, 0]], dtype=np.uint8), mode="P")  # VOC's index 2, its own 3
+    image.putpalette([0, 0, 0, 9, 9, 9, 0, 128, 0, 250, 50, 83])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    palette = read_voc_class_png(buffer.getvalue(), label_ids={"lid": 1, "cup": 2}, colours=CUPS)
+    np.testing.assert_array_equal(palette, [[0, 2], [1, 0]])
+
+
+def test_labelmap_greyscale_values_count_its_lines() -> None:
+    values = np.array([[0, 1, 2, 255]], dtype=np.uint8)
+    class_map = read_voc_class_png(_png(values, "L"), label_ids={"lid": 1, "cup": 2}, colours=CUPS)
+    np.testing.assert_array_equal(class_map, [[0, 2, 1, IGNORE]])
+    with pytest.raises(UnknownMaskClassError, match=r"value 3, but labelmap\.txt lists 3 classes"):
+        read_voc_class_png(_png(values + 1, "L"), label_ids={"lid": 1, "cup": 2}, colours=CUPS)
+
+
+def test_labelmap_class_outside_our_labels_is_named_with_its_colour() -> None:
+    colours = np.array([[(0, 0, 0), (0, 128, 0)]], dtype=np.uint8)
+    with pytest.raises(UnknownMaskClassError, match=r"class 'lid' \(colour #008000\).*\(cup\)"):
+        read_voc_class_png(_png(colours, "RGB"), label_ids={"cup": 1}, colours=CUPS)
 
 
 def test_voc_colormap_has_voc_colours() -> None:
