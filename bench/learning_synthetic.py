@@ -11,8 +11,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench.common import QUICK, emit
-from bench.fit import train_and_evaluate
+from bench.common import emit
+from bench.fit import FROM_SCRATCH, add_synthetic_arguments, train_and_evaluate
 from effdet.data.convert import convert_dataset
 from effdet.data.synthetic import write_dataset
 from effdet.train import TrainOptions
@@ -21,19 +21,11 @@ from effdet.workflow import resolve_config
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20 if QUICK else 600)
-    parser.add_argument("--num-images", type=int, default=40 if QUICK else 400)
-    parser.add_argument("--batch-size", type=int, default=8)
+    add_synthetic_arguments(parser)
     args = parser.parse_args()
     recipe = {
         "image_size": args.image_size,
-        "num_classes": 1,
-        "optimizer": "adam",
-        "learning_rate": 0.016,
-        "lr_warmup_init": 0.0016,
-        "jitter_min": 0.8,
-        "jitter_max": 1.2,
+        **FROM_SCRATCH,
     }
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)

@@ -29,6 +29,7 @@ BENCHMARKS = (
     "formats",
     "job_memory",
     "learning_synthetic",
+    "learning_segmentation",
     "transfer_raccoon",
     "transfer_raccoon_api",
     "dataset_rows",
