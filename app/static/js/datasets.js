@@ -203,8 +203,17 @@ function summary(dataset) {
     ["splits", splits.join("; ") || "–"],
     ["median image", sizes?.width ? `${num(sizes.width.median)} × ${num(sizes.height.median)}` : "–"],
     ["max boxes / image", num(dataset.stats?.max_boxes_per_image)],
+    ["masks", masksText(dataset.segmentation)],
     ["uploaded", when(dataset.created_at)],
   ]);
+}
+
+/** Images with a class map per split and each class's share of the pixels (a segmentation head trains on them). */
+function masksText(segmentation) {
+  if (!segmentation) return "none (boxes only)";
+  const images = Object.entries(segmentation.images).map(([split, count]) => `${split}: ${num(count)} images`);
+  const shares = Object.entries(segmentation.class_shares).map(([name, share]) => `${name} ${pct(share)}`);
+  return `${images.join("; ")} · pixels: ${shares.join(", ")}, ignored ${pct(segmentation.ignore_share)}`;
 }
 
 function aliasText(aliases) {
