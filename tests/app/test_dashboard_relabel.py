@@ -6,23 +6,21 @@ back to ready with one class; the upload form reports bad class_aliases under th
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from core.tables import Dataset, DatasetStatus
 from tests.app.conftest import Service, start_service, stop_service
-from tests.e2e.conftest import free_port
+from tests.helpers.browser import chromium
+from tests.helpers.browser import served as serve
 from tests.helpers.respelled import respelled_raccoon_zip
 from worker.convert import run_conversion
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
 BIG = str(8 * 2**20)
 
 
@@ -37,15 +35,8 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Se
         EFFDET_MAX_UNCOMPRESSED_BYTES=BIG,
         EFFDET_MAX_FILES="100",
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(service.client.app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield service, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(service.client.app) as url:
+        yield service, url
     stop_service(service)
 
 
@@ -57,7 +48,6 @@ def _wait_status(service: Service, dataset_id: str, status: str, timeout: float 
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 def test_dashboard_merges_similar_classes_in_one_click(served: tuple[Service, str], tmp_path: Path) -> None:
     service, url = served
     upload = respelled_raccoon_zip(tmp_path / "raccoon.zip").read_bytes()
@@ -66,7 +56,7 @@ def test_dashboard_merges_similar_classes_in_one_click(served: tuple[Service, st
     run_conversion(dataset_id)
     expect: Any = playwright_api.expect
     with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=str(chromium()), args=["--headless", "--no-sandbox"])
         page = browser.new_page()
         page.goto(f"{url}/#/datasets/{dataset_id}")
         expect(page.locator("#similar-classes")).to_contain_text('"raccoon" (19 boxes) and "Raccoon" (2 boxes)')

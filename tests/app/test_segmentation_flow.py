@@ -1,9 +1,9 @@
 """A segmentation job from upload to predict through the API: synthetic plates with their masks (COCO polygons,
 `effdet synth --masks`) uploaded as a zip, converted and trained by the worker's own tasks, the job's metrics with
 the segmentation head's mIoU, predict answering each image's class map as COCO RLE beside the detections, as a PNG
-of class ids and drawn over the image (through the API and effdet_client), and an evaluation scoring the
-SavedModel's class maps; for a model with both heads and for one that only segments. What cannot be honoured is a
-422 that says what to do."""
+of class ids and drawn over the image (through the API, effdet_client and the dashboard in chromium), and an
+evaluation scoring the SavedModel's class maps; for a model with both heads and for one that only segments. What
+cannot be honoured is a 422 that says what to do."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect, sync_playwright
 from pycocotools import mask as coco_mask
 
 from core.tables import DatasetStatus, JobStatus
 from effdet.data.synthetic import write_dataset
 from effdet_client import Client
+from tests.helpers.browser import chromium, served
 from worker.tasks import convert_dataset, run_evaluation, run_job
 
 HPARAMS = {"image_size": 128, "fpn_cell_repeats": 1, "box_class_repeats": 1}
@@ -33,6 +35,23 @@ def _zipped(folder: Path) -> bytes:
             if path.is_file():
                 archive.write(path, path.relative_to(folder.parent).as_posix())
     return buffer.getvalue()
+
+
+def _dashboard_shows_it(service: Any, job_id: str, model_id: str, image: Path, classes_found: int) -> None:
+    """In chromium: the job page's IoU tables, the model page's, and the try-it box drawing the class map."""
+    with served(service.client.app) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium()), args=["--headless", "--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{url}/#/jobs/{job_id}")
+        expect(page.locator("#segmentation-metrics")).to_contain_text("mIoU")
+        expect(page.locator("#job-metrics")).to_contain_text("plate")
+        page.goto(f"{url}/#/models/{model_id}")
+        expect(page.locator("#model-segmentation")).to_contain_text("pixel accuracy")
+        page.locator("#tryit-file").set_input_files(image)
+        expect(page.locator("#tryit-json")).to_contain_text('"segmentation"')
+        expect(page.locator("#tryit-image")).to_have_attribute("data-masks", str(classes_found))
+        expect(page.locator("#tryit-image image.mask")).to_have_count(1)
+        browser.close()
 
 
 def _predict(service: Any, model_id: str, images: list[bytes], **params: str) -> Any:
@@ -121,6 +140,10 @@ def test_a_segmentation_job_runs_from_upload_to_predict(sqlite_service: Any, tmp
         d["label"] for d in _predict(service, model_id, [scene]).json()["detections"]
     ], "the client's predict answers a segmenter's detections"
     assert client.class_map(model_id, raw / "images" / "synthetic-00000.jpg") == png.content
+
+    _dashboard_shows_it(
+        service, job["id"], model_id, raw / "images" / "synthetic-00000.jpg", len(found["segmentation"])
+    )
 
     both = _predict(service, model_id, [scene], mask="png", annotated="true")
     assert both.status_code == 422

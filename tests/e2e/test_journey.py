@@ -26,9 +26,9 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.conftest import RACCOON, Runner, alive, descendants
+from tests.helpers.browser import chromium
 
 CLIENT = Path(sys.executable).with_name("effdet-client")
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -178,20 +178,10 @@ def _http_predicts(http: httpx.Client, job_id: str) -> None:
 # --- the dashboard in a browser --------------------------------------------------------------------------------
 
 
-def _chromium() -> Path:
-    """Debian's chromium, installed with apt-get when missing; the test fails (never skips) without it."""
-    if not CHROMIUM.exists():
-        subprocess.run(["apt-get", "update"], check=False, timeout=300)
-        subprocess.run(["apt-get", "install", "-y", "chromium"], check=False, timeout=600)
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing and `apt-get install -y chromium` did not install it")
-    return CHROMIUM
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(_chromium()), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(chromium()), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
