@@ -55,18 +55,22 @@ def test_decoding_matches_the_box_coder() -> None:
     np.testing.assert_allclose(decode_boxes(codes, anchors), expected, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.97])
 @pytest.mark.parametrize("method", ["hard", "gaussian"])
-def test_head_outputs_give_the_same_detections(method: str) -> None:
+def test_head_outputs_give_the_same_detections(method: str, threshold: float) -> None:
     config = get_config("efficientdet-d0", {**CHEAP, "image_size": 128, "num_classes": 3})
     nms = NmsConfig(method=method, max_output_size=40)
     anchors = anchors_for(config.model).boxes
     rng = np.random.default_rng(3)
     logits = rng.normal(-3, 1.5, size=(len(anchors), 3)).astype(np.float32)
+    # Scores close to 0.97 on both sides, where the filter on logits must agree with the sigmoid.
+    near = logits[::50]
+    near[:] = 3.4761 + (rng.permutation(near.size).reshape(near.shape) - near.size / 2) * 1e-5  # no ties
     codes = rng.normal(0, 0.3, size=(len(anchors), 4)).astype(np.float32)
-    expected = postprocess(logits[None], codes[None], anchors, (128, 128), nms, score_threshold=0.3)
+    expected = postprocess(logits[None], codes[None], anchors, (128, 128), nms, score_threshold=threshold)
     count = int(expected.num_detections[0])
     assert count > 5
-    got = postprocess_image(logits, codes, anchors, (128, 128), nms, 0.3, nms.max_output_size)
+    got = postprocess_image(logits, codes, anchors, (128, 128), nms, threshold, nms.max_output_size)
     np.testing.assert_array_equal(got.classes, expected.classes[0, :count].numpy())
     np.testing.assert_allclose(got.scores, expected.scores[0, :count].numpy(), rtol=1e-5)
     np.testing.assert_allclose(got.boxes, expected.boxes[0, :count].numpy(), atol=1e-3)
