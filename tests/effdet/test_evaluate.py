@@ -123,8 +123,11 @@ def test_saved_model_evaluates_like_the_model(
     for mine, theirs in pairs:
         assert mine["image_id"] == theirs["image_id"]
         assert mine["score"] == pytest.approx(theirs["score"], abs=1e-4)
-    for mine, theirs in [p for p in pairs if p[0]["score"] > 0.1]:
-        np.testing.assert_allclose(mine["bbox"], theirs["bbox"], atol=0.05)
+    for mine in [d for d in from_model if d["score"] > 0.1]:
+        # Two boxes within 1e-4 of each other's score can swap places between the two paths, so each box is
+        # looked for among the other path's boxes of that image and score, not at its own rank.
+        same = [t for t in from_saved if t["image_id"] == mine["image_id"] and abs(t["score"] - mine["score"]) < 1e-4]
+        assert any(np.allclose(t["bbox"], mine["bbox"], atol=0.05) for t in same), (mine, same)
     assert any(mine["score"] > 0.1 for mine, _ in pairs)
 
     metrics = coco_metrics(truth, from_model)  # what evaluate_model returns, without a second pass
