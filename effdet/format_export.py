@@ -1,11 +1,13 @@
 """Export a trained model in the formats a job asks for and score each on the val split the same way.
 
-TFLite files take uint8 [1, H, W, 3] at the model's input size. The int8 file holds the network alone (its
-boxes are decoded and suppressed by the serving code) and is calibrated on the job's own training images,
-letterboxed exactly as serving does (effdet.tflite_runtime.letterbox), so nobody writes a calibration script.
-Scoring runs each format through its serving path (the SavedModel's `predict_images`, LiteRT for TFLite) on the
-val records' original image bytes, at the export's score threshold (the float TFLite files cannot serve below
-it), with the same COCO code (effdet.evaluate.coco_metrics), and times every call after one warm-up.
+Every TFLite file holds the network alone, taking the letterboxed canvas [1, H, W, 3] at the model's input
+size: the serving code decodes and suppresses its boxes (effdet.tflite_runtime), at any score threshold. That
+was first forced on the int8 file (the calibrator cannot run the in-graph NMS); the float files followed because
+TFLite's reference NMS kernels cost more than the same work in NumPy. The int8 file is calibrated on the job's
+own training images, letterboxed exactly as serving does (effdet.tflite_runtime.letterbox), so nobody writes a
+calibration script. Scoring runs each format through its serving path (the SavedModel's `predict_images`, LiteRT
+for TFLite) on the val records' original image bytes, at the export's score threshold, with the same COCO code
+(effdet.evaluate.coco_metrics), and times every call after one warm-up.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tensorflow as tf
 from effdet.config import Config
 from effdet.data.shards import parse_example, record_files
 from effdet.evaluate import coco_metrics
-from effdet.export import Quantization, export_tflite, export_tflite_network, refuse_tflite_for_segmentation
+from effdet.export import Quantization, export_tflite_network, refuse_tflite_for_segmentation
 from effdet.formats import SAVED_MODEL, ExportFormat, FormatScore, format_file
 from effdet.predict import Detection, load_exported, predict_images
 from effdet.tflite_runtime import letterbox, load_tflite_export, pad_colour, predict_tflite
@@ -41,7 +43,6 @@ def export_tflite_formats(
     config: Config,
     folder: Path,
     formats: Sequence[ExportFormat],
-    min_score: float,
     train_files: str | None,
 ) -> None:
     """Write each TFLite format asked for into the model folder (one already there, from an earlier attempt of
@@ -54,12 +55,12 @@ def export_tflite_formats(
         if format == SAVED_MODEL or path.is_file():
             continue
         quantization = _QUANTIZATION[format]
+        calibration = None
         if quantization == "int8":
             if train_files is None:
                 raise ValueError("an int8 model is calibrated on training images, and there are none")
-            export_tflite_network(model, config, path, "int8", representative_images(train_files, config))
-        else:
-            export_tflite(model, config, path, quantization, min_score_thresh=min_score)
+            calibration = representative_images(train_files, config)
+        export_tflite_network(model, config, path, quantization, calibration)
 
 
 def representative_images(
@@ -110,7 +111,7 @@ def format_predictor(
     folder: Path, format: ExportFormat, min_score: float, num_threads: int, score_threshold: float | None = None
 ) -> Callable[[bytes], list[list[Detection]]]:
     """One image's detections through the format's serving path, at `score_threshold` (default: the export's;
-    a float TFLite file cannot go below it)."""
+    a float TFLite file of an older export, with its NMS inside, cannot go below it)."""
     threshold = min_score if score_threshold is None else score_threshold
     saved_model = folder / format_file(SAVED_MODEL)
     if format == SAVED_MODEL:

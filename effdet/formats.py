@@ -20,9 +20,9 @@ ExportFormat = Literal["saved_model", "tflite", "tflite_float16", "tflite_int8"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
 DEFAULT_EXPORT_FORMATS: tuple[ExportFormat, ...] = ("saved_model", "tflite")
 SAVED_MODEL: ExportFormat = "saved_model"
-THRESHOLD_FLOOR: frozenset[ExportFormat] = frozenset({"tflite", "tflite_float16"})
-"""Formats whose file holds its NMS and drops detections under the export's min_score, so they cannot serve a
-lower threshold (the int8 file holds the network alone and the serving code suppresses at any threshold)."""
+LEGACY_THRESHOLD_FLOOR: tuple[ExportFormat, ...] = ("tflite", "tflite_float16")
+"""Formats whose file held its own NMS in exports made before every TFLite format held the network alone: they
+drop detections under the export's min_score, so they cannot serve a lower threshold."""
 AP_TOLERANCE = 0.005
 """How much val AP (0.5 AP points) a faster format may lose against the SavedModel and still serve by default."""
 
@@ -45,6 +45,15 @@ class FormatsManifest(BaseModel):
     mean_rgb: list[float] = Field(description="the normalisation mean: the pad colour of the TFLite input")
     formats: dict[ExportFormat, FormatScore]
     default_runtime: ExportFormat
+    threshold_floor: list[ExportFormat] = Field(
+        default_factory=lambda: list(LEGACY_THRESHOLD_FLOOR),
+        description="formats whose file suppresses inside and drops detections under min_score (older exports); "
+        "the others serve any threshold",
+    )
+
+    def floor(self, format: ExportFormat) -> float:
+        """The lowest score threshold `format` can serve: min_score for a file with its NMS inside, else 0."""
+        return self.min_score if format in self.threshold_floor else 0.0
 
     def path(self, folder: Path, format: ExportFormat) -> Path:
         """The file or folder of `format` inside the model folder."""

@@ -122,7 +122,7 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
     from effdet.data.shards import record_files
     from effdet.evaluate import coco_metrics, records_ground_truth, write_json
     from effdet.format_export import format_predictor, record_detections
-    from effdet.formats import THRESHOLD_FLOOR, read_manifest, served_min_score
+    from effdet.formats import read_manifest, served_min_score
     from effdet.label_errors import CONFIDENT, find_label_errors
     from effdet.metrics import EvaluationReport
     from effdet.predict import read_segmentation_classes
@@ -141,7 +141,7 @@ def _evaluate(row: Evaluation, holder: str) -> dict[str, Any]:
         raise ValueError(f"the dataset's {row.split} split has no images; evaluate another split")
     manifest = read_manifest(folder)
     min_score = served_min_score(manifest)
-    floor = min_score if row.format in THRESHOLD_FLOOR else 0.0
+    floor = manifest.floor(row.format) if manifest else 0.0  # type: ignore[arg-type]
     predict = format_predictor(folder, row.format, min_score, settings.tflite_threads, floor)  # type: ignore[arg-type]
     segments = read_segmentation_classes(layout.saved_model_dir(folder)) is not None
     images = len(truth["images"])

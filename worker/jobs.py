@@ -275,7 +275,7 @@ def _export_formats(job_id: str, loaded: LoadedRun, folder: Path, options: Expor
 
     asked = options.export_formats or default_formats(loaded.config)
     formats = [format for format in EXPORT_FORMATS if format in asked]
-    export_tflite_formats(loaded.model, loaded.config, folder, formats, options.min_score_thresh, records.train_files)
+    export_tflite_formats(loaded.model, loaded.config, folder, formats, records.train_files)
     detects = "object_detection" in loaded.config.model.heads  # a segmenter's mIoU is the job's metrics
     scores = score_formats(
         folder,
@@ -291,6 +291,7 @@ def _export_formats(job_id: str, loaded: LoadedRun, folder: Path, options: Expor
         mean_rgb=list(mean) if isinstance(mean, list) else [float(mean)] * 3,
         formats=scores,
         default_runtime=choose_default(scores),
+        threshold_floor=[],
     )
     write_manifest(folder, manifest)
     scored = "; ".join(

@@ -33,7 +33,6 @@ from core.store import evaluation_files, model_listing
 from core.tables import Dataset, DatasetStatus, Evaluation, EvaluationStatus, Job, ModelVersion, new_id
 from effdet.formats import (
     SAVED_MODEL,
-    THRESHOLD_FLOOR,
     ExportFormat,
     FormatsManifest,
     read_manifest,
@@ -80,8 +79,8 @@ def _problems(body: EvaluationCreate, model: ModelVersion, dataset: Dataset | No
     if chosen not in exported:
         message = f"the model was exported as {', '.join(exported)}, not {chosen}; choose one of those"
         problems.append(_problem("format", message))
-    floor = served_min_score(manifest)
-    if manifest and chosen in THRESHOLD_FLOOR and body.score_threshold is not None and body.score_threshold < floor:
+    floor = manifest.floor(chosen) if manifest else 0.0
+    if body.score_threshold is not None and body.score_threshold < floor:
         message = (
             f"the {chosen} file drops detections under {floor}, the threshold it was exported with, so it cannot "
             f"count at score_threshold {body.score_threshold}; use format saved_model or a threshold >= {floor}"

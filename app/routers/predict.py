@@ -24,7 +24,7 @@ from app.schemas import AUTH_RESPONSES, DetectionPublic, ErrorDetail, SegmentedP
 from core.layout import saved_model_dir
 from core.store import NotInStoreError, model_folder
 from core.tables import ModelVersion
-from effdet.formats import EXPORT_FORMATS, SAVED_MODEL, THRESHOLD_FLOOR, ExportFormat, read_manifest
+from effdet.formats import EXPORT_FORMATS, SAVED_MODEL, ExportFormat, read_manifest
 from effdet.predict import Detection, ImagePrediction, mask_png, mask_rle, read_segmentation_classes
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=AUTH_RESPONSES, dependencies=[PREDICT])
@@ -142,7 +142,7 @@ def _source(
             "or train it again with that format in export_formats",
         )
     chosen = runtime or (manifest.default_runtime if manifest else SAVED_MODEL)
-    if manifest and chosen in THRESHOLD_FLOOR and threshold is not None and threshold < manifest.min_score:
+    if manifest and threshold is not None and threshold < manifest.floor(chosen):
         if runtime is not None:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,

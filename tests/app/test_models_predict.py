@@ -127,21 +127,23 @@ def test_models_list_show_and_download(module_service: Any, model_id: str) -> No
     assert client.get(f"/v1/models/{model_id}/download?format=tflite").status_code == 404
 
 
-@pytest.fixture(scope="module")
-def lite_model_id(module_service: Any, exported: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+def _with_tflite(module_service: Any, exported: Path, folder: Path, network_only: bool) -> str:
     """The shared model with a float32 TFLite file beside its SavedModel and a manifest naming tflite the default
-    runtime (what a job writes when TFLite scores as well and runs faster)."""
+    runtime (what a job writes when TFLite scores as well and runs faster): the network alone, as jobs export it
+    now, or with its NMS inside and a threshold floor, as older jobs did."""
     import shutil
 
     from effdet.config import Config
-    from effdet.export import export_tflite
+    from effdet.export import export_tflite, export_tflite_network
     from effdet.formats import FormatScore, FormatsManifest, write_manifest
     from effdet.model import build_model
 
-    folder = tmp_path_factory.mktemp("lite")
     shutil.copytree(exported / "saved_model", folder / "saved_model")
     config = Config.from_yaml(folder / "saved_model" / "assets" / "config.yaml")
-    export_tflite(build_model(config), config, folder / "model.tflite", min_score_thresh=0.3)
+    if network_only:
+        export_tflite_network(build_model(config), config, folder / "model.tflite", "float32")
+    else:
+        export_tflite(build_model(config), config, folder / "model.tflite", min_score_thresh=0.3)
     manifest = FormatsManifest(
         min_score=0.3,
         mean_rgb=list(config.model.mean_rgb),  # type: ignore[arg-type]
@@ -150,10 +152,36 @@ def lite_model_id(module_service: Any, exported: Path, tmp_path_factory: pytest.
             "tflite": FormatScore(file="model.tflite", size_bytes=1, ap=0.499, ms_per_image=40.0),
         },
         default_runtime="tflite",
+        **({"threshold_floor": []} if network_only else {}),
     )
     write_manifest(folder, manifest)
     job = module_service.job(module_service.dataset(), JobStatus.succeeded)
     return str(module_service.model(job, folder))
+
+
+@pytest.fixture(scope="module")
+def lite_model_id(module_service: Any, exported: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A model exported before TFLite files held the network alone (its manifest names no threshold_floor)."""
+    return _with_tflite(module_service, exported, tmp_path_factory.mktemp("lite"), network_only=False)
+
+
+def test_a_network_only_tflite_file_serves_any_threshold(
+    module_service: Any, exported: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    model_id = _with_tflite(module_service, exported, tmp_path_factory.mktemp("network"), network_only=True)
+    client = module_service.client
+    image = {"file": ("a.jpg", _jpeg(300, 200), "image/jpeg")}
+    low = client.post(f"/v1/models/{model_id}/predict", files=image, params={"score_threshold": 0.0})
+    assert low.status_code == 200, low.text
+    assert low.headers["X-Effdet-Runtime"] == "tflite", "no floor: the TFLite file answers under min_score"
+    scores = [d["score"] for d in low.json()]
+    assert scores, "an untrained model scores every box low, and threshold 0 keeps them"
+    assert min(scores) < 0.3, "boxes under the export's min_score come back"
+    asked = client.post(
+        f"/v1/models/{model_id}/predict", files=image, params={"score_threshold": 0.1, "runtime": "tflite"}
+    )
+    assert asked.status_code == 200, asked.text
+    assert all(d["score"] > 0.1 for d in asked.json())
 
 
 def test_a_model_with_tflite_serves_it_by_default_and_each_runtime_on_request(

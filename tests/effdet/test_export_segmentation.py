@@ -241,5 +241,5 @@ def test_tflite_formats_are_refused_for_segmentation_models(
     with pytest.raises(ValueError, match="export saved_model for segmentation models"):
         export_tflite_network(both_model, both_config, tmp_path / "model.tflite", "int8", images)
     with pytest.raises(ValueError, match=SEGMENTATION_TFLITE_REFUSAL):
-        export_tflite_formats(both_model, both_config, tmp_path, ["saved_model", "tflite_float16"], 0.3, None)
+        export_tflite_formats(both_model, both_config, tmp_path, ["saved_model", "tflite_float16"], None)
     assert list(tmp_path.iterdir()) == []

@@ -220,7 +220,7 @@ def test_a_job_exports_each_format_asked_for_scores_it_on_val_and_serves_it_thro
     formats_job: str, rows: Any
 ) -> None:
     from effdet.formats import read_manifest
-    from effdet.tflite_runtime import load_tflite, load_tflite_export, predict_tflite
+    from effdet.tflite_runtime import load_tflite_export, predict_tflite
     from tests.effdet.test_export import scene
 
     formats, job_id = FORMATS, formats_job
@@ -251,9 +251,12 @@ def test_a_job_exports_each_format_asked_for_scores_it_on_val_and_serves_it_thro
     assert np.dtype(quantized.decoder.input_dtype) == np.uint8
     [low] = predict_tflite(quantized, [scene(320, 200, seed=1)], score_threshold=manifest.min_score / 2)
     assert all(d.score > manifest.min_score / 2 and d.box[2] <= 320 and d.box[3] <= 200 for d in low)
-    half = load_tflite(manifest.path(folder, "tflite_float16"), {1: "plate"}, 1, manifest.min_score, manifest.mean_rgb)
-    [found] = predict_tflite(half, [scene(320, 200, seed=1)])
-    assert all(0 <= d.box[0] <= d.box[2] <= 320 and d.box[3] <= 200 and d.score > manifest.min_score for d in found)
+    assert manifest.threshold_floor == [], "every TFLite file holds the network alone and serves any threshold"
+    half = load_tflite_export(manifest.path(folder, "tflite_float16"), manifest.path(folder, "saved_model"), 1, 0.3)
+    assert half.decoder is not None
+    assert np.dtype(half.decoder.input_dtype) == np.float32
+    [found] = predict_tflite(half, [scene(320, 200, seed=1)], score_threshold=0.0)
+    assert all(0 <= d.box[0] <= d.box[2] <= 320 and d.box[3] <= 200 for d in found)
 
 
 def _evaluation(job_id: str, dataset_id: str, split: str, format: str, threshold: float) -> str:
