@@ -1,12 +1,12 @@
 """effdet.postprocess in numpy: raw head outputs of one image to detections, for a TFLite file that holds the
-network alone (the int8 export: its calibrator cannot take the in-graph NMS, and box codes decoded after
-quantization would lose whole pixels).
+network alone (every job's TFLite export: int8's calibrator cannot take the in-graph NMS, box codes decoded
+after quantization would lose whole pixels, and TFLite's reference NMS kernels are slower than this).
 
 The same steps and semantics as the TensorFlow path: sigmoid scores, the top max_nms_inputs (anchor, class)
 pairs, the box coder's decoding, boxes clipped to the input, and per-class NMS as TensorFlow's
-NonMaxSuppressionV5 does it (a priority queue by score, lower index first on ties; hard NMS drops a box whose
-IoU with a kept one exceeds the threshold, gaussian soft-NMS decays its score by exp(-iou^2 / (2 sigma)) and
-puts it back, ignoring the IoU threshold as TensorFlow's kernel does). No TensorFlow here.
+NonMaxSuppressionV5 does it (the highest score first, the lower index on ties; hard NMS drops a box whose IoU
+with a kept one exceeds the threshold, gaussian soft-NMS decays its score by exp(-iou^2 / (2 sigma)), ignoring
+the IoU threshold as TensorFlow's kernel does). No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -41,31 +41,38 @@ def decode_boxes(codes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
 
 
 class _Corners(NamedTuple):
-    """Boxes as TensorFlow's IOU reads them: low and high corners [m, 2] (y, x) and areas [m]."""
+    """Boxes as TensorFlow's IOU reads them: each corner coordinate [m] (low and high y and x, whatever order
+    the box gave them in) and the areas [m]; one array per coordinate keeps each step a flat vector op."""
 
-    low: np.ndarray
-    high: np.ndarray
+    y0: np.ndarray
+    x0: np.ndarray
+    y1: np.ndarray
+    x1: np.ndarray
     area: np.ndarray
 
     @classmethod
     def of(cls, boxes: np.ndarray) -> _Corners:
         """Corners of boxes [m, 4] given in any corner order."""
-        low, high = np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])
-        return cls(low, high, np.prod(high - low, axis=1))
+        y0, y1 = np.minimum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 0], boxes[:, 2])
+        x0, x1 = np.minimum(boxes[:, 1], boxes[:, 3]), np.maximum(boxes[:, 1], boxes[:, 3])
+        return cls(y0, x0, y1, x1, (y1 - y0) * (x1 - x0))
 
-    def take(self, keep: np.ndarray) -> _Corners:
-        """The boxes where keep (a boolean mask or indices) selects."""
-        return _Corners(self.low[keep], self.high[keep], self.area[keep])
+    def take(self, keep: np.ndarray | slice) -> _Corners:
+        """The boxes where keep (a boolean mask, indices or a slice) selects."""
+        return _Corners(self.y0[keep], self.x0[keep], self.y1[keep], self.x1[keep], self.area[keep])
 
 
 def _iou(boxes: _Corners, box: _Corners) -> np.ndarray:
     """IoU of each of boxes with one box, 0 where either has no area; summed in the order of TensorFlow's IOU
     (the candidate's area first), so scores decay to the same last bit."""
-    extent = np.minimum(boxes.high, box.high) - np.maximum(boxes.low, box.low)
-    overlap = np.prod(np.maximum(extent, 0), axis=1)
+    if not box.area[0] > 0:
+        return np.zeros(len(boxes.area), np.float32)
+    height = np.minimum(boxes.y1, box.y1[0]) - np.maximum(boxes.y0, box.y0[0])
+    width = np.minimum(boxes.x1, box.x1[0]) - np.maximum(boxes.x0, box.x0[0])
+    overlap = np.maximum(height, 0) * np.maximum(width, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        iou = overlap / (boxes.area + box.area - overlap)
-    return np.where((boxes.area > 0) & (box.area > 0), iou, np.float32(0)).astype(np.float32)
+        iou = overlap / (boxes.area + box.area[0] - overlap)
+    return np.where(boxes.area > 0, iou, np.float32(0)).astype(np.float32, copy=False)
 
 
 def non_max_suppression(
@@ -73,32 +80,57 @@ def non_max_suppression(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the kept boxes and their (possibly decayed) scores, in the order selected.
 
-    TensorFlow's kernel decays a candidate lazily, when it reaches the top of its queue; decaying every
-    candidate as soon as a box is kept selects the same boxes (each step takes the highest current score, the
-    lower index on ties) in one vectorised pass per kept box instead of one Python step per candidate: 5,000
-    candidates at threshold 0 take milliseconds, not most of a second."""
+    TensorFlow's kernel decays a candidate lazily, when it reaches the top of its queue. Here each kept box
+    decays (or, for hard NMS, drops) the candidates at once, one vectorised pass, which selects the same boxes:
+    each step takes the highest current score, the lower index on ties. Only a window of the best candidates by
+    their original score is tracked; it grows (catching up on the decays so far) whenever a candidate outside it
+    could still win, since decays only lower scores. So 5,000 candidates at threshold 0 cost a few milliseconds.
+    """
     iou_threshold = np.float32(nms.resolved_iou_thresh)
     sigma = nms.resolved_sigma
     decay = np.float32(-0.5 / sigma) if sigma > 0 else None
     threshold = np.float32(score_threshold)
-    live = np.flatnonzero(scores > threshold)
-    current = scores[live].astype(np.float32)
-    corners = _Corners.of(boxes[live].astype(np.float32))
-    kept: list[int] = []
-    kept_scores: list[np.float32] = []
-    while len(kept) < max_output and live.size:
-        best = int(np.argmax(current))
-        kept.append(int(live[best]))
-        kept_scores.append(current[best])
-        ious = _iou(corners, corners.take(np.array([best])))
+    eligible = np.flatnonzero(scores > threshold)
+    ranked = eligible[np.argsort(-scores[eligible], kind="stable")]
+    originals = scores[ranked].astype(np.float32)
+    corners = _Corners.of(boxes[ranked].astype(np.float32))
+    dead = np.float32(-np.inf)
+
+    def suppress(current: np.ndarray, candidates: _Corners, kept: int) -> np.ndarray:
+        """The candidates' scores after box `kept` (a position in ranked) is kept; dead ones at -inf."""
+        ious = _iou(candidates, corners.take(slice(kept, kept + 1)))
         if decay is None:
-            survivors = ious <= iou_threshold
+            current = np.where(ious > iou_threshold, dead, current)
         else:
             current = (current * np.exp(decay * ious * ious)).astype(np.float32)
-            survivors = current > threshold
-        survivors[best] = False
-        live, current, corners = live[survivors], current[survivors], corners.take(survivors)
-    return np.asarray(kept, np.intp), np.asarray(kept_scores, np.float32)
+        return np.where(current > threshold, current, dead)
+
+    current = np.empty(0, np.float32)  # scores of ranked[:len(current)]
+    kept: list[int] = []
+    kept_scores: list[np.float32] = []
+    while len(kept) < max_output:
+        window = len(current)
+        top = current.max(initial=dead)
+        ties = np.flatnonzero(current == top) if top > dead else np.empty(0, np.intp)
+        best = int(ties[np.argmin(ranked[ties])]) if ties.size else -1
+        # Candidates outside the window are ranked by original score, then index: the first of them is the one
+        # that could beat the window's best.
+        if window < len(ranked) and (
+            top < originals[window] or (top == originals[window] and ranked[window] < ranked[best])
+        ):
+            grown = min(len(ranked), max(2 * window, 2 * max_output, 64))
+            fresh, candidates = originals[window:grown], corners.take(slice(window, grown))
+            for position in kept:
+                fresh = suppress(fresh, candidates, position)
+            current = np.concatenate([current, fresh])
+            continue
+        if best < 0:
+            break
+        kept.append(best)
+        kept_scores.append(top)
+        current[best] = dead
+        current = suppress(current, corners.take(slice(0, window)), best)
+    return ranked[np.asarray(kept, np.intp)], np.asarray(kept_scores, np.float32)
 
 
 def postprocess_image(

@@ -1,8 +1,9 @@
 """Prediction with an exported TFLite file through LiteRT, without TensorFlow: a server that serves only TFLite
 models never imports it.
 
-`effdet.export.export_tflite` writes a graph that takes one uint8 image [1, H, W, 3] of a fixed size and holds
-the SavedModel's pre- and post-processing. Given exactly its input size, its own resize is the identity, so this
+`effdet.export.export_tflite` (`effdet export --tflite`, and jobs' float files before they held the network
+alone) writes a graph that takes one uint8 image [1, H, W, 3] of a fixed size and holds the SavedModel's pre-
+and post-processing. Given exactly its input size, its own resize is the identity, so this
 module places each image on an (H, W) canvas first, as the SavedModel's `prepare` would place it
 (effdet.data.augment.resize_and_crop): scale = min(H / h, W / w) in float32, the scaled size rounded half to
 even, bilinear resampling with half-pixel centres and no antialiasing (tf.image.resize's filter, run by OpenCV;
@@ -16,9 +17,9 @@ pad colour are rounded to whole grey levels (the graph takes uint8), Pillow deco
 the file drops detections under the `min_score` it was exported with, so a lower threshold cannot be served.
 Models trained with `tiles` are not served this way (the file tiles a canvas, not the original image).
 
-A file that holds the network alone (effdet.export.export_tflite_network, the int8 export) answers raw head
-outputs for the same canvas; its boxes are decoded and suppressed here (effdet.postprocess_numpy, TensorFlow's
-semantics) with the anchors and NMS settings of the export's config, so it can serve any score threshold.
+A file that holds the network alone (effdet.export.export_tflite_network, every TFLite format a job exports)
+answers raw head outputs for the same canvas; its boxes are decoded and suppressed here (effdet.postprocess_numpy,
+TensorFlow's semantics) with the anchors and NMS settings of the export's config, so it serves any threshold.
 """
 
 from __future__ import annotations
