@@ -2,7 +2,7 @@
 REST predict p50 per runtime at 1 and 8 clients, and the API's memory per runtime.
 
 Usage: .venv/bin/python -m bench.formats [--model efficientdet-lite0] [--data raccoon|synthetic] [--minutes 15]
-           [--steps 1000] [--hparams '...'] [--pth FILE] [--clients 1,8] [--seconds 20] [--calls 30]
+           [--steps 1000] [--hparams '...'] [--pth FILE] [--clients 1,8] [--seconds 20] [--calls 30] [--rounds 1]
 Starts `python -m app.runner`, uploads the raccoon photos with their upstream split (from the ImageNet backbone,
 `effdet import-backbone` of PyPI's .pth, as bench.transfer_raccoon_api) or 400 synthetic plates (from scratch),
 and runs one job exporting saved_model, tflite, tflite_float16 and tflite_int8: the job scores each on the val
@@ -10,7 +10,8 @@ split through its own runtime (GET /v1/models/{id}: format_scores). Then, on the
 raw latency of each format in this process (SavedModel through `predict_images`, TFLite through LiteRT, decode
 and letterbox included), calls interleaved so every format meets the same load; and for each runtime a fresh
 API process (uvicorn alone) that serves only that runtime, loaded by `clients` closed-loop clients, with its RSS
-afterwards and whether it loaded TensorFlow. One JSON line per format and per runtime x client count.
+afterwards and whether it loaded TensorFlow, in `rounds` rounds over the runtimes. One JSON line per format and
+per round x runtime x client count.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -158,6 +160,9 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8")
     parser.add_argument("--seconds", type=float, default=4 if QUICK else 20, help="REST load per runtime and count")
     parser.add_argument("--calls", type=int, default=5 if QUICK else 30, help="raw calls per format")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="REST rounds over every runtime, so one disturbed block shows as such"
+    )
     args = parser.parse_args()
     image = jpeg()
     with tempfile.TemporaryDirectory() as scratch:
@@ -170,7 +175,7 @@ def main() -> None:
         raw = raw_latency(folder, manifest.min_score, image, args.calls)
         for name, score in model["format_scores"].items():
             emit("formats", **setting, format=name, **score, raw=raw[name], default=name == model["default_runtime"])
-        for runtime in FORMATS:
+        for round_, runtime in itertools.product(range(args.rounds), FORMATS):
             with serve_api(root / "var", log=root / f"api-{runtime}.log") as server:
                 run_load(server, model["id"], image, 1, 2, runtime=runtime)  # warm-up: loads the runtime's model
                 for clients in (int(n) for n in args.clients.split(",") if n):
@@ -178,6 +183,7 @@ def main() -> None:
                     emit(
                         "formats_rest",
                         **setting,
+                        round=round_,
                         runtime=runtime,
                         clients=clients,
                         rest=result.latency,
