@@ -68,18 +68,25 @@ def lively(config: Config) -> keras.Model:
     return model
 
 
-def reference_class_map(model: keras.Model, config: Config, image: bytes) -> np.ndarray:
+TIE = 1e-3
+"""Logits of the two best classes closer than this are a tie: the export's kernels may order them either way."""
+
+
+def reference_class_map(model: keras.Model, config: Config, image: bytes) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [height, width] from the model's own logits, computed apart from the export: bilinear to the input,
-    the window resize_and_crop fills, argmax, nearest back to the image's size."""
+    the window resize_and_crop fills, argmax, nearest back to the image's size; and where the best two classes
+    tie, a bool map of the same shape."""
     height, width = tf.io.decode_png(image).shape[:2]
     logits = split_outputs(model(network_input(image), training=False), config.model.heads).seg_logits
     upsampled = tf.image.resize(logits, config.model.image_size, method="bilinear")[0].numpy()
     scale = min(128 / height, 128 / width)
     window = upsampled[: round(height * scale), : round(width * scale)]
     classes = window.argmax(axis=-1)
+    best_two = np.sort(window, axis=-1)[..., -2:]
+    tied = best_two[..., 1] - best_two[..., 0] < TIE
     rows = np.minimum(((np.arange(height) + 0.5) * classes.shape[0] / height).astype(int), classes.shape[0] - 1)
     columns = np.minimum(((np.arange(width) + 0.5) * classes.shape[1] / width).astype(int), classes.shape[1] - 1)
-    return classes[rows][:, columns].astype(np.uint8)
+    return classes[rows][:, columns].astype(np.uint8), tied[rows][:, columns]
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +127,10 @@ def check_class_maps(outputs: dict[str, np.ndarray], model: keras.Model, config:
     assert outputs["segmentation"].dtype == np.uint8
     assert outputs["segmentation"].shape == (2, 130, 200)
     for padded, image, (width, height) in zip(outputs["segmentation"], IMAGES, SIZES, strict=True):
-        expected = reference_class_map(model, config, image)
+        expected, tied = reference_class_map(model, config, image)
         assert len(np.unique(expected)) > 1  # the map has structure to compare
-        np.testing.assert_array_equal(padded[:height, :width], expected)
+        assert tied.mean() < 0.01  # ties are rare, so the comparison below still covers the map
+        np.testing.assert_array_equal(np.where(tied, expected, padded[:height, :width]), expected)
         assert (padded[height:] == 255).all()
         assert (padded[:, width:] == 255).all()
 
