@@ -56,12 +56,17 @@ JOB_TIMEOUT_MS = 600_000
 RECORD_PROGRESS = """
 window.progressSeen = [];
 new MutationObserver((changes) => {
-  for (const change of changes) {
-    if (change.target.id === "job-progress") window.progressSeen.push(Number(change.target.getAttribute("value")));
-  }
-}).observe(document, { subtree: true, attributes: true, attributeFilter: ["value"] });
+  const bar = changes.filter((change) => change.target.id === "job-progress");
+  bar.forEach((change, i) => {
+    const next = bar[i + 1];
+    const value = next?.target === change.target ? next.oldValue : change.target.getAttribute("value");
+    window.progressSeen.push(Number(value));
+  });
+}).observe(document, { subtree: true, attributes: true, attributeOldValue: true, attributeFilter: ["value"] });
 """
-"""Records every value the job page's progress bar takes (installed before the page's own scripts run)."""
+"""Records every value the job page's progress bar takes (installed before the page's own scripts run). Changes made
+in one task reach the observer together, so a change's own value is the next change's old value: reading the
+attribute would give the last value for all of them ([4, 4, 4] when three progress events came in one read)."""
 
 
 # --- the command-line client -----------------------------------------------------------------------------------

@@ -84,21 +84,22 @@ function parseEvent(block) {
   return event;
 }
 
-async function readEvents(path, after, onEvent, signal) {
+/** Read one connection's events, moving `cursor.after` past each event handled, so a reconnect resumes there. */
+async function readEvents(path, cursor, onEvent, signal) {
   const separator = path.includes("?") ? "&" : "?";
-  const response = await send(`${path}${separator}after=${after}`, { signal });
+  const response = await send(`${path}${separator}after=${cursor.after}`, { signal });
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) return after;
+    if (done) return;
     buffer += value;
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const event = parseEvent(buffer.slice(0, end));
       buffer = buffer.slice(end + 2);
       if (event.data) {
-        after = event.id ?? after;
+        cursor.after = event.id ?? cursor.after;
         onEvent(event.kind, JSON.parse(event.data));
       }
     }
@@ -108,10 +109,10 @@ async function readEvents(path, after, onEvent, signal) {
 /** Follow a server-sent event stream, calling onEvent(kind, event) for each event (a JobEventPublic), until the server ends it
  * (the job finished) or `signal` aborts; a dropped connection is resumed after the last event seen. */
 export async function follow(path, onEvent, signal) {
-  let after = 0;
+  const cursor = { after: 0 };
   while (!signal.aborted) {
     try {
-      after = await readEvents(path, after, onEvent, signal);
+      await readEvents(path, cursor, onEvent, signal);
       return;
     } catch (error) {
       if (signal.aborted || error instanceof ApiError) throw error;
