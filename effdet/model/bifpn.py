@@ -124,10 +124,10 @@ class OpAfterCombine(Composite):
 
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         if not self.conv_bn_act_pattern:
-            x = activation(x, self.act_type)
+            x = activation(x, self.act_type, training)
         x = self.bn(self.conv(x), training=training)
         if self.conv_bn_act_pattern:
-            x = activation(x, self.act_type)
+            x = activation(x, self.act_type, training)
         return x
 
     def get_config(self) -> dict[str, Any]:

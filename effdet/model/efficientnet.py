@@ -99,8 +99,8 @@ class MBConvBlock(Composite):
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         x = inputs
         if self.expand_conv is not None and self.bn0 is not None:
-            x = activation(self.bn0(self.expand_conv(x), training=training), self.act_type)
-        x = activation(self.bn1(self.depthwise_conv(x), training=training), self.act_type)
+            x = activation(self.bn0(self.expand_conv(x), training=training), self.act_type, training)
+        x = activation(self.bn1(self.depthwise_conv(x, training=training), training=training), self.act_type, training)
         if self.se is not None:
             x = self.se(x)
         x = self.bn2(self.project_conv(x), training=training)
@@ -128,7 +128,7 @@ class Stem(Composite):
         self.bn = batch_norm("tpu_batch_normalization")
 
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
-        return activation(self.bn(self.conv(x), training=training), self.act_type)
+        return activation(self.bn(self.conv(x), training=training), self.act_type, training)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "filters": self.filters, "act_type": self.act_type}

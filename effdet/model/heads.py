@@ -91,7 +91,7 @@ class HeadNet(Composite):
             for i in range(self.repeats):
                 residual = x
                 x = self.bns[i][level_index](self.convs[i](x), training=training)
-                x = activation(x, self.act_type)
+                x = activation(x, self.act_type, training)
                 if i > 0 and self.survival_prob:
                     x = drop_connect(x, training, self.survival_prob) + residual
             outputs.append(self.predict(x))
@@ -158,7 +158,7 @@ class SegmentationHead(Composite):
     def call(self, feats: list[tf.Tensor], training: bool = False) -> tf.Tensor:
         x = feats[-1]
         for upsample, bn, skip in zip(self.upsamples, self.bns, reversed(feats[:-1]), strict=True):
-            x = activation(bn(upsample(x), training=training), self.act_type)
+            x = activation(bn(upsample(x), training=training), self.act_type, training)
             x = tf.concat([x, skip], axis=-1)
         return self.classifier(x)
 
